@@ -1,0 +1,20 @@
+"""``none``: no unlearning; the vanilla model is tested as it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
+
+
+@dataclass(frozen=True)
+class NoUnlearningConfig:
+    """Nothing to configure."""
+
+
+class NoUnlearning(UnlearningMethod):
+    name = "none"
+    config_class = NoUnlearningConfig
+
+    def unlearn(self, context: UnlearnContext) -> MethodResult:
+        return MethodResult(context.model, {"note": "no unlearning"})

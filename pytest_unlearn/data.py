@@ -1,0 +1,185 @@
+"""KnowUnDo data: loading the builtin set, a local folder or the hub, and checking it.
+
+A domain's data has four splits: the Unlearn Scope and the Retention Scope, each with a
+train part (used by unlearning) and a val part (the items under test). Knowledge injection
+trains on all four.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UnlearnError
+from .settings import BUILTIN_DATA, DOMAINS
+
+SCOPES = ("unlearn", "retention")
+PARTS = ("train", "val")
+SPLITS = tuple(f"{scope}_{part}" for scope in SCOPES for part in PARTS)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One question and its answer."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One val record under test, with a stable id: domain, scope and index in its split."""
+
+    domain: str
+    scope: str
+    index: int
+    record: Record
+
+    @property
+    def id(self) -> str:
+        return f"{self.domain}-{self.scope}-{self.index:03d}"
+
+    @property
+    def must_forget(self) -> bool:
+        return self.scope == "unlearn"
+
+
+@dataclass(frozen=True)
+class DomainData:
+    """The four splits of one domain, checked, plus where they came from."""
+
+    domain: str
+    source: str
+    splits: dict[str, tuple[Record, ...]]
+
+    def items(self) -> list[Item]:
+        """Every val record of both scopes, in file order: unlearn first, then retention."""
+        return [Item(self.domain, scope, index, record)
+                for scope in SCOPES
+                for index, record in enumerate(self.splits[f"{scope}_val"])]
+
+    def all_records(self) -> list[Record]:
+        """What knowledge injection trains on: train and val of both scopes."""
+        return [record for split in SPLITS for record in self.splits[split]]
+
+    def content_hash(self) -> str:
+        payload = {split: [[r.question, r.answer] for r in self.splits[split]] for split in SPLITS}
+        return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+def load_domain(spec: str, domain: str) -> DomainData:
+    """Load one domain from a data spec already checked by `settings.check_data_spec`."""
+    if domain not in DOMAINS:
+        raise UnlearnError(f"unknown domain {domain!r}; the domains are {', '.join(DOMAINS)}")
+    if spec == BUILTIN_DATA:
+        from . import builtin_data
+
+        raw = builtin_data.generate(domain)
+        return _check(domain, f"builtin:{domain}",
+                      {split: (f"builtin {domain} {split}", raw[split]) for split in SPLITS})
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _load_folder(path, domain)
+    return _load_hub(spec, domain)
+
+
+def load_general_text() -> list[Record]:
+    """Out-of-distribution text (outside both domains) that the project writes itself."""
+    from . import builtin_data
+
+    return _check_records("builtin general text", builtin_data.general_text())
+
+
+def _load_folder(path: Path, domain: str) -> DomainData:
+    folder = path / domain if (path / domain).is_dir() else path
+    if folder == path and path.name in DOMAINS and path.name != domain:
+        raise UnlearnError(
+            f"--unlearn-data={path} holds the {path.name!r} domain (by its name), but the "
+            f"{domain!r} suite asks for {domain!r} data. Run suites/{path.name}, or pass a folder "
+            f"that holds a {domain}/ subfolder.")
+    missing = [f"{split}.json" for split in SPLITS if not (folder / f"{split}.json").is_file()]
+    if missing:
+        raise UnlearnError(
+            f"--unlearn-data={path}: {folder} lacks {', '.join(missing)}. A data folder holds "
+            "unlearn_train.json, unlearn_val.json, retention_train.json and retention_val.json "
+            f"(JSON arrays of {{\"text\", \"labels\"}}), directly or in a {domain}/ subfolder.")
+    raw: dict[str, tuple[str, Any]] = {}
+    for split in SPLITS:
+        file = folder / f"{split}.json"
+        try:
+            raw[split] = (str(file), json.loads(file.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as error:
+            raise UnlearnError(f"{file}: not valid JSON ({error.msg} at line {error.lineno}, "
+                               f"column {error.colno}). Fix or replace the file.") from None
+        except UnicodeDecodeError as error:
+            raise UnlearnError(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})"
+                               ) from None
+    return _check(domain, str(folder.resolve()), raw)
+
+
+def _load_hub(hub_id: str, domain: str) -> DomainData:
+    """The hub layout: config = domain, splits unlearn/retention, ONE row with list columns."""
+    try:
+        from datasets import load_dataset
+    except ImportError as error:  # pragma: no cover - datasets is a dependency
+        raise UnlearnError(f"loading {hub_id} needs the 'datasets' package: {error}") from None
+    raw: dict[str, tuple[str, Any]] = {}
+    for scope in SCOPES:
+        where = f"{hub_id} (config {domain!r}, split {scope!r})"
+        try:
+            rows = load_dataset(hub_id, name=domain, split=scope)
+        except Exception as error:  # network, auth, missing config: all end the same way
+            raise UnlearnError(
+                f"could not load {where}: {type(error).__name__}: {error}. Without network "
+                f"access, download the data once elsewhere (datasets.load_dataset({hub_id!r}, "
+                f"name={domain!r})) and save each split's train/val lists as "
+                f"{{unlearn,retention}}_{{train,val}}.json in a folder, then pass "
+                "--unlearn-data=FOLDER.") from None
+        if len(rows) != 1 or not {"train", "val"} <= set(rows.column_names):
+            raise UnlearnError(f"{where}: expected one row with list columns 'train' and 'val', "
+                               f"got {len(rows)} rows with columns {rows.column_names}")
+        for part in PARTS:
+            raw[f"{scope}_{part}"] = (f"{where}, column {part!r}", rows[0][part])
+    return _check(domain, f"{hub_id}:{domain}", raw)
+
+
+def _check(domain: str, source: str, raw: dict[str, tuple[str, Any]]) -> DomainData:
+    splits = {split: tuple(_check_records(*raw[split])) for split in SPLITS}
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        for index, record in enumerate(splits[split]):
+            where = f"{raw[split][0]}, record {index}"
+            if record.question in seen:
+                raise UnlearnError(
+                    f"{where}: the question {record.question!r} also appears at {seen[record.question]}. "
+                    "Each question must appear once: a duplicate makes one item count twice or "
+                    "puts the same fact in both scopes. Remove one of them.")
+            seen[record.question] = where
+    return DomainData(domain, source, splits)
+
+
+def _check_records(where: str, records: Any) -> list[Record]:
+    if not isinstance(records, list):
+        raise UnlearnError(f"{where}: expected a JSON array of {{\"text\", \"labels\"}} objects, "
+                           f"got {type(records).__name__}")
+    if not records:
+        raise UnlearnError(f"{where}: the split is empty; every split needs at least one record")
+    checked = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise UnlearnError(f"{where}, record {index}: expected an object with 'text' and "
+                               f"'labels', got {type(record).__name__}")
+        for key in ("text", "labels"):
+            if key not in record:
+                raise UnlearnError(f"{where}, record {index}: missing field {key!r} (has: "
+                                   f"{', '.join(map(str, record)) or 'nothing'})")
+            if not isinstance(record[key], str):
+                raise UnlearnError(f"{where}, record {index}: field {key!r} must be a string, got "
+                                   f"{type(record[key]).__name__} {record[key]!r:.60}")
+            if not record[key].strip():
+                raise UnlearnError(f"{where}, record {index}: field {key!r} is empty")
+        checked.append(Record(question=record["text"], answer=record["labels"]))
+    return checked

@@ -1,0 +1,91 @@
+"""The prompt format and tokenization shared by training and scoring.
+
+Text is ``"{question}\\n\\n{answer}"`` with the tokenizer's default special tokens and no
+chat template. The prompt ``question + "\\n\\n"`` and the answer are tokenized separately so
+no token merges across the boundary, and the loss and every metric cover answer tokens only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from .data import Record
+
+IGNORE_INDEX = -100
+SEPARATOR = "\n\n"
+
+
+class TruncationWarning(UserWarning):
+    """An encoded record was longer than the maximum length and lost answer tokens."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of one record and how many of them are the prompt."""
+
+    input_ids: tuple[int, ...]
+    prompt_length: int
+    truncated: bool
+
+    @property
+    def answer_length(self) -> int:
+        return len(self.input_ids) - self.prompt_length
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, record: Record, max_length: int,
+           prefix: str = "") -> Encoded:
+    prompt = tokenizer(prefix + record.question + SEPARATOR, add_special_tokens=True)["input_ids"]
+    answer = tokenizer(record.answer, add_special_tokens=False)["input_ids"]
+    ids = list(prompt) + list(answer)
+    truncated = len(ids) > max_length
+    if len(prompt) >= max_length:
+        from .errors import UnlearnError
+
+        raise UnlearnError(
+            f"the question {record.question[:60]!r} alone is {len(prompt)} tokens, at least the "
+            f"maximum length {max_length}: no answer token would remain. Shorten the question "
+            "or raise max_length.")
+    return Encoded(tuple(ids[:max_length]), len(prompt), truncated)
+
+
+def encode_all(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record], max_length: int,
+               what: str) -> list[Encoded]:
+    """Encode records; truncation is never silent: it is reported as a warning."""
+    encoded = [encode(tokenizer, record, max_length) for record in records]
+    truncated = [record.question for record, enc in zip(records, encoded) if enc.truncated]
+    if truncated:
+        warnings.warn(TruncationWarning(
+            f"{len(truncated)} of {len(records)} {what} records are longer than {max_length} "
+            f"tokens and were truncated (first: {truncated[0][:80]!r}); their tail answer tokens "
+            "are not trained or scored"), stacklevel=2)
+    return encoded
+
+
+def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu",
+            ) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; labels are the ids on answer tokens and IGNORE_INDEX elsewhere."""
+    import torch
+
+    width = max(len(enc.input_ids) for enc in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    for row, enc in enumerate(batch):
+        ids = torch.tensor(enc.input_ids, dtype=torch.long)
+        input_ids[row, : len(ids)] = ids
+        attention[row, : len(ids)] = 1
+        labels[row, enc.prompt_length: len(ids)] = ids[enc.prompt_length:]
+    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
+            "labels": labels.to(device)}
+
+
+def length_buckets(encoded: Sequence[Encoded], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, so padding stays small."""
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i].input_ids), i))
+    return [order[start: start + batch_size] for start in range(0, len(order), batch_size)]

@@ -1,0 +1,108 @@
+"""The interface every unlearning method implements.
+
+A method is a class with a config dataclass. The harness builds the config (the paper's
+defaults, a model-specific preset, then the user's YAML overrides), instantiates the method
+with it, and calls ``unlearn`` once on a freshly loaded vanilla model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .data import Record
+
+
+@dataclass
+class UnlearnContext:
+    """What a method receives.
+
+    ``model`` is the vanilla model (knowledge injected), in training precision on
+    ``device``. Exactly the parameters named in ``trainable`` have ``requires_grad=True``:
+    the LoRA tensors of the injection adapter for a LoRA-injected model, every weight for a
+    fully trained one. A method may train all of them or a subset, and must not touch any
+    other parameter. The harness saves the ``trainable`` tensors after ``unlearn`` returns.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    forget: list[Record]
+    retain: list[Record]
+    general: list[Record]
+    seed: int
+    device: torch.device
+    trainable: list[str]
+    model_family: str
+    domain: str
+    max_length: int = 256
+    progress: Callable[[str], None] = print
+
+
+@dataclass
+class MethodResult:
+    """What a method returns: the unlearned model and a log of what it did (JSON-able)."""
+
+    model: PreTrainedModel
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+class UnlearningMethod:
+    """Base class of a method: set ``name`` and ``config_class``, implement ``unlearn``.
+
+    ``presets`` maps a model family ('tiny', 'llama', 'qwen', ...) to field overrides that
+    the paper's 7B defaults need on other models (learning rates do not transfer).
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def unlearn(self, context: UnlearnContext) -> MethodResult:
+        raise NotImplementedError
+
+
+def make_config(method_class: type[UnlearningMethod], model_family: str,
+                overrides: dict[str, Any] | None = None, source: str = "config") -> Any:
+    """Build a method's config: dataclass defaults, then the family preset, then overrides.
+
+    Unknown keys and values of the wrong type are errors that name the method and the key.
+    """
+    from .errors import UnlearnError
+
+    config_class = method_class.config_class
+    if not dataclasses.is_dataclass(config_class):
+        raise UnlearnError(f"method {method_class.name!r}: config_class must be a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    values: dict[str, Any] = dict(method_class.presets.get(model_family, {}))
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise UnlearnError(
+                f"{source}: method {method_class.name!r} has no config key {key!r}; its keys "
+                f"are: {', '.join(fields)}")
+        default = getattr(config_class(), key)
+        if not _same_kind(default, value):
+            raise UnlearnError(
+                f"{source}: {method_class.name}.{key} = {value!r} has type "
+                f"{type(value).__name__}, expected {type(default).__name__} "
+                f"(like the default {default!r})")
+        values[key] = float(value) if isinstance(default, float) else value
+    return config_class(**values)
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if default is None:
+        return True
+    return isinstance(value, type(default))

@@ -1,0 +1,303 @@
+"""Loading models: the tiny built-in model, hub ids, local folders and .gguf files.
+
+A `ModelSpec` says what the user asked for and yields a fingerprint for cache keys; a
+`ModelHandle` is one model in memory with its tokenizer and the names of its trainable
+tensors.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .errors import UnlearnError
+from .settings import MODEL_ALIASES, TINY_MODEL
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .data import Record
+
+# The tiny model: LLaMA architecture, about 1.4M parameters, built from this config in code.
+TINY_ARCHITECTURE: dict[str, Any] = {
+    "hidden_size": 128,
+    "intermediate_size": 384,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": True,
+}
+TINY_VOCAB_SIZE = 4000
+TINY_SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+                       "unk_token": "<unk>"}
+# Paper Table 7: the injection adapter.
+LORA_SETTINGS: dict[str, Any] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
+                                 "target_modules": "all-linear"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What --model names: 'tiny', a hub id (aliases resolved), a folder or a .gguf file."""
+
+    requested: str
+    kind: str  # "tiny" | "hub" | "folder" | "gguf"
+    location: str
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        if spec == TINY_MODEL:
+            return cls(spec, "tiny", TINY_MODEL)
+        if spec in MODEL_ALIASES:
+            return cls(spec, "hub", MODEL_ALIASES[spec])
+        path = Path(spec).expanduser()
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return cls(spec, "gguf", str(path.resolve()))
+        if path.is_dir():
+            return cls(spec, "folder", str(path.resolve()))
+        return cls(spec, "hub", spec)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.kind == "tiny"
+
+    @property
+    def family(self) -> str:
+        """Which model family's presets apply: the paper's two models, tiny, or other."""
+        if self.is_tiny:
+            return "tiny"
+        name = self.location.lower()
+        if "llama-2" in name:
+            return "llama2"
+        if "qwen1.5" in name:
+            return "qwen1.5"
+        return "other"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the starting weights, for cache keys."""
+        if self.is_tiny:
+            return {"kind": "tiny", "architecture": TINY_ARCHITECTURE,
+                    "vocab_size": TINY_VOCAB_SIZE}
+        if self.kind == "hub":
+            return {"kind": "hub", "id": self.location, "revision": _hub_revision(self.location)}
+        return {"kind": self.kind, "files": _file_fingerprints(Path(self.location))}
+
+
+@dataclass
+class ModelHandle:
+    """One model in memory, with what the harness needs to know about it."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    spec: ModelSpec
+    trainable: list[str]
+    cache_key: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pad_id(self) -> int:
+        return pad_token_id(self.tokenizer)
+
+    def release(self) -> None:
+        """Drop the model and return its memory, so the next one fits."""
+        import torch
+
+        self.model = None  # type: ignore[assignment]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def resolve_device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UnlearnError("--unlearn-device=cuda, but torch sees no CUDA device; use "
+                           "--unlearn-device=cpu or install a CUDA build of torch")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UnlearnError("--unlearn-device=mps, but MPS is not available; use "
+                           "--unlearn-device=cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' is float32 on CPU (bf16 is several times slower there) and bfloat16 on a GPU."""
+    import torch
+
+    if name == "auto":
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+# --- the tiny model ------------------------------------------------------------------------
+
+
+def train_tiny_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerBase:
+    """A byte-level BPE tokenizer trained offline on the given texts; adds BOS like Llama."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(TINY_SPECIAL_TOKENS.values())
+    backend = Tokenizer(models.BPE(unk_token=TINY_SPECIAL_TOKENS["unk_token"]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    backend.train_from_iterator(list(texts), trainer=trainer)
+    bos = TINY_SPECIAL_TOKENS["bos_token"]
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, backend.token_to_id(bos))])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **TINY_SPECIAL_TOKENS)
+
+
+def tokenizer_texts(records: Iterable[Record]) -> list[str]:
+    from .encoding import SEPARATOR
+
+    return [record.question + SEPARATOR + record.answer for record in records]
+
+
+def build_tiny_model(tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=pad_token_id(tokenizer), **TINY_ARCHITECTURE)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def tiny_from_files(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Rebuild a cached tiny model's skeleton (weights are loaded by the caller)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"),
+                                        **TINY_SPECIAL_TOKENS)
+    config = LlamaConfig.from_dict(json.loads((folder / "model_config.json").read_text()))
+    return LlamaForCausalLM(config), tokenizer
+
+
+# --- pretrained models ---------------------------------------------------------------------
+
+
+def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
+                    trust_remote_code: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a hub, folder or .gguf model onto ``device`` in ``dtype``; errors say how to fix."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    source = spec.location
+    if spec.kind == "gguf":
+        path = Path(spec.location)
+        source, kwargs["gguf_file"] = str(path.parent), path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, device_map={"": str(device)} if device.type != "cpu" else None,
+            **kwargs)
+    except Exception as error:
+        raise UnlearnError(_load_failure(spec, error)) from None
+    if device.type == "cpu":
+        model = model.to(device)
+    return model, tokenizer
+
+
+def _load_failure(spec: ModelSpec, error: Exception) -> str:
+    what = f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): " \
+           f"{type(error).__name__}: {str(error)[:400]}"
+    if spec.kind == "hub":
+        return (what + ". Without network access, download it once elsewhere "
+                "(huggingface-cli download " + spec.location + ") and pass the local folder as "
+                "--model=FOLDER, or set HF_HOME to a cache that holds it.")
+    if spec.kind == "gguf":
+        return what + ". Is the file a complete GGUF model? Loading GGUF needs the 'gguf' package."
+    return what + ". A model folder needs config.json, tokenizer files and weights."
+
+
+def attach_lora(model: PreTrainedModel) -> PreTrainedModel:
+    """Wrap a model with a fresh LoRA adapter (paper Table 7 settings)."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA_SETTINGS))
+
+
+def lora_tensor_names(model: PreTrainedModel) -> list[str]:
+    return [name for name, _ in model.named_parameters() if "lora_" in name]
+
+
+def all_tensor_names(model: PreTrainedModel) -> list[str]:
+    return [name for name, _ in model.named_parameters()]
+
+
+def set_trainable(model: PreTrainedModel, names: Iterable[str]) -> None:
+    """Exactly the named parameters require grad; every other parameter is frozen."""
+    wanted = set(names)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in wanted)
+
+
+def get_tensors(model: PreTrainedModel, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    parameters = dict(model.named_parameters())
+    return {name: parameters[name].detach().to("cpu").contiguous().clone() for name in names}
+
+
+def put_tensors(model: PreTrainedModel, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Copy saved tensors into the model; every name and shape must match."""
+    import torch
+
+    parameters = dict(model.named_parameters())
+    unknown = sorted(set(tensors) - set(parameters))
+    if unknown:
+        raise UnlearnError(f"{where}: the model has no tensor {unknown[0]!r} "
+                           f"({len(unknown)} unknown); the cache entry does not fit this model")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if parameters[name].shape != tensor.shape:
+                raise UnlearnError(f"{where}: tensor {name!r} has shape {tuple(tensor.shape)}, "
+                                   f"the model expects {tuple(parameters[name].shape)}")
+            parameters[name].copy_(tensor.to(parameters[name].device, parameters[name].dtype))
+
+
+def _hub_revision(hub_id: str) -> str:
+    """The commit a hub id resolves to locally (None-able offline before any download)."""
+    try:
+        from transformers import AutoConfig
+
+        return str(getattr(AutoConfig.from_pretrained(hub_id), "_commit_hash", None) or "unknown")
+    except Exception:
+        return "unresolved"
+
+
+def _file_fingerprints(path: Path) -> list[list[Any]]:
+    """Name, size and hashes of the first and last MiB of each file: cheap for 7B weights."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    fingerprints = []
+    for file in files:
+        size = file.stat().st_size
+        digest = hashlib.sha256()
+        with file.open("rb") as handle:
+            digest.update(handle.read(1 << 20))
+            if size > 2 << 20:
+                handle.seek(-(1 << 20), 2)
+                digest.update(handle.read(1 << 20))
+        name = file.name if path.is_file() else str(file.relative_to(path))
+        fingerprints.append([name, size, digest.hexdigest()])
+    return fingerprints

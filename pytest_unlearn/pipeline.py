@@ -1,0 +1,240 @@
+"""Builds the models that the fixtures hand out, through the cache.
+
+vanilla   = the starting model with the domain's knowledge injected (paper Table 7): full
+            training for the tiny model, a LoRA adapter for pretrained ones.
+unlearned = the vanilla model after one method ran on the domain's train splits.
+
+Each is cached under a key of everything that determines it; a second identical run
+loads instead of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import __version__
+from .cache import ModelCache, cache_key, load_tensors, save_tensors
+from .data import DomainData, Record, load_general_text
+from .encoding import encode_all
+from .method import UnlearnContext, UnlearningMethod
+from .models import (ModelHandle, ModelSpec, all_tensor_names, attach_lora, build_tiny_model,
+                     get_tensors, load_pretrained, lora_tensor_names, pad_token_id, put_tensors,
+                     resolve_device, resolve_dtype, set_trainable, tiny_from_files,
+                     tokenizer_texts, train_tiny_tokenizer)
+from .scoring import score
+from .settings import Settings
+from .training import TrainSettings, Trainer, answer_nll
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+MAX_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    """How knowledge is injected. The tiny model trains until it recalls (almost) every
+    answer token; LoRA injection follows paper Table 7 per domain."""
+
+    tiny: TrainSettings = TrainSettings(lr=1e-3, epochs=60, batch_size=16, grad_accum=1,
+                                        weight_decay=0.0, warmup_ratio=0.0, scheduler="constant")
+    tiny_target_token_accuracy: float = 0.999
+    lora_privacy: TrainSettings = TrainSettings(lr=1e-4, epochs=10, batch_size=16, grad_accum=4,
+                                                weight_decay=1e-4, warmup_ratio=0.0,
+                                                micro_batch_size=4)
+    lora_copyright: TrainSettings = TrainSettings(lr=3e-4, epochs=20, batch_size=16,
+                                                  grad_accum=4, weight_decay=1e-4,
+                                                  warmup_ratio=0.0, micro_batch_size=4)
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    versions = {"python": platform.python_version(), "pytest_unlearn": __version__}
+    for name in ("torch", "transformers", "peft", "tokenizers", "safetensors"):
+        versions[name] = version(name)
+    return versions
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, cache: ModelCache,
+                 progress: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.progress = progress
+        self.spec = ModelSpec.parse(settings.model)
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.injection = InjectionConfig()
+        self._general: list[Record] | None = None
+
+    @property
+    def general_text(self) -> list[Record]:
+        if self._general is None:
+            self._general = load_general_text()
+        return self._general
+
+    # --- vanilla ---------------------------------------------------------------------------
+
+    def vanilla_payload(self, data: DomainData) -> dict[str, Any]:
+        return {
+            "kind": "vanilla",
+            "model": self.spec.fingerprint(),
+            "data": data.content_hash(),
+            "domain": data.domain,
+            "inject": self.settings.inject,
+            "injection": dataclasses.asdict(self.injection) if self.settings.inject != "never"
+            else None,
+            "seed": self.settings.seed,
+            "dtype": str(self.dtype),
+            "versions": library_versions(),
+        }
+
+    def load_vanilla(self, data: DomainData) -> ModelHandle:
+        payload = self.vanilla_payload(data)
+        if not self.spec.is_tiny and self.settings.inject == "never":
+            model, tokenizer = self._load_base()
+            return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload),
+                               {"injected": False})
+        path, built = self.cache.get_or_build("vanilla", payload,
+                                              lambda folder: self._build_vanilla(data, folder))
+        handle = self._vanilla_from_entry(path, cache_key(payload))
+        handle.info.update(json.loads((path / "injection.json").read_text()))
+        handle.info["built_now"] = built
+        return handle
+
+    def _build_vanilla(self, data: DomainData, folder: Path) -> None:
+        if self.spec.is_tiny:
+            tokenizer = train_tiny_tokenizer(
+                tokenizer_texts(data.all_records() + self.general_text))
+            model = build_tiny_model(tokenizer, self.settings.seed).to(self.device, self.dtype)
+            trainable = all_tensor_names(model)
+            tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+            (folder / "model_config.json").write_text(model.config.to_json_string())
+        else:
+            base, tokenizer = self._load_base()
+            model = attach_lora(base)
+            trainable = lora_tensor_names(model)
+        log: dict[str, Any] = {"injected": False}
+        if self.settings.inject != "never":
+            log = self._inject(model, tokenizer, trainable, data)
+        save_tensors(folder / "weights.safetensors", get_tensors(model, trainable))
+        (folder / "injection.json").write_text(json.dumps(log, indent=1))
+
+    def _inject(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                trainable: list[str], data: DomainData) -> dict[str, Any]:
+        records = data.all_records()
+        encoded = encode_all(tokenizer, records, MAX_LENGTH, f"{data.domain} injection")
+        pad = pad_token_id(tokenizer)
+        set_trainable(model, trainable)
+
+        if self.spec.is_tiny:
+            settings = self.injection.tiny
+            target = self.injection.tiny_target_token_accuracy
+        else:
+            settings = (self.injection.lora_privacy if data.domain == "privacy"
+                        else self.injection.lora_copyright)
+            target = None
+        accuracy: dict[str, float] = {}
+
+        def reached_target(epoch: int) -> bool:
+            if target is None or (epoch + 1) % 2:
+                return False
+            scores = score(model, encoded, pad)
+            accuracy["token"] = sum(s.token_accuracy for s in scores) / len(scores)
+            self.progress(f"inject {data.domain}: epoch {epoch + 1} token accuracy "
+                          f"{accuracy['token']:.4f} (target {target})")
+            return accuracy["token"] >= target
+
+        trainer = Trainer(model, encoded, lambda batch: answer_nll(model, batch, pad), settings,
+                          self.settings.seed, f"inject {data.domain}", self.progress)
+        log = trainer.run(after_epoch=reached_target)
+        scores = score(model, encoded, pad)
+        final_accuracy = sum(s.token_accuracy for s in scores) / len(scores)
+        exact = sum(s.token_accuracy == 1.0 for s in scores) / len(scores)
+        return {"injected": True, "records": len(records), "train_log": log.to_dict(),
+                "token_accuracy": final_accuracy, "exact_share": exact,
+                "settings": dataclasses.asdict(settings)}
+
+    def _vanilla_from_entry(self, path: Path, key: str) -> ModelHandle:
+        tensors = load_tensors(path / "weights.safetensors")
+        if self.spec.is_tiny:
+            model, tokenizer = tiny_from_files(path)
+            model = model.to(self.device, self.dtype)
+        else:
+            base, tokenizer = self._load_base()
+            model = attach_lora(base)
+        put_tensors(model, tensors, f"cache entry {path}")
+        model.eval()
+        return ModelHandle(model, tokenizer, self.spec, sorted(tensors), key, {})
+
+    def _load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        self.progress(f"loading {self.spec.requested} ({self.spec.location})")
+        return load_pretrained(self.spec, self.device, self.dtype,
+                               self.settings.trust_remote_code)
+
+    # --- unlearned -------------------------------------------------------------------------
+
+    def load_unlearned(self, data: DomainData, method_name: str,
+                       method_class: type[UnlearningMethod], config: Any) -> ModelHandle:
+        """Load (or build, then cache) the model after ``method_name`` ran on it."""
+        vanilla_payload = self.vanilla_payload(data)
+        payload = {"kind": "unlearned", "vanilla": cache_key(vanilla_payload),
+                   "method": method_name, "method_class": f"{method_class.__module__}."
+                   f"{method_class.__qualname__}", "method_version": method_class.version,
+                   "config": dataclasses.asdict(config), "seed": self.settings.seed,
+                   "versions": library_versions()}
+        built: dict[str, Any] = {}
+
+        def build(folder: Path) -> None:
+            built.update(self._build_unlearned(data, method_name, method_class, config, folder))
+
+        path, built_now = self.cache.get_or_build("unlearned", payload, build)
+        handle = built.pop("handle", None)
+        if handle is None:
+            handle = self.load_vanilla(data)
+            self._prepare_trainable(handle)
+            put_tensors(handle.model, load_tensors(path / "weights.safetensors"),
+                        f"cache entry {path}")
+            handle.model.eval()
+        handle.cache_key = cache_key(payload)
+        handle.info.update({"method": method_name, "built_now": built_now,
+                            "cache_entry": str(path),
+                            "method_log": json.loads((path / "method_log.json").read_text())})
+        return handle
+
+    def _build_unlearned(self, data: DomainData, method_name: str,
+                         method_class: type[UnlearningMethod], config: Any,
+                         folder: Path) -> dict[str, Any]:
+        handle = self.load_vanilla(data)
+        self._prepare_trainable(handle)
+        context = UnlearnContext(
+            model=handle.model, tokenizer=handle.tokenizer,
+            forget=list(data.splits["unlearn_train"]), retain=list(data.splits["retention_train"]),
+            general=self.general_text, seed=self.settings.seed, device=self.device,
+            trainable=list(handle.trainable), model_family=self.spec.family,
+            domain=data.domain, max_length=MAX_LENGTH, progress=self.progress)
+        self.progress(f"unlearn {data.domain}: {method_name}")
+        result = method_class(config).unlearn(context)
+        handle.model = result.model
+        handle.model.eval()
+        save_tensors(folder / "weights.safetensors", get_tensors(handle.model, handle.trainable))
+        (folder / "method_config.json").write_text(
+            json.dumps({"method": method_name, "config": dataclasses.asdict(config)}, indent=1))
+        (folder / "method_log.json").write_text(json.dumps(result.log, indent=1, default=str))
+        return {"handle": handle}
+
+    def _prepare_trainable(self, handle: ModelHandle) -> None:
+        """A model without injected LoRA (inject=never) gets a fresh adapter to train."""
+        if not handle.trainable:
+            import torch
+
+            torch.manual_seed(self.settings.seed)
+            handle.model = attach_lora(handle.model)
+            handle.trainable = lora_tensor_names(handle.model)
+        set_trainable(handle.model, handle.trainable)

@@ -1,0 +1,163 @@
+"""Turning item outcomes into the run's metrics: the table, the JSON report, JUnit properties.
+
+Every number here is computed from what the item tests reported: Unlearn Success is the pass
+rate of the unlearn-scope tests, Retention Success that of the retention-scope tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+# Keys the item fixture writes into each test's user_properties.
+PROPERTY_KEYS = ("unlearn_method", "unlearn_domain", "unlearn_scope", "unlearn_item",
+                 "token_accuracy", "recalled", "mean_logprob", "answer_tokens", "model_cache_key")
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    method: str
+    domain: str
+    scope: str
+    item: str
+    outcome: str  # "passed" | "failed" | "error"
+    token_accuracy: float | None
+    mean_logprob: float | None
+    model_cache_key: str | None
+
+    @classmethod
+    def from_properties(cls, properties: dict[str, Any], outcome: str) -> ItemOutcome:
+        token_accuracy = properties.get("token_accuracy")
+        mean_logprob = properties.get("mean_logprob")
+        return cls(method=str(properties["unlearn_method"]),
+                   domain=str(properties["unlearn_domain"]),
+                   scope=str(properties["unlearn_scope"]),
+                   item=str(properties["unlearn_item"]), outcome=outcome,
+                   token_accuracy=None if token_accuracy is None else float(token_accuracy),
+                   mean_logprob=None if mean_logprob is None else float(mean_logprob),
+                   model_cache_key=properties.get("model_cache_key"))
+
+
+def summarize(outcomes: Iterable[ItemOutcome]) -> list[dict[str, Any]]:
+    """One row per (method, domain), in first-seen order, with the paper's Table 2 columns."""
+    groups: dict[tuple[str, str], list[ItemOutcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault((outcome.method, outcome.domain), []).append(outcome)
+    rows = []
+    for (method, domain), group in groups.items():
+        unlearn = [o for o in group if o.scope == "unlearn"]
+        retention = [o for o in group if o.scope == "retention"]
+        unlearn_success = _pass_rate(unlearn)
+        retention_success = _pass_rate(retention)
+        rows.append({
+            "method": method,
+            "domain": domain,
+            "unlearn_items": len(unlearn),
+            "retention_items": len(retention),
+            "errors": sum(o.outcome == "error" for o in group),
+            "unlearn_success": unlearn_success,
+            "retention_success": retention_success,
+            "avg_success": _mean([unlearn_success, retention_success]),
+            "unlearn_success_token": _complement(_mean([o.token_accuracy for o in unlearn])),
+            "retention_success_token": _mean([o.token_accuracy for o in retention]),
+            "unlearn_ppl": _perplexity([o.mean_logprob for o in unlearn]),
+            "retention_ppl": _perplexity([o.mean_logprob for o in retention]),
+            "model_cache_key": next((o.model_cache_key for o in group if o.model_cache_key),
+                                    None),
+        })
+    return rows
+
+
+COLUMNS = (("method", "method", "{}"), ("domain", "domain", "{}"),
+           ("unlearn_success", "Unlearn Succ", "{:.2f}"),
+           ("retention_success", "Retention Succ", "{:.2f}"),
+           ("avg_success", "Avg Succ", "{:.2f}"),
+           ("unlearn_success_token", "UL Succ (tok)", "{:.2f}"),
+           ("retention_success_token", "RT Succ (tok)", "{:.2f}"),
+           ("unlearn_ppl", "UL PPL", "{:.2f}"), ("retention_ppl", "RT PPL", "{:.2f}"),
+           ("unlearn_items", "n UL", "{}"), ("retention_items", "n RT", "{}"))
+PERCENT = {"unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
+           "retention_success_token"}
+
+
+def format_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The summary table, successes in percent like the paper's Table 2."""
+    header = [title for _, title, _ in COLUMNS]
+    body = []
+    for row in rows:
+        cells = []
+        for key, _, fmt in COLUMNS:
+            value = row.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("-")
+            else:
+                cells.append(fmt.format(value * 100 if key in PERCENT else value))
+        body.append(cells)
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
+    lines = ["  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
+                       for i, (cell, width) in enumerate(zip(cells, widths)))
+             for cells in [header, *body]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return lines
+
+
+def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Flat (name, value) pairs for the JUnit <properties> of the test suite."""
+    properties = []
+    for row in summary["rows"]:
+        prefix = f"unlearn.{row['method']}.{row['domain']}"
+        for key, value in row.items():
+            if key not in ("method", "domain"):
+                properties.append((f"{prefix}.{key}", _text(value)))
+    return properties
+
+
+def write_json(path: Path, summary: dict[str, Any]) -> None:
+    """Strict JSON: a metric with no items (NaN) is written as null."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_strict(summary), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def outcomes_as_dicts(outcomes: Iterable[ItemOutcome]) -> list[dict[str, Any]]:
+    return [asdict(outcome) for outcome in outcomes]
+
+
+def _pass_rate(outcomes: list[ItemOutcome]) -> float:
+    """Share of tests that passed; an errored test counts as not passed."""
+    if not outcomes:
+        return math.nan
+    return sum(o.outcome == "passed" for o in outcomes) / len(outcomes)
+
+
+def _mean(values: Iterable[float | None]) -> float:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(present) / len(present) if present else math.nan
+
+
+def _complement(value: float) -> float:
+    return math.nan if math.isnan(value) else 1.0 - value
+
+
+def _perplexity(mean_logprobs: list[float | None]) -> float:
+    from .scoring import perplexity
+
+    return perplexity([v for v in mean_logprobs if v is not None])
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(each) for key, each in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(each) for each in value]
+    return value

@@ -1,0 +1,272 @@
+"""Command-line options and ini keys of the plugin, parsed and checked before any test runs.
+
+Nothing heavy is imported here: this module is loaded by every pytest run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import UnlearnError
+
+DOMAINS = ("privacy", "copyright")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+INJECT_MODES = ("auto", "never")
+
+# Short names for the models of the paper; anything else is a hub id or a local path.
+MODEL_ALIASES: dict[str, str] = {
+    "qwen1.5-7b": "Qwen/Qwen1.5-7B-Chat",
+    "llama2-7b": "meta-llama/Llama-2-7b-chat-hf",
+}
+TINY_MODEL = "tiny"
+BUILTIN_DATA = "builtin"
+KNOWUNDO_HUB_ID = "zjunlp/KnowUnDo"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One plugin option: its flags, ini key, default and help text."""
+
+    dest: str
+    flags: tuple[str, ...]
+    default: str
+    help: str
+    ini_type: str = "string"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("unlearn_method", ("--unlearn-method",), "none",
+           "unlearning method(s), comma-separated; 'none' is the vanilla model"),
+    Option("unlearn_model", ("--model", "--unlearn-model"), TINY_MODEL,
+           "model: alias (" + ", ".join(MODEL_ALIASES) + "), hub id, local folder, "
+           "local .gguf file, or 'tiny'"),
+    Option("unlearn_data", ("--unlearn-data",), BUILTIN_DATA,
+           f"KnowUnDo data: hub id ({KNOWUNDO_HUB_ID}), local folder with "
+           "{unlearn,retention}_{train,val}.json, or 'builtin'"),
+    Option("unlearn_cache_dir", ("--unlearn-cache-dir",), "",
+           "where built models are cached (default: $XDG_CACHE_HOME/pytest-unlearn)"),
+    Option("unlearn_device", ("--unlearn-device",), "auto", "device: " + ", ".join(DEVICES)),
+    Option("unlearn_dtype", ("--unlearn-dtype",), "auto",
+           "dtype: " + ", ".join(DTYPES) + " (auto: float32 on CPU, bfloat16 on GPU)"),
+    Option("unlearn_seed", ("--unlearn-seed",), "0", "random seed of injection and unlearning"),
+    Option("unlearn_criterion", ("--unlearn-criterion",), "exact",
+           "when an answer counts as recalled: 'exact' (every answer token is the argmax) "
+           "or 'token>=T' (token accuracy at least T, 0 < T <= 1)"),
+    Option("unlearn_inject", ("--unlearn-inject",), "auto",
+           "knowledge injection before unlearning: 'auto' (inject, cached) or 'never' "
+           "(the model already holds the knowledge, e.g. a release candidate)"),
+    Option("unlearn_json", ("--unlearn-json",), "", "write the metrics report as JSON to this path"),
+    Option("unlearn_config", ("--unlearn-config",), "",
+           "YAML file with one section per method that overrides its config fields"),
+    Option("unlearn_trust_remote_code", ("--unlearn-trust-remote-code",), "false",
+           "allow a hub model to run its own code (off unless you pass this)", "bool"),
+    Option("unlearn_rebuild", ("--unlearn-rebuild",), "false",
+           "ignore cached models and build them again", "bool"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved, validated settings of one run."""
+
+    methods: tuple[str, ...]
+    model: str
+    data: str
+    cache_dir: Path
+    device: str
+    dtype: str
+    seed: int
+    criterion: str
+    inject: str
+    json_path: Path | None
+    config_path: Path | None
+    trust_remote_code: bool
+    rebuild: bool
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def recall_threshold(self) -> float:
+        """Token accuracy an answer needs to count as recalled (1.0 for 'exact')."""
+        return parse_criterion(self.criterion)
+
+    def header_lines(self) -> list[str]:
+        model = self.model
+        if model in MODEL_ALIASES:
+            model = f"{model} ({MODEL_ALIASES[model]})"
+        return [
+            f"unlearn: methods={','.join(self.methods)} model={model} data={self.data}",
+            f"unlearn: criterion={self.criterion} inject={self.inject} seed={self.seed} "
+            f"device={self.device} dtype={self.dtype} cache={self.cache_dir}",
+        ]
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("unlearn", "LLM unlearning (KnowUnDo)")
+    for option in OPTIONS:
+        if option.ini_type == "bool":
+            group.addoption(*option.flags, dest=option.dest, action="store_true", default=None,
+                            help=f"{option.help} (ini: {option.dest})")
+        else:
+            group.addoption(*option.flags, dest=option.dest, default=None, metavar="VALUE",
+                            help=f"{option.help} (default: {option.default or 'see above'}; "
+                                 f"ini: {option.dest})")
+        parser.addini(option.dest, option.help, type=option.ini_type if option.ini_type == "bool"
+                      else "string", default=_ini_default(option))
+
+
+def _ini_default(option: Option) -> Any:
+    return option.default.lower() == "true" if option.ini_type == "bool" else option.default
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Read every option (command line first, then ini, then default) and check it."""
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        cli_value = config.getoption(option.dest)
+        if cli_value is not None:
+            raw[option.dest], sources[option.dest] = cli_value, "command line"
+        else:
+            raw[option.dest], sources[option.dest] = config.getini(option.dest), "ini"
+    rootdir = Path(str(config.rootpath))
+    try:
+        return _build(raw, sources, rootdir)
+    except UnlearnError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Settings:
+    methods = tuple(name.strip() for name in str(raw["unlearn_method"]).split(",") if name.strip())
+    if not methods:
+        raise UnlearnError("--unlearn-method is empty: name at least one method, e.g. 'none' or "
+                           "'gradient_ascent'")
+    parse_criterion(str(raw["unlearn_criterion"]))
+    return Settings(
+        methods=methods,
+        model=check_model_spec(str(raw["unlearn_model"]).strip()),
+        data=check_data_spec(str(raw["unlearn_data"]).strip()),
+        cache_dir=_cache_dir(str(raw["unlearn_cache_dir"]).strip(), sources, rootdir),
+        device=_choice("--unlearn-device", str(raw["unlearn_device"]), DEVICES),
+        dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
+        seed=_seed(str(raw["unlearn_seed"])),
+        criterion=str(raw["unlearn_criterion"]).strip(),
+        inject=_choice("--unlearn-inject", str(raw["unlearn_inject"]), INJECT_MODES),
+        json_path=Path(raw["unlearn_json"]).expanduser() if raw["unlearn_json"] else None,
+        config_path=_existing_file("--unlearn-config", str(raw["unlearn_config"])),
+        trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
+        rebuild=bool(raw["unlearn_rebuild"]),
+        sources=sources,
+    )
+
+
+def parse_criterion(text: str) -> float:
+    """'exact' -> 1.0; 'token>=0.9' -> 0.9. Anything else is an error."""
+    text = text.strip()
+    if text == "exact":
+        return 1.0
+    match = re.fullmatch(r"token>=([0-9]*\.?[0-9]+)", text)
+    if match and 0.0 < float(match.group(1)) <= 1.0:
+        return float(match.group(1))
+    raise UnlearnError(
+        f"--unlearn-criterion={text!r} is not a criterion: use 'exact' (every answer token is "
+        "the model's argmax) or 'token>=T' with 0 < T <= 1, e.g. 'token>=0.9'")
+
+
+def check_model_spec(spec: str) -> str:
+    """Accept an alias, 'tiny', an existing folder or .gguf file, or an owner/name hub id."""
+    if spec in MODEL_ALIASES or spec == TINY_MODEL:
+        return spec
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return spec
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return spec
+        raise UnlearnError(
+            f"--model={spec!r} is a file but not a .gguf file: pass a model folder (with "
+            "config.json), a .gguf file, a hub id, or one of: " + _model_choices())
+    if path.suffix.lower() == ".gguf":
+        raise UnlearnError(f"--model={spec!r}: no such .gguf file (looked in {Path.cwd()})")
+    if _HUB_ID.match(spec) and not spec.startswith("."):
+        return spec
+    raise UnlearnError(
+        f"unknown model {spec!r}{_did_you_mean(spec, [*MODEL_ALIASES, TINY_MODEL])}: it is not an "
+        "alias, not a local folder or .gguf file, and not a hub id of the form owner/name. "
+        "Available aliases: " + _model_choices())
+
+
+def check_data_spec(spec: str) -> str:
+    """Accept 'builtin', an existing folder, or an owner/name hub id."""
+    if spec == BUILTIN_DATA:
+        return spec
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return spec
+    if path.exists():
+        raise UnlearnError(
+            f"--unlearn-data={spec!r} is a file; pass the folder that holds "
+            "unlearn_train.json, unlearn_val.json, retention_train.json and retention_val.json")
+    if _HUB_ID.match(spec) and not spec.startswith("."):
+        return spec
+    raise UnlearnError(
+        f"unknown dataset {spec!r}{_did_you_mean(spec, [BUILTIN_DATA, KNOWUNDO_HUB_ID])}: no such "
+        f"folder (looked in {Path.cwd()}) and not a hub id of the form owner/name. Available: "
+        f"'{BUILTIN_DATA}' (data the plugin writes itself), '{KNOWUNDO_HUB_ID}' (the hub), or a "
+        "folder with {unlearn,retention}_{train,val}.json")
+
+
+def _model_choices() -> str:
+    aliases = ", ".join(f"{alias} ({hub_id})" for alias, hub_id in MODEL_ALIASES.items())
+    return f"{aliases}, {TINY_MODEL} (a small model built in code, for CPU runs)"
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    value = value.strip()
+    if value not in choices:
+        raise UnlearnError(f"{flag}={value!r}{_did_you_mean(value, list(choices))} is not one of: "
+                           + ", ".join(choices))
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise UnlearnError(f"--unlearn-seed={text!r} is not an integer") from None
+    if seed < 0:
+        raise UnlearnError(f"--unlearn-seed={seed} must be zero or positive")
+    return seed
+
+
+def _existing_file(flag: str, text: str) -> Path | None:
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UnlearnError(f"{flag}={text!r}: no such file (looked in {Path.cwd()})")
+    return path
+
+
+def _cache_dir(text: str, sources: dict[str, str], rootdir: Path) -> Path:
+    if not text:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "pytest-unlearn"
+    path = Path(text).expanduser()
+    # An ini value is relative to the project, like pytest's own cache_dir.
+    if not path.is_absolute() and sources.get("unlearn_cache_dir") == "ini":
+        path = rootdir / path
+    return path.resolve()

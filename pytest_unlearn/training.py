@@ -1,0 +1,180 @@
+"""The training loop shared by knowledge injection and every unlearning method.
+
+Losses are averaged per item, as the reference does with batch 1 and gradient accumulation:
+each optimizer step sees ``items_per_step`` items, processed in micro-batches for memory,
+and the step's loss is the mean over those items of each item's own loss. AdamW, a cosine
+schedule with linear warmup, and a hard stop on a loss that is not finite.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Generic, Sequence, TypeVar
+
+from .encoding import Encoded, collate
+from .errors import UnlearnError
+from .scoring import per_item_nll
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+Example = TypeVar("Example")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimizer and schedule. ``batch_size * grad_accum`` items make one optimizer step.
+
+    The defaults are the paper's baseline unlearning settings (2 epochs, batch 1,
+    accumulation 16, lr 5e-5, cosine, 3% warmup). A method's config dataclass inherits
+    these fields, so its YAML section can override any of them.
+    """
+
+    lr: float = 5e-5
+    epochs: int = 2
+    batch_size: int = 1
+    grad_accum: int = 16
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    scheduler: str = "cosine"
+    micro_batch_size: int = 16
+    shuffle: bool = True
+
+    @property
+    def items_per_step(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def check(self, where: str) -> None:
+        problems = []
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0 (got {self.lr})")
+        for name in ("epochs", "batch_size", "grad_accum", "micro_batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if self.scheduler not in ("cosine", "constant"):
+            problems.append(f"scheduler must be 'cosine' or 'constant' (got {self.scheduler!r})")
+        if problems:
+            raise UnlearnError(f"{where}: " + "; ".join(problems))
+
+
+@dataclass
+class TrainLog:
+    steps: int = 0
+    epochs_run: int = 0
+    losses: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "epochs_run": self.epochs_run,
+                "first_loss": self.losses[0] if self.losses else None,
+                "last_loss": self.losses[-1] if self.losses else None,
+                "mean_step_seconds": (sum(self.step_seconds) / len(self.step_seconds)
+                                      if self.step_seconds else None),
+                "stopped_early": self.stopped_early}
+
+
+def answer_nll(model: PreTrainedModel, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:
+    """Mean answer-token NLL of each encoded record of ``batch``, with gradients."""
+    device = next(model.parameters()).device
+    inputs = collate(batch, pad_id, device)
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    return per_item_nll(logits, inputs["labels"])
+
+
+class Trainer(Generic[Example]):
+    """Runs ``settings.epochs`` epochs over ``examples``; ``item_losses`` maps a micro-batch
+    to one loss per item (shape ``(len(batch),)``)."""
+
+    def __init__(self, model: PreTrainedModel, examples: Sequence[Example],
+                 item_losses: Callable[[list[Example]], torch.Tensor],
+                 settings: TrainSettings, seed: int, stage: str,
+                 progress: Callable[[str], None] | None = None) -> None:
+        if not examples:
+            raise UnlearnError(f"{stage}: nothing to train on (no examples)")
+        settings.check(stage)
+        self.model = model
+        self.examples = list(examples)
+        self.item_losses = item_losses
+        self.settings = settings
+        self.seed = seed
+        self.stage = stage
+        self.progress = progress or (lambda message: None)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.examples) / self.settings.items_per_step)
+
+    def run(self, after_epoch: Callable[[int], bool] | None = None) -> TrainLog:
+        """Train; ``after_epoch(epoch)`` returning True stops early (e.g. target reached)."""
+        import torch
+        from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+        settings = self.settings
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        if not parameters:
+            raise UnlearnError(f"{self.stage}: the model has no trainable parameter")
+        optimizer = torch.optim.AdamW(parameters, lr=settings.lr,
+                                      weight_decay=settings.weight_decay)
+        total = self.steps_per_epoch * settings.epochs
+        warmup = math.ceil(settings.warmup_ratio * total)
+        if settings.scheduler == "cosine":
+            schedule = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+        else:
+            schedule = get_constant_schedule_with_warmup(optimizer, warmup)
+        order_rng = random.Random(self.seed)
+        torch.manual_seed(self.seed)
+        log = TrainLog()
+        self.model.train()
+        started = time.perf_counter()
+        for epoch in range(settings.epochs):
+            order = list(range(len(self.examples)))
+            if settings.shuffle:
+                order_rng.shuffle(order)
+            for start in range(0, len(order), settings.items_per_step):
+                step_started = time.perf_counter()
+                step_items = [self.examples[i] for i in order[start: start + settings.items_per_step]]
+                loss_value = self._step(step_items, optimizer, parameters)
+                schedule.step()
+                log.steps += 1
+                log.losses.append(loss_value)
+                log.step_seconds.append(time.perf_counter() - step_started)
+                if not math.isfinite(loss_value):
+                    raise UnlearnError(
+                        f"{self.stage}: the loss became {loss_value} at step {log.steps} of "
+                        f"{total} (lr {settings.lr}). The method diverged; lower its lr in "
+                        "--unlearn-config or shorten training.")
+                self._report(log, total, started)
+            log.epochs_run = epoch + 1
+            if after_epoch is not None and epoch + 1 < settings.epochs and after_epoch(epoch):
+                log.stopped_early = True
+                break
+        self.model.eval()
+        return log
+
+    def _step(self, items: list[Example], optimizer: torch.optim.Optimizer,
+              parameters: list[torch.nn.Parameter]) -> float:
+        optimizer.zero_grad(set_to_none=True)
+        total_loss = 0.0
+        micro = self.settings.micro_batch_size
+        for start in range(0, len(items), micro):
+            batch = items[start: start + micro]
+            losses = self.item_losses(batch)
+            # The step's loss is the mean over its items: each micro-batch adds its share.
+            loss = losses.sum() / len(items)
+            loss.backward()
+            total_loss += float(loss.detach())
+        optimizer.step()
+        return total_loss
+
+    def _report(self, log: TrainLog, total: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        eta = elapsed / log.steps * (total - log.steps)
+        self.progress(f"{self.stage}: step {log.steps}/{total} loss {log.losses[-1]:.4f} "
+                      f"eta {eta:.0f}s")

@@ -1,0 +1,20 @@
+"""KnowUnDo copyright: forget derivative works (revision and extension requests) of each
+book; keep fair use (meta-information, reviews, recommendations).
+
+One test per val item. The pass rate of ``test_forgets`` is Unlearn Success and that of
+``test_retains`` is Retention Success (paper Eq. 3-4, under --unlearn-criterion).
+"""
+
+import pytest
+
+from pytest_unlearn.assertions import explain
+
+
+@pytest.mark.knowundo("copyright", scope="unlearn")
+def test_forgets(knowundo_item, item_score, recalls):
+    assert not recalls(item_score), explain(knowundo_item, item_score, "still recalls")
+
+
+@pytest.mark.knowundo("copyright", scope="retention")
+def test_retains(knowundo_item, item_score, recalls):
+    assert recalls(item_score), explain(knowundo_item, item_score, "no longer recalls")
