@@ -15,6 +15,7 @@ class NoUnlearningConfig:
 class NoUnlearning(UnlearningMethod):
     name = "none"
     config_class = NoUnlearningConfig
+    unlearns = False
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         return MethodResult(context.model, {"note": "no unlearning"})

@@ -65,10 +65,12 @@ class ModelCache:
             problem = self._valid(final, key)
             if problem is None and not self._must_rebuild(final):
                 return final, False
-            if final.exists() and problem is not None:
-                warnings.warn(CacheWarning(f"cache entry {final} is corrupt ({problem}); "
-                                           "rebuilding it"), stacklevel=2)
             self._build(final, key, payload, build)
+            if problem not in (None, "missing"):
+                # Warn only after the repair: under -W error the warning raises, and the
+                # entry must be sound by then.
+                warnings.warn(CacheWarning(f"cache entry {final} was corrupt ({problem}); "
+                                           "it has been rebuilt"), stacklevel=2)
             return final, True
 
     def _must_rebuild(self, final: Path) -> bool:

@@ -32,10 +32,18 @@ class Encoded:
     input_ids: tuple[int, ...]
     prompt_length: int
     truncated: bool
+    # Labels for the answer positions when they differ from the answer itself (random or
+    # adversarial labels); None means the labels are the answer tokens.
+    targets: tuple[int, ...] | None = None
 
     @property
     def answer_length(self) -> int:
         return len(self.input_ids) - self.prompt_length
+
+    def with_targets(self, targets: Sequence[int]) -> Encoded:
+        if len(targets) != self.answer_length:
+            raise ValueError(f"{len(targets)} targets for {self.answer_length} answer tokens")
+        return Encoded(self.input_ids, self.prompt_length, self.truncated, tuple(targets))
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, record: Record, max_length: int,
@@ -80,7 +88,8 @@ def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = 
         ids = torch.tensor(enc.input_ids, dtype=torch.long)
         input_ids[row, : len(ids)] = ids
         attention[row, : len(ids)] = 1
-        labels[row, enc.prompt_length: len(ids)] = ids[enc.prompt_length:]
+        answer = ids[enc.prompt_length:] if enc.targets is None else torch.tensor(enc.targets)
+        labels[row, enc.prompt_length: len(ids)] = answer
     return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
             "labels": labels.to(device)}
 

@@ -41,14 +41,23 @@ class UnlearnContext:
     domain: str
     max_length: int = 256
     progress: Callable[[str], None] = print
+    # The val parts, which the item tests score. A method must not train on them; MemFlex
+    # reads them for localization only, as the reference implementation does.
+    forget_val: list[Record] = field(default_factory=list)
+    retain_val: list[Record] = field(default_factory=list)
 
 
 @dataclass
 class MethodResult:
-    """What a method returns: the unlearned model and a log of what it did (JSON-able)."""
+    """What a method returns: the unlearned model, a log of what it did, and artifacts.
+
+    ``log`` and each artifact are JSON-able; the harness writes the log to
+    ``method_log.json`` and each artifact to ``<name>.json`` in the cache entry.
+    """
 
     model: PreTrainedModel
     log: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 class UnlearningMethod:
@@ -62,6 +71,8 @@ class UnlearningMethod:
     config_class: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     version: ClassVar[str] = "1"
+    # False only for methods that leave the model as it is (``none``).
+    unlearns: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         self.config = config

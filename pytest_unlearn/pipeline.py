@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -21,6 +23,7 @@ from . import __version__
 from .cache import ModelCache, cache_key, load_tensors, save_tensors
 from .data import DomainData, Record, load_general_text
 from .encoding import encode_all
+from .errors import UnlearnError
 from .method import UnlearnContext, UnlearningMethod
 from .models import (ModelHandle, ModelSpec, all_tensor_names, attach_lora, build_tiny_model,
                      get_tensors, load_pretrained, lora_tensor_names, pad_token_id, put_tensors,
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MAX_LENGTH = 256
+RESERVED_FILES = {"method_log", "method_config", "manifest", "injection", "model_config"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,10 @@ class InjectionConfig:
     """How knowledge is injected. The tiny model trains until it recalls (almost) every
     answer token; LoRA injection follows paper Table 7 per domain."""
 
-    tiny: TrainSettings = TrainSettings(lr=1e-3, epochs=60, batch_size=16, grad_accum=1,
-                                        weight_decay=0.0, warmup_ratio=0.0, scheduler="constant")
+    # Cosine decay over at most 40 epochs settles the last few tokens that a constant lr
+    # keeps flipping; training stops early once the target is reached.
+    tiny: TrainSettings = TrainSettings(lr=1e-3, epochs=40, batch_size=16, grad_accum=1,
+                                        weight_decay=0.0, warmup_ratio=0.0, scheduler="cosine")
     tiny_target_token_accuracy: float = 0.999
     lora_privacy: TrainSettings = TrainSettings(lr=1e-4, epochs=10, batch_size=16, grad_accum=4,
                                                 weight_decay=1e-4, warmup_ratio=0.0,
@@ -61,6 +67,20 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def share_cpu_between_workers() -> None:
+    """Under pytest-xdist on a CPU, give each worker its share of the cores.
+
+    Every torch process otherwise starts one thread per core, and n workers then
+    oversubscribe the machine n times over; on 2 cores that made training steps over ten
+    times slower.
+    """
+    import torch
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 class Pipeline:
     def __init__(self, settings: Settings, cache: ModelCache,
                  progress: Callable[[str], None]) -> None:
@@ -70,6 +90,8 @@ class Pipeline:
         self.spec = ModelSpec.parse(settings.model)
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
+        if self.device.type == "cpu":
+            share_cpu_between_workers()
         self.injection = InjectionConfig()
         self._general: list[Record] | None = None
 
@@ -218,7 +240,9 @@ class Pipeline:
             forget=list(data.splits["unlearn_train"]), retain=list(data.splits["retention_train"]),
             general=self.general_text, seed=self.settings.seed, device=self.device,
             trainable=list(handle.trainable), model_family=self.spec.family,
-            domain=data.domain, max_length=MAX_LENGTH, progress=self.progress)
+            domain=data.domain, max_length=MAX_LENGTH, progress=self.progress,
+            forget_val=list(data.splits["unlearn_val"]),
+            retain_val=list(data.splits["retention_val"]))
         self.progress(f"unlearn {data.domain}: {method_name}")
         result = method_class(config).unlearn(context)
         handle.model = result.model
@@ -227,6 +251,12 @@ class Pipeline:
         (folder / "method_config.json").write_text(
             json.dumps({"method": method_name, "config": dataclasses.asdict(config)}, indent=1))
         (folder / "method_log.json").write_text(json.dumps(result.log, indent=1, default=str))
+        for name, artifact in result.artifacts.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in RESERVED_FILES:
+                raise UnlearnError(f"method {method_name!r} returned an artifact named {name!r}; "
+                                   "names are lower-case letters, digits and underscores, and "
+                                   f"not one of {', '.join(sorted(RESERVED_FILES))}")
+            (folder / f"{name}.json").write_text(json.dumps(artifact, indent=1, default=str))
         return {"handle": handle}
 
     def _prepare_trainable(self, handle: ModelHandle) -> None:

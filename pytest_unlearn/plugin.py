@@ -50,6 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "parametrize the tests that take the knowundo_item fixture")
     from .session import UnlearnSession
 
+    # A rebuilt cache entry is news, not a failure: keep it a warning under -W error.
+    config.addinivalue_line("filterwarnings", "default::pytest_unlearn.cache.CacheWarning")
     resolved = _settings.resolve(config)
     config.stash[SESSION_KEY] = UnlearnSession(resolved, _ProgressWriter(config))
     if not _is_worker(config):
@@ -243,8 +245,11 @@ class UnlearnReporter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self) -> None:
-        """Runs before junitxml writes its file, so the suite properties make it in."""
-        if not self.unlearn.outcomes:
+        """Runs before junitxml writes its file, so the suite properties make it in.
+
+        With --unlearn-json a report is written even when no item test ran (no rows), so a
+        CI step that reads it finds it."""
+        if not self.unlearn.outcomes and self.unlearn.settings.json_path is None:
             return
         from .report import suite_properties, write_json
 
@@ -257,7 +262,7 @@ class UnlearnReporter:
             write_json(self.unlearn.settings.json_path, self.summary)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.summary is None:
+        if self.summary is None or not self.summary["rows"]:
             return
         from .report import format_table
 

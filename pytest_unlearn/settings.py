@@ -116,9 +116,9 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(*option.flags, dest=option.dest, action="store_true", default=None,
                             help=f"{option.help} (ini: {option.dest})")
         else:
+            default = f"default: {option.default}; " if option.default else ""
             group.addoption(*option.flags, dest=option.dest, default=None, metavar="VALUE",
-                            help=f"{option.help} (default: {option.default or 'see above'}; "
-                                 f"ini: {option.dest})")
+                            help=f"{option.help} ({default}ini: {option.dest})")
         parser.addini(option.dest, option.help, type=option.ini_type if option.ini_type == "bool"
                       else "string", default=_ini_default(option))
 

@@ -1,0 +1,36 @@
+"""``adversarial``: fine-tune toward adversarial samples (paper Eq. 7).
+
+Each answer token's label becomes the starting model's most likely token other than the
+true one, a_i = argmax_{a != y_i} P(a | y_<i, x). The logits at position t predict token
+t + 1; the labels here are aligned on that (the reference code is one token off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_unlearn.encoding import encode_all
+from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
+from pytest_unlearn.models import pad_token_id
+from pytest_unlearn.objectives import with_adversarial_targets
+from pytest_unlearn.training import TrainSettings, Trainer, answer_nll
+
+
+@dataclass(frozen=True)
+class AdversarialConfig(TrainSettings):
+    """The paper's baseline settings (inherited)."""
+
+
+class Adversarial(UnlearningMethod):
+    name = "adversarial"
+    config_class = AdversarialConfig
+    presets = {"tiny": {"lr": 5e-4}}
+
+    def unlearn(self, context: UnlearnContext) -> MethodResult:
+        model, pad = context.model, pad_token_id(context.tokenizer)
+        forget = encode_all(context.tokenizer, context.forget, context.max_length, "forget")
+        targets = with_adversarial_targets(model, forget, pad)
+        trainer = Trainer(model, targets, lambda batch: answer_nll(model, batch, pad),
+                          self.config, context.seed, f"{self.name} {context.domain}",
+                          context.progress)
+        return MethodResult(model, {"train": trainer.run().to_dict()})

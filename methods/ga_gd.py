@@ -1,0 +1,53 @@
+"""``ga_gd_id`` and ``ga_gd_ood``: gradient ascent on forget items, descent on retain items.
+
+Forget and retain items are interleaved (f0 r0 f1 r1 ...), one retain item per forget
+item; each item's loss is its factor times its NLL (-1 forget, +1 retain), averaged per
+step. In-distribution (id) retain items are the domain's retention-train records;
+out-of-distribution (ood) ones are general text outside the domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_unlearn.encoding import encode_all
+from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
+from pytest_unlearn.models import pad_token_id
+from pytest_unlearn.objectives import interleave, weighted_nll
+from pytest_unlearn.training import TrainSettings, Trainer
+
+
+@dataclass(frozen=True)
+class GaGdConfig(TrainSettings):
+    """The paper's baseline settings (inherited) and the two loss factors."""
+
+    forget_weight: float = -1.0
+    retain_weight: float = 1.0
+
+
+class _GaGd(UnlearningMethod):
+    config_class = GaGdConfig
+    presets = {"tiny": {"lr": 5e-4}}
+    retain_source = "retain"
+
+    def unlearn(self, context: UnlearnContext) -> MethodResult:
+        model, pad = context.model, pad_token_id(context.tokenizer)
+        retain_records = getattr(context, self.retain_source)
+        forget = encode_all(context.tokenizer, context.forget, context.max_length, "forget")
+        retain = encode_all(context.tokenizer, retain_records, context.max_length, "retain")
+        items = interleave(forget, retain, self.config.forget_weight, self.config.retain_weight)
+        trainer = Trainer(model, items, lambda batch: weighted_nll(model, batch, pad),
+                          self.config, context.seed, f"{self.name} {context.domain}",
+                          context.progress)
+        return MethodResult(model, {"train": trainer.run().to_dict(),
+                                    "retain_source": self.retain_source})
+
+
+class GaGdInDistribution(_GaGd):
+    name = "ga_gd_id"
+    retain_source = "retain"
+
+
+class GaGdOutOfDistribution(_GaGd):
+    name = "ga_gd_ood"
+    retain_source = "general"

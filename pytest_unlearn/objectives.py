@@ -1,0 +1,163 @@
+"""Building blocks of the unlearning losses: weighted items, alternative labels, and the
+frozen starting model.
+
+Every method computes one loss per item (the Trainer averages them per step), so the
+pieces here return per-item tensors.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from .encoding import Encoded, collate
+from .training import answer_nll
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class WeightedItem:
+    """An encoded record and the factor on its NLL (negative: ascend, positive: descend)."""
+
+    encoded: Encoded
+    weight: float
+    kind: str  # "forget" or "retain"
+
+
+def weighted_nll(model: PreTrainedModel, batch: Sequence[WeightedItem], pad_id: int,
+                 ) -> torch.Tensor:
+    """``weight * NLL`` of each item, shape (len(batch),)."""
+    import torch
+
+    nll = answer_nll(model, [item.encoded for item in batch], pad_id)
+    weights = torch.tensor([item.weight for item in batch], dtype=nll.dtype, device=nll.device)
+    return nll * weights
+
+
+def interleave(forget: Sequence[Encoded], retain: Sequence[Encoded], forget_weight: float,
+               retain_weight: float) -> list[WeightedItem]:
+    """Pair each forget item with a retain item: f0 r0 f1 r1 ...
+
+    As in the reference, there are as many pairs as forget items; surplus retain items go
+    unused, and when retain items are fewer they are reused in order (cycled).
+    """
+    if not retain:
+        from .errors import UnlearnError
+
+        raise UnlearnError("no retain items to pair with the forget items")
+    items = []
+    for index, encoded in enumerate(forget):
+        items.append(WeightedItem(encoded, forget_weight, "forget"))
+        items.append(WeightedItem(retain[index % len(retain)], retain_weight, "retain"))
+    return items
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    ids = set(tokenizer.all_special_ids)
+    ids.update(getattr(tokenizer, "added_tokens_decoder", {}).keys())
+    return ids
+
+
+def random_token_ids(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> list[int]:
+    """Every token id a random label may take: the vocabulary without special tokens."""
+    excluded = special_token_ids(tokenizer)
+    return [token for token in range(vocab_size) if token not in excluded]
+
+
+def with_random_targets(encoded: Sequence[Encoded], choices: Sequence[int], seed: int,
+                        ) -> list[Encoded]:
+    """Each answer token's label replaced by a uniformly random non-special token."""
+    rng = random.Random(seed)
+    return [enc.with_targets([rng.choice(choices) for _ in range(enc.answer_length)])
+            for enc in encoded]
+
+
+def with_adversarial_targets(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
+                             batch_size: int = 16) -> list[Encoded]:
+    """Paper Eq. 7: a_i = argmax over a != y_i of P(a | y_<i, x), under the given model.
+
+    The logits at position t predict token t + 1, so the label of answer token i comes from
+    the logits one position before it (the reference code is one token off here).
+    """
+    import torch
+
+    results: list[Encoded] = []
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            batch = list(encoded[start: start + batch_size])
+            inputs = collate(batch, pad_id, device)
+            logits = model(input_ids=inputs["input_ids"],
+                           attention_mask=inputs["attention_mask"]).logits.float()
+            for row, enc in enumerate(batch):
+                positions = torch.arange(enc.prompt_length - 1, len(enc.input_ids) - 1)
+                answer = torch.tensor(enc.input_ids[enc.prompt_length:], device=device)
+                scores = logits[row, positions.to(device)]
+                scores[torch.arange(len(answer)), answer] = float("-inf")
+                results.append(enc.with_targets(scores.argmax(dim=-1).tolist()))
+    model.train(was_training)
+    return results
+
+
+class FrozenReference:
+    """The starting model, kept as a copy of the trainable tensors only.
+
+    ``logits`` runs the model with the starting values swapped in, then swaps the current
+    values back. For a LoRA model that copy is the small adapter, not the whole model.
+    """
+
+    def __init__(self, model: PreTrainedModel, names: Sequence[str]) -> None:
+        parameters = dict(model.named_parameters())
+        self.model = model
+        self.parameters = {name: parameters[name] for name in names}
+        self.initial = {name: p.detach().clone() for name, p in self.parameters.items()}
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.no_grad(), self._swapped():
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def _swapped(self) -> _Swap:
+        return _Swap(self)
+
+
+class _Swap:
+    def __init__(self, reference: FrozenReference) -> None:
+        self.reference = reference
+        self.current: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> None:
+        for name, parameter in self.reference.parameters.items():
+            self.current[name] = parameter.detach().clone()
+            parameter.data.copy_(self.reference.initial[name])
+
+    def __exit__(self, *exc_info: object) -> None:
+        for name, parameter in self.reference.parameters.items():
+            parameter.data.copy_(self.current[name])
+
+
+def kl_to_reference(model: PreTrainedModel, reference: FrozenReference,
+                    batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:
+    """Per-item mean over all real positions of KL(p_start || p_now).
+
+    The reference code uses the cross-entropy against the frozen model's distribution; it
+    differs from this KL by the frozen model's entropy, a constant, so the gradients agree.
+    """
+    import torch.nn.functional as F
+
+    device = next(model.parameters()).device
+    inputs = collate(batch, pad_id, device)
+    reference_logits = reference.logits(inputs["input_ids"], inputs["attention_mask"])
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    log_now = F.log_softmax(logits.float(), dim=-1)
+    log_start = F.log_softmax(reference_logits.float(), dim=-1)
+    per_position = F.kl_div(log_now, log_start, log_target=True, reduction="none").sum(-1)
+    mask = inputs["attention_mask"].to(per_position.dtype)
+    return (per_position * mask).sum(dim=1) / mask.sum(dim=1)

@@ -1,0 +1,140 @@
+"""Fixtures of the plugin's black-box tests.
+
+Every model run of the tests shares one cache directory (``unlearn_cache_dir``), so the
+tiny model's knowledge injection on the builtin privacy data happens once per test session.
+The suite under test is always the real ``suites/privacy/test_privacy.py`` of this checkout,
+copied into the ``pytester`` directory at test time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRIVACY_SUITE = REPO_ROOT / "suites" / "privacy" / "test_privacy.py"
+
+# Environment variables of the outer run that must not leak into an inner pytest process.
+_LEAKY_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER",
+              "PYTEST_XDIST_WORKER_COUNT", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_TESTRUNUID")
+
+
+def ini_text(filterwarnings: str = "error", extra: str = "") -> str:
+    """The inner run's ini: the tiny model on the builtin data, like the repo's default."""
+    return ("[pytest]\n"
+            "unlearn_model = tiny\n"
+            "unlearn_data = builtin\n"
+            f"filterwarnings = {filterwarnings}\n"
+            f"{extra}")
+
+
+def write_suite(folder: Path, filterwarnings: str = "error", ini_extra: str = "") -> Path:
+    """Write the real privacy suite and an ini into ``folder``; return the suite file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pytest.ini").write_text(ini_text(filterwarnings, ini_extra))
+    suite = folder / "test_privacy.py"
+    suite.write_text(PRIVACY_SUITE.read_text(encoding="utf-8"), encoding="utf-8")
+    return suite
+
+
+@pytest.fixture(scope="session")
+def unlearn_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the whole test session."""
+    return tmp_path_factory.mktemp("unlearn-cache")
+
+
+@pytest.fixture
+def cache_arg(unlearn_cache_dir: Path) -> str:
+    """The explicit --unlearn-cache-dir flag of every inner run."""
+    return f"--unlearn-cache-dir={unlearn_cache_dir}"
+
+
+@pytest.fixture
+def suite_writer() -> Any:
+    """``suite_writer(folder, filterwarnings="error", ini_extra="")``: write the real privacy
+    suite and an ini into a folder (for tests that need another ini than ``suite_dir``)."""
+    return write_suite
+
+
+@pytest.fixture
+def data_writer() -> Any:
+    """``data_writer(folder, records_per_split=None)``: write a valid data folder."""
+    return write_data_folder
+
+
+@pytest.fixture
+def suite_dir(pytester: pytest.Pytester) -> Path:
+    """The pytester directory with the real privacy suite and a tiny/builtin ini."""
+    write_suite(pytester.path)
+    return pytester.path
+
+
+# Torch's default of one thread per core thrashes when another job shares the 2-core
+# machine (a 2-3x slowdown was measured); the inner runs use one thread unless told otherwise.
+INNER_THREADS = os.environ.get("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _inner_run_threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "pytester" in request.fixturenames:
+        monkeypatch.setenv("OMP_NUM_THREADS", INNER_THREADS)
+
+
+def run_inner_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest FOLDER ARGS`` in FOLDER, outside pytester (for session fixtures)."""
+    env = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
+    env["OMP_NUM_THREADS"] = INNER_THREADS
+    return subprocess.run([sys.executable, "-m", "pytest", str(folder), "-p", "no:cacheprovider",
+                           *args], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=1800)
+
+
+def write_data_folder(folder: Path, records_per_split: int | None = None) -> Path:
+    """A valid KnowUnDo data folder: the builtin privacy records, optionally truncated."""
+    from pytest_unlearn.builtin_data import generate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, records in generate("privacy").items():
+        chosen = records if records_per_split is None else records[:records_per_split]
+        (folder / f"{split}.json").write_text(json.dumps(chosen, indent=1))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def warm_cache(unlearn_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+               ) -> dict[str, Any]:
+    """Run the privacy suite once with --unlearn-method=none on the shared cache (this is
+    where the knowledge injection happens) and return that serial run's JSON report."""
+    folder = tmp_path_factory.mktemp("warm-run")
+    write_suite(folder)
+    report = folder / "warm.json"
+    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
+                                 f"--unlearn-cache-dir={unlearn_cache_dir}",
+                                 f"--unlearn-json={report}")
+    output = completed.stdout + completed.stderr
+    # The vanilla model recalls what it must forget, so test_forgets fails: exit code 1.
+    assert completed.returncode in (0, 1), output[-5000:]
+    assert report.is_file(), output[-5000:]
+    return json.loads(report.read_text())
+
+
+@pytest.fixture(scope="session")
+def small_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data folder, populated cache) for a 3-records-per-split privacy data set, whose
+    injection takes seconds: for tests that damage a cache and make it rebuild."""
+    folder = tmp_path_factory.mktemp("small-run")
+    write_suite(folder)
+    data = write_data_folder(folder / "smalldata", records_per_split=3)
+    cache = folder / "cache"
+    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
+                                 f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}")
+    output = completed.stdout + completed.stderr
+    assert completed.returncode in (0, 1), output[-5000:]
+    assert len(list((cache / "vanilla").glob("*/*/weights.safetensors"))) == 1, output[-5000:]
+    return data, cache
