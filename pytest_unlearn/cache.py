@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -44,8 +45,10 @@ class ModelCache:
         self.started = time.time()
 
     def entry_path(self, kind: str, key: str) -> Path:
-        if kind not in ("vanilla", "unlearned", "scores"):
+        if kind not in ("vanilla", "unlearned"):
             raise ValueError(f"unknown cache kind {kind!r}")
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise ValueError(f"cache keys are sha256 hex digests, not {key!r}")
         return self.root / kind / key[:2] / key
 
     def lookup(self, kind: str, key: str) -> Path | None:

@@ -86,11 +86,30 @@ def load_domain(spec: str, domain: str) -> DomainData:
     return _load_hub(spec, domain)
 
 
-def load_general_text() -> list[Record]:
-    """Out-of-distribution text (outside both domains) that the project writes itself."""
-    from . import builtin_data
+def load_general_text(spec: str = BUILTIN_DATA) -> list[Record]:
+    """Out-of-distribution retain text: 'builtin' (general text outside both domains that the
+    project writes itself) or a JSON array / JSONL file of {"text", "labels"} records."""
+    if spec == BUILTIN_DATA:
+        from . import builtin_data
 
-    return _check_records("builtin general text", builtin_data.general_text())
+        return _check_records("builtin general text", builtin_data.general_text())
+    path = Path(spec).expanduser()
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UnlearnError(f"{path}: not valid JSON{' Lines' if path.suffix == '.jsonl' else ''} "
+                           f"({error.msg} at line {error.lineno}). The file holds "
+                           "{\"text\", \"labels\"} records.") from None
+    return _check_records(str(path), records)
+
+
+def records_hash(records: list[Record]) -> str:
+    payload = [[record.question, record.answer] for record in records]
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
 def _load_folder(path: Path, domain: str) -> DomainData:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .cache import ModelCache, cache_key, load_tensors, save_tensors
-from .data import DomainData, Record, load_general_text
+from .data import DomainData, Record, load_general_text, records_hash
 from .encoding import encode_all
 from .errors import UnlearnError
 from .method import UnlearnContext, UnlearningMethod
@@ -97,8 +97,9 @@ class Pipeline:
 
     @property
     def general_text(self) -> list[Record]:
+        """The out-of-distribution retain text of the *_ood methods (--unlearn-ood-data)."""
         if self._general is None:
-            self._general = load_general_text()
+            self._general = load_general_text(self.settings.ood_data)
         return self._general
 
     # --- vanilla ---------------------------------------------------------------------------
@@ -132,8 +133,10 @@ class Pipeline:
 
     def _build_vanilla(self, data: DomainData, folder: Path) -> None:
         if self.spec.is_tiny:
+            # Trained on the domain and the builtin general text: any other text still
+            # tokenizes (byte-level), and the vanilla model does not depend on --unlearn-ood-data.
             tokenizer = train_tiny_tokenizer(
-                tokenizer_texts(data.all_records() + self.general_text))
+                tokenizer_texts(data.all_records() + load_general_text()))
             model = build_tiny_model(tokenizer, self.settings.seed).to(self.device, self.dtype)
             trainable = all_tensor_names(model)
             tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
@@ -210,6 +213,7 @@ class Pipeline:
                    "method": method_name, "method_class": f"{method_class.__module__}."
                    f"{method_class.__qualname__}", "method_version": method_class.version,
                    "config": dataclasses.asdict(config), "seed": self.settings.seed,
+                   "ood_data": records_hash(self.general_text),
                    "versions": library_versions()}
         built: dict[str, Any] = {}
 

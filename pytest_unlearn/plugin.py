@@ -269,6 +269,14 @@ class UnlearnReporter:
         terminalreporter.write_sep("=", "unlearning summary")
         for line in format_table(self.summary["rows"]):
             terminalreporter.write_line(line)
+        for row in self.summary["rows"]:
+            region = (row.get("method_log") or {}).get("region")
+            if region:
+                terminalreporter.write_line(
+                    f"{row['method']} {row['domain']} region ({region['rule']} rule, mu "
+                    f"{region['mu']:.4g}, sigma {region['sigma']:.4g}): {region['n_selected']} of "
+                    f"{region['n_tensors']} tensors, {region['fraction_parameters']:.1%} of "
+                    f"trainable parameters: {', '.join(region['selected'])}")
         settings = self.unlearn.settings
         terminalreporter.write_line(
             f"Succ: pass rates of the item tests (criterion {settings.criterion}); (tok): the "
@@ -289,6 +297,10 @@ class UnlearnReporter:
             "rows": summarize(unlearn.outcomes),
             "items": outcomes_as_dicts(unlearn.outcomes),
         }
+        for row in summary["rows"]:
+            # What the method logged (steps, losses, MemFlex's region) is read back from the
+            # cache entry, which is on this machine even when xdist workers built it.
+            row["method_log"] = unlearn.method_log(row["model_cache_key"])
         self.config.hook.pytest_unlearn_update_summary(summary=summary)
         return summary
 

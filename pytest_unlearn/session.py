@@ -78,6 +78,18 @@ class UnlearnSession:
             handle = self.pipeline.load_unlearned(data, method, method_class, config)
         return handle
 
+    def method_log(self, cache_key: str | None) -> dict[str, Any] | None:
+        """The method log stored with an unlearned model's cache entry, if there is one."""
+        import json
+
+        from .cache import ModelCache
+
+        if not cache_key:
+            return None
+        entry = ModelCache(self.settings.cache_dir).entry_path("unlearned", cache_key)
+        log_file = entry / "method_log.json"
+        return json.loads(log_file.read_text()) if log_file.is_file() else None
+
     def item_scores(self, handle: ModelHandle, domain: str) -> list[ItemScore]:
         """Scores of every val item of the domain, one batched pass per model."""
         from .encoding import encode_all

@@ -52,6 +52,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_data", ("--unlearn-data",), BUILTIN_DATA,
            f"KnowUnDo data: hub id ({KNOWUNDO_HUB_ID}), local folder with "
            "{unlearn,retention}_{train,val}.json, or 'builtin'"),
+    Option("unlearn_ood_data", ("--unlearn-ood-data",), BUILTIN_DATA,
+           "out-of-distribution retain text for the *_ood methods: 'builtin' (general text "
+           "the plugin writes itself) or a JSON/JSONL file of {\"text\", \"labels\"} records"),
     Option("unlearn_cache_dir", ("--unlearn-cache-dir",), "",
            "where built models are cached (default: $XDG_CACHE_HOME/pytest-unlearn)"),
     Option("unlearn_device", ("--unlearn-device",), "auto", "device: " + ", ".join(DEVICES)),
@@ -81,6 +84,7 @@ class Settings:
     methods: tuple[str, ...]
     model: str
     data: str
+    ood_data: str
     cache_dir: Path
     device: str
     dtype: str
@@ -154,6 +158,7 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         methods=methods,
         model=check_model_spec(str(raw["unlearn_model"]).strip()),
         data=check_data_spec(str(raw["unlearn_data"]).strip()),
+        ood_data=_ood_data(str(raw["unlearn_ood_data"]).strip()),
         cache_dir=_cache_dir(str(raw["unlearn_cache_dir"]).strip(), sources, rootdir),
         device=_choice("--unlearn-device", str(raw["unlearn_device"]), DEVICES),
         dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
@@ -222,6 +227,14 @@ def check_data_spec(spec: str) -> str:
         f"folder (looked in {Path.cwd()}) and not a hub id of the form owner/name. Available: "
         f"'{BUILTIN_DATA}' (data the plugin writes itself), '{KNOWUNDO_HUB_ID}' (the hub), or a "
         "folder with {unlearn,retention}_{train,val}.json")
+
+
+def _ood_data(text: str) -> str:
+    if text == BUILTIN_DATA or Path(text).expanduser().is_file():
+        return text
+    raise UnlearnError(
+        f"--unlearn-ood-data={text!r}: no such file (looked in {Path.cwd()}). Use "
+        f"'{BUILTIN_DATA}' or a JSON array / JSONL file of {{\"text\", \"labels\"}} records.")
 
 
 def _model_choices() -> str:

@@ -614,3 +614,79 @@ def test_corrupt_cache_entry_is_rebuilt_under_filterwarnings_error(
     again = pytester.runpytest_subprocess(*args)
     outcomes = again.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6, text_of(again)
+
+
+CONFTEST_COUNTING_METHODS = """
+import gc
+import json
+from dataclasses import dataclass
+
+import pytest_unlearn
+from transformers import LlamaForCausalLM
+
+
+@dataclass(frozen=True)
+class CountConfig:
+    pass
+
+
+class CountModels(pytest_unlearn.UnlearningMethod):
+    config_class = CountConfig
+
+    def unlearn(self, context):
+        gc.collect()
+        # Whole tiny models (each holds one inner LlamaModel, not counted). type() rather
+        # than isinstance(): the latter reads __class__, which some lazy objects answer
+        # with a deprecation warning.
+        alive = sum(type(o) is LlamaForCausalLM for o in gc.get_objects())
+        with open("alive.jsonl", "a") as log:
+            log.write(json.dumps({"method": self.name, "alive": alive}) + "\\n")
+        return pytest_unlearn.MethodResult(context.model, {})
+
+
+class CountA(CountModels):
+    name = "count_a"
+
+
+class CountB(CountModels):
+    name = "count_b"
+
+
+def pytest_unlearn_register_methods(registry):
+    registry.register("count_a", CountA)
+    registry.register("count_b", CountB)
+"""
+
+
+def test_one_model_in_memory_at_a_time(suite_dir: Path, pytester: pytest.Pytester,
+                                       cache_arg: str, warm_cache: dict[str, Any]) -> None:
+    """With two methods in one session, the first unlearned model is released before the
+    second is built: while each method runs, exactly one model object is alive."""
+    pytester.makeconftest(CONFTEST_COUNTING_METHODS)
+    result = pytester.runpytest_subprocess("--unlearn-method=count_a,count_b", cache_arg)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(result)
+    lines = [json.loads(line) for line in
+             (pytester.path / "alive.jsonl").read_text().splitlines()]
+    assert [line["method"] for line in lines] == ["count_a", "count_b"]
+    assert [line["alive"] for line in lines] == [1, 1]
+
+
+def test_memflex_region_is_saved_and_reported(suite_dir: Path, pytester: pytest.Pytester,
+                                              unlearn_cache_dir: Path, cache_arg: str,
+                                              warm_cache: dict[str, Any]) -> None:
+    result = pytester.runpytest_subprocess("--unlearn-method=memflex", cache_arg,
+                                           "--unlearn-json=r.json")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(result)
+    row = row_of(read_json(pytester.path / "r.json"), "memflex")
+    region = row["method_log"]["region"]
+    assert region["rule"] == "quantile"  # the tiny model is not in paper Table 12
+    assert 0 < region["n_selected"] < region["n_tensors"] == 38
+    result.stdout.fnmatch_lines([f"memflex privacy region (quantile rule*): "
+                                 f"{region['n_selected']} of 38 tensors*"])
+    entry = (unlearn_cache_dir / "unlearned" / row["model_cache_key"][:2] /
+             row["model_cache_key"])
+    saved = json.loads((entry / "region.json").read_text())
+    assert saved["selected"] == region["selected"]
+    assert set(saved["per_tensor"]) >= set(region["selected"])
+    config = json.loads((entry / "method_config.json").read_text())
+    assert config["method"] == "memflex" and config["config"]["retain_weight"] == 2.0
