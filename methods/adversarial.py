@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_unlearn.encoding import encode_all
 from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
 from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import with_adversarial_targets
-from pytest_unlearn.training import TrainSettings, Trainer, answer_nll
+from pytest_unlearn.objectives import encode_records, train_and_report, with_adversarial_targets
+from pytest_unlearn.training import TrainSettings, answer_nll
+from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,11 @@ class AdversarialConfig(TrainSettings):
 class Adversarial(UnlearningMethod):
     name = "adversarial"
     config_class = AdversarialConfig
-    presets = {"tiny": {"lr": 5e-4}}
+    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)
-        forget = encode_all(context.tokenizer, context.forget, context.max_length, "forget")
+        forget = encode_records(context, context.forget, "forget")
         targets = with_adversarial_targets(model, forget, pad)
-        trainer = Trainer(model, targets, lambda batch: answer_nll(model, batch, pad),
-                          self.config, context.seed, f"{self.name} {context.domain}",
-                          context.progress)
-        return MethodResult(model, {"train": trainer.run().to_dict()})
+        return train_and_report(context, self.name, self.config, targets,
+                                lambda batch: answer_nll(model, batch, pad))

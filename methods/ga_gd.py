@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_unlearn.encoding import encode_all
 from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
 from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import interleave, weighted_nll
-from pytest_unlearn.training import TrainSettings, Trainer
+from pytest_unlearn.objectives import encode_records, interleave, train_and_report, weighted_nll
+from pytest_unlearn.training import TrainSettings
+from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
 @dataclass(frozen=True)
@@ -27,20 +27,17 @@ class GaGdConfig(TrainSettings):
 
 class _GaGd(UnlearningMethod):
     config_class = GaGdConfig
-    presets = {"tiny": {"lr": 5e-4}}
+    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
     retain_source = "retain"
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)
-        retain_records = getattr(context, self.retain_source)
-        forget = encode_all(context.tokenizer, context.forget, context.max_length, "forget")
-        retain = encode_all(context.tokenizer, retain_records, context.max_length, "retain")
+        forget = encode_records(context, context.forget, "forget")
+        retain = encode_records(context, getattr(context, self.retain_source), "retain")
         items = interleave(forget, retain, self.config.forget_weight, self.config.retain_weight)
-        trainer = Trainer(model, items, lambda batch: weighted_nll(model, batch, pad),
-                          self.config, context.seed, f"{self.name} {context.domain}",
-                          context.progress)
-        return MethodResult(model, {"train": trainer.run().to_dict(),
-                                    "retain_source": self.retain_source})
+        return train_and_report(context, self.name, self.config, items,
+                                lambda batch: weighted_nll(model, batch, pad),
+                                retain_source=self.retain_source)
 
 
 class GaGdInDistribution(_GaGd):

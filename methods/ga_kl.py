@@ -14,11 +14,12 @@ from typing import Sequence
 
 import torch
 
-from pytest_unlearn.encoding import encode_all
 from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
 from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import FrozenReference, WeightedItem, interleave, kl_to_reference
-from pytest_unlearn.training import TrainSettings, Trainer, answer_nll
+from pytest_unlearn.objectives import (FrozenReference, WeightedItem, encode_records,
+                                       interleave, kl_to_reference, train_and_report)
+from pytest_unlearn.training import TrainSettings, answer_nll
+from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,13 @@ class GaKlConfig(TrainSettings):
 
 class _GaKl(UnlearningMethod):
     config_class = GaKlConfig
-    presets = {"tiny": {"lr": 5e-4}}
+    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
     retain_source = "retain"
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)
-        forget = encode_all(context.tokenizer, context.forget, context.max_length, "forget")
-        retain = encode_all(context.tokenizer, getattr(context, self.retain_source),
-                            context.max_length, "retain")
+        forget = encode_records(context, context.forget, "forget")
+        retain = encode_records(context, getattr(context, self.retain_source), "retain")
         items = interleave(forget, retain, -1.0, self.config.kl_weight)
         reference = FrozenReference(model, [n for n, p in model.named_parameters()
                                             if p.requires_grad])
@@ -57,10 +57,8 @@ class _GaKl(UnlearningMethod):
                                           _weights(batch, retain_rows, losses) * kl)
             return losses
 
-        trainer = Trainer(model, items, item_losses, self.config, context.seed,
-                          f"{self.name} {context.domain}", context.progress)
-        return MethodResult(model, {"train": trainer.run().to_dict(),
-                                    "retain_source": self.retain_source})
+        return train_and_report(context, self.name, self.config, items, item_losses,
+                                retain_source=self.retain_source)
 
 
 def _rows(rows: list[int], like: torch.Tensor) -> torch.Tensor:

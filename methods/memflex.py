@@ -28,13 +28,15 @@ from typing import Any, Sequence
 
 import torch
 
-from pytest_unlearn.encoding import Encoded, collate, encode_all
+from pytest_unlearn.encoding import Encoded, collate
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
 from pytest_unlearn.models import pad_token_id, set_trainable
-from pytest_unlearn.objectives import interleave, random_token_ids, weighted_nll
+from pytest_unlearn.objectives import (encode_records, interleave, random_token_ids,
+                                       train_and_report, weighted_nll)
 from pytest_unlearn.scoring import per_item_nll
-from pytest_unlearn.training import TrainSettings, Trainer
+from pytest_unlearn.training import TrainSettings
+from pytest_unlearn_methods.presets import TINY_MEMFLEX_LR
 
 # Paper Table 12: (mu, sigma) by model family and domain.
 TABLE_12: dict[tuple[str, str], tuple[float, float]] = {
@@ -68,10 +70,10 @@ class MemFlexConfig(TrainSettings):
 class MemFlex(UnlearningMethod):
     name = "memflex"
     config_class = MemFlexConfig
-    presets = {"tiny": {"lr": 1e-3}}
+    presets = {"tiny": {"lr": TINY_MEMFLEX_LR}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
-        model, tokenizer, pad = context.model, context.tokenizer, pad_token_id(context.tokenizer)
+        model, pad = context.model, pad_token_id(context.tokenizer)
         trainable = [name for name, p in model.named_parameters() if p.requires_grad]
         stats = localize(context, self.config, trainable)
         region = select_region(stats, self.config, context.model_family, context.domain)
@@ -79,20 +81,18 @@ class MemFlex(UnlearningMethod):
                          f"{len(stats)} tensors ({region['fraction_parameters']:.1%} of "
                          "trainable parameters)")
         set_trainable(model, region["selected"])
-        forget = encode_all(tokenizer, context.forget, context.max_length, "forget")
-        retain = encode_all(tokenizer, context.retain, context.max_length, "retain")
+        forget = encode_records(context, context.forget, "forget")
+        retain = encode_records(context, context.retain, "retain")
         items = interleave(forget, retain, self.config.forget_weight, self.config.retain_weight)
         pairs = [items[i: i + 2] for i in range(0, len(items), 2)]
         random.Random(self.config.shuffle_seed).shuffle(pairs)
         items = [item for pair in pairs for item in pair]
-        trainer = Trainer(model, items, lambda batch: weighted_nll(model, batch, pad),
-                          self.config, context.seed, f"{self.name} {context.domain}",
-                          context.progress)
-        log = trainer.run()
-        set_trainable(model, trainable)
         summary = {key: value for key, value in region.items() if key != "per_tensor"}
-        return MethodResult(model, {"train": log.to_dict(), "region": summary},
-                            artifacts={"region": region})
+        result = train_and_report(context, self.name, self.config, items,
+                                  lambda batch: weighted_nll(model, batch, pad), region=summary)
+        set_trainable(model, trainable)
+        result.artifacts["region"] = region
+        return result
 
 
 def localize(context: UnlearnContext, config: MemFlexConfig, names: Sequence[str],
@@ -100,9 +100,9 @@ def localize(context: UnlearnContext, config: MemFlexConfig, names: Sequence[str
     """cos(G_UL, G_RT) and mean |G_UL| of every named tensor."""
     if config.copies < 1:
         raise UnlearnError(f"memflex config: copies must be >= 1 (got {config.copies})")
-    tokenizer, model = context.tokenizer, context.model
+    model = context.model
     vocab_size = model.get_input_embeddings().weight.shape[0]
-    choices = random_token_ids(tokenizer, vocab_size)
+    choices = random_token_ids(context.tokenizer, vocab_size)
     rng = random.Random(context.seed)
     scopes = {"unlearn": context.forget + (context.forget_val if config.localize_on_val else []),
               "retention": context.retain + (context.retain_val if config.localize_on_val
@@ -111,9 +111,9 @@ def localize(context: UnlearnContext, config: MemFlexConfig, names: Sequence[str
     for scope, records in scopes.items():
         context.progress(f"memflex {context.domain}: localizing on {len(records)} {scope} "
                          f"records x {config.copies} copies")
-        encoded = encode_all(tokenizer, records, context.max_length, f"{scope} localization")
+        encoded = encode_records(context, records, f"{scope} localization")
         copies = [corrupt(enc, choices, rng) for enc in encoded for _ in range(config.copies)]
-        gradients[scope] = mean_gradient(model, copies, pad_token_id(tokenizer), names,
+        gradients[scope] = mean_gradient(model, copies, pad_token_id(context.tokenizer), names,
                                          config.micro_batch_size)
     stats = {}
     for name in names:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .encoding import Encoded, collate
-from .training import answer_nll
+from .method import MethodResult
+from .training import TrainSettings, Trainer, answer_nll
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .data import Record
+    from .method import UnlearnContext
 
 
 @dataclass(frozen=True)
@@ -161,3 +165,20 @@ def kl_to_reference(model: PreTrainedModel, reference: FrozenReference,
     per_position = F.kl_div(log_now, log_start, log_target=True, reduction="none").sum(-1)
     mask = inputs["attention_mask"].to(per_position.dtype)
     return (per_position * mask).sum(dim=1) / mask.sum(dim=1)
+
+
+def encode_records(context: UnlearnContext, records: Sequence[Record], what: str,
+                   ) -> list[Encoded]:
+    """Encode a method's records with the context's tokenizer and maximum length."""
+    from .encoding import encode_all
+
+    return encode_all(context.tokenizer, records, context.max_length, what)
+
+
+def train_and_report(context: UnlearnContext, name: str, config: TrainSettings,
+                     examples: Sequence[Any], item_losses: Callable[[list[Any]], torch.Tensor],
+                     **log: Any) -> MethodResult:
+    """Run the shared Trainer on ``examples`` and wrap the model and its log."""
+    trainer = Trainer(context.model, examples, item_losses, config, context.seed,
+                      f"{name} {context.domain}", context.progress)
+    return MethodResult(context.model, {"train": trainer.run().to_dict(), **log})
