@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_point(args: argparse.Namespace, value: float, workdir: Path) -> dict:
+def run_point(args: argparse.Namespace, value: float | int, workdir: Path) -> dict:
     config = workdir / f"config-{value}.yaml"
     config.write_text(yaml.safe_dump({args.method: {args.field: value}}))
     report = workdir / f"report-{value}.json"
@@ -52,7 +52,8 @@ def main() -> None:
           "retention_ppl")
     with tempfile.TemporaryDirectory() as tmp:
         for text in args.values.split(","):
-            row = run_point(args, float(text), Path(tmp))
+            value = int(text) if text.isdigit() else float(text)
+            row = run_point(args, value, Path(tmp))
             if "error" in row:
                 print(f"{text:>10}  {row['error']}")
                 continue

@@ -45,7 +45,7 @@ class ModelCache:
         self.started = time.time()
 
     def entry_path(self, kind: str, key: str) -> Path:
-        if kind not in ("vanilla", "unlearned"):
+        if kind not in ("vanilla", "unlearned", "scores"):
             raise ValueError(f"unknown cache kind {kind!r}")
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise ValueError(f"cache keys are sha256 hex digests, not {key!r}")

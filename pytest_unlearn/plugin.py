@@ -16,6 +16,7 @@ How a run goes:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
@@ -25,12 +26,14 @@ from .errors import UnlearnError
 
 if TYPE_CHECKING:
     from .data import Item
+    from .general_suite import GeneralResult
     from .models import ModelHandle
     from .scoring import ItemScore
     from .session import UnlearnSession
 
 SESSION_KEY = pytest.StashKey["UnlearnSession"]()
 DOMAIN_MARKER = "knowundo"
+GENERAL_MARKER = "general_task"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -48,6 +51,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{DOMAIN_MARKER}(domain, scope=None): the KnowUnDo domain (privacy or "
         "copyright) and optionally the scope (unlearn or retention) whose val items "
         "parametrize the tests that take the knowundo_item fixture")
+    config.addinivalue_line(
+        "markers", f"{GENERAL_MARKER}(domain='privacy', thresholds='thresholds.yaml'): a "
+        "general-ability test, one per lm-eval task (--unlearn-general-tasks) and method, on "
+        "the unlearned model of the domain, with thresholds from the YAML file next to it")
     from .session import UnlearnSession
 
     # A rebuilt cache entry is news, not a failure: keep it a warning under -W error.
@@ -75,6 +82,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "general_task" in metafunc.fixturenames:
+        _parametrize_general(metafunc)
+        return
     if "knowundo_item" not in metafunc.fixturenames:
         return
     unlearn = metafunc.config.stash[SESSION_KEY]
@@ -89,6 +99,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("unlearn_domain", [domain], indirect=True, scope="session")
     metafunc.parametrize("knowundo_item", items, indirect=True,
                          ids=[f"{item.scope}-{item.index:03d}" for item in items])
+
+
+def _parametrize_general(metafunc: pytest.Metafunc) -> None:
+    """One test per general task and method, on the unlearned model of the marker's domain."""
+    unlearn = metafunc.config.stash[SESSION_KEY]
+    marker = metafunc.definition.get_closest_marker(GENERAL_MARKER)
+    domain = (marker.kwargs.get("domain", "privacy") if marker else "privacy")
+    if marker is None or domain not in _settings.DOMAINS or set(marker.kwargs) - {
+            "domain", "thresholds"}:
+        raise pytest.Collector.CollectError(
+            f"{metafunc.definition.nodeid} takes general_task: mark it "
+            f"@pytest.mark.{GENERAL_MARKER}(domain='privacy', thresholds='thresholds.yaml') "
+            f"(domain one of {', '.join(_settings.DOMAINS)})")
+    unlearn.general_domains.add(domain)
+    tasks = unlearn.general_task_names()
+    metafunc.parametrize("unlearn_method", unlearn.methods, indirect=True, scope="session")
+    metafunc.parametrize("unlearn_domain", [domain], indirect=True, scope="session")
+    metafunc.parametrize("general_task", tasks, ids=tasks)
 
 
 def _domain_of(metafunc: pytest.Metafunc) -> tuple[str, str | None]:
@@ -177,7 +205,33 @@ def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
         ("answer_tokens", score.answer_tokens),
         ("model_cache_key", unlearned_model.cache_key),
     ])
+    if score.rouge_l is not None:
+        request.node.user_properties.extend([("rouge_l", round(score.rouge_l, 6)),
+                                             ("generation", score.generation)])
     return score
+
+
+@pytest.fixture
+def general_result(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
+                   unlearned_model: ModelHandle, unlearn_domain: str, general_task: str,
+                   ) -> GeneralResult:
+    """The unlearned model's score on one general task, against the reference (vanilla or
+    --unlearn-reference) score and the task's thresholds."""
+    from .general_suite import judge, load_thresholds
+
+    marker = request.node.get_closest_marker(GENERAL_MARKER)
+    thresholds_file = Path(str(request.node.path)).parent / marker.kwargs.get(
+        "thresholds", "thresholds.yaml")
+    result = _or_fail(lambda: judge(
+        general_task,
+        unlearn_session.general_scores(unlearned_model)[general_task],
+        unlearn_session.reference_general_scores(unlearn_domain)[general_task],
+        load_thresholds(thresholds_file)))
+    request.node.user_properties.extend([
+        ("general_score", result.score),
+        ("general_reference_score", result.reference_score), ("general_drop", result.drop),
+        ("general_n", result.n)])
+    return result
 
 
 @pytest.fixture
@@ -209,6 +263,10 @@ def _or_fail(build: Any) -> Any:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Label each item test before its fixtures run, so even a setup error is counted."""
     params = getattr(getattr(item, "callspec", None), "params", {})
+    if "general_task" in params and "unlearn_method" in params:
+        item.user_properties.extend([("unlearn_method", params["unlearn_method"]),
+                                     ("unlearn_domain", params["unlearn_domain"]),
+                                     ("general_task", params["general_task"])])
     if "knowundo_item" in params and "unlearn_method" in params:
         knowundo = params["knowundo_item"]
         item.user_properties.extend([("unlearn_method", params["unlearn_method"]),
@@ -227,6 +285,9 @@ class UnlearnReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.summary: dict[str, Any] | None = None
+        self.general: list[dict[str, Any]] = []
+        # Failures the gate does not judge (anything but item and general-task tests).
+        self.other_failures = 0
 
     @property
     def unlearn(self) -> UnlearnSession:
@@ -234,7 +295,20 @@ class UnlearnReporter:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
+        if "general_task" in properties:
+            if report.when == "call" or (report.when == "setup" and report.failed):
+                self.general.append({
+                    "method": properties["unlearn_method"],
+                    "domain": properties["unlearn_domain"],
+                    "task": properties["general_task"],
+                    "outcome": report.outcome if report.when == "call" else "error",
+                    "score": properties.get("general_score"),
+                    "reference_score": properties.get("general_reference_score"),
+                    "drop": properties.get("general_drop"), "n": properties.get("general_n")})
+            return
         if "unlearn_item" not in properties:
+            if report.failed:
+                self.other_failures += 1
             return
         from .report import ItemOutcome
 
@@ -244,25 +318,102 @@ class UnlearnReporter:
             self.unlearn.outcomes.append(ItemOutcome.from_properties(properties, "error"))
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Runs before junitxml writes its file, so the suite properties make it in.
 
         With --unlearn-json a report is written even when no item test ran (no rows), so a
-        CI step that reads it finds it."""
-        if not self.unlearn.outcomes and self.unlearn.settings.json_path is None:
+        CI step that reads it finds it. With --unlearn-gate, the gate's verdict decides the
+        exit status (syrupy-style, here rather than in a reporting hook)."""
+        settings = self.unlearn.settings
+        if not (self.unlearn.outcomes or self.general) and settings.json_path is None \
+                and settings.gate_path is None:
             return
         from .report import suite_properties, write_json
 
-        self.summary = self._summary()
+        try:
+            self.summary = self._summary()
+        except UnlearnError as error:
+            self.error = str(error)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        if self.unlearn.gate is not None:
+            self._apply_gate(session)
         xml = _junit_xml(self.config)
         if xml is not None:
             for name, value in suite_properties(self.summary):
                 xml.add_global_property(name, value)
-        if self.unlearn.settings.json_path is not None:
-            write_json(self.unlearn.settings.json_path, self.summary)
+        if settings.json_path is not None:
+            write_json(settings.json_path, self.summary)
+        if settings.save_baseline is not None:
+            from .baselines import save_baseline
+
+            self.saved = save_baseline(settings.cache_dir, settings.save_baseline, self.summary)
+
+    def _apply_gate(self, session: pytest.Session) -> None:
+        from .gate import evaluate_gate
+
+        assert self.summary is not None and self.unlearn.gate is not None
+        checks = evaluate_gate(self.unlearn.gate, self.summary)
+        passed = all(check.passed for check in checks)
+        self.summary["gate"] = {"passed": passed, "file": str(self.unlearn.settings.gate_path),
+                                "checks": [{"check": c.describe(), "passed": c.passed}
+                                           for c in checks]}
+        if not passed:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        elif session.exitstatus == pytest.ExitCode.TESTS_FAILED and not self.other_failures:
+            # Item and general-task failures are findings the gate already weighed.
+            session.exitstatus = pytest.ExitCode.OK
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.summary is None or not self.summary["rows"]:
+        if getattr(self, "error", None):
+            terminalreporter.write_sep("=", "unlearning summary")
+            terminalreporter.write_line(f"ERROR: {self.error}", red=True)
+            return
+        if self.summary is None:
+            return
+        self._write_rows(terminalreporter)
+        self._write_general(terminalreporter)
+        self._write_comparison(terminalreporter)
+        self._write_gate(terminalreporter)
+        if getattr(self, "saved", None):
+            terminalreporter.write_line(f"baseline saved: {self.saved}")
+
+    def _write_general(self, terminalreporter: Any) -> None:
+        if not self.general:
+            return
+        terminalreporter.write_sep("-", "general tasks (acc)")
+        for result in self.general:
+            if result["score"] is None:
+                terminalreporter.write_line(f"{result['method']:16} {result['task']:24} error")
+                continue
+            terminalreporter.write_line(
+                f"{result['method']:16} {result['task']:24} {result['score']:.4f} "
+                f"(reference {result['reference_score']:.4f}, drop {result['drop']:+.4f}, "
+                f"n={result['n']}) {result['outcome']}")
+
+    def _write_comparison(self, terminalreporter: Any) -> None:
+        comparison = (self.summary or {}).get("comparison")
+        if comparison is None:
+            return
+        terminalreporter.write_sep("-", f"compared with baseline {comparison['baseline']!r}")
+        for key in ("newly_leaked", "newly_lost"):
+            items = comparison[key]
+            terminalreporter.write_line(f"{key.replace('_', ' ')}: {len(items)}"
+                                        + (f": {', '.join(items)}" if items else ""))
+
+    def _write_gate(self, terminalreporter: Any) -> None:
+        gate = (self.summary or {}).get("gate")
+        if gate is None:
+            return
+        verdict = "PASSED" if gate["passed"] else "FAILED"
+        terminalreporter.write_sep("=", f"unlearn gate {verdict} ({gate['file']})",
+                                   green=gate["passed"], red=not gate["passed"])
+        for check in gate["checks"]:
+            mark = "ok  " if check["passed"] else "FAIL"
+            terminalreporter.write_line(f"{mark} {check['check']}")
+
+    def _write_rows(self, terminalreporter: Any) -> None:
+        if not self.summary or not self.summary["rows"]:
             return
         from .report import format_table
 
@@ -280,7 +431,8 @@ class UnlearnReporter:
         settings = self.unlearn.settings
         terminalreporter.write_line(
             f"Succ: pass rates of the item tests (criterion {settings.criterion}); (tok): the "
-            "reference's token-level figures; PPL: paper Eq. 5")
+            "reference's token-level figures; PPL: paper Eq. 5; RougeL: ROUGE-L F of greedy "
+            "generations against the answers")
         if settings.json_path is not None:
             terminalreporter.write_line(f"JSON report: {settings.json_path}")
 
@@ -296,7 +448,13 @@ class UnlearnReporter:
                     "dtype": settings.dtype, "seconds": round(time.time() - unlearn.started, 3)},
             "rows": summarize(unlearn.outcomes),
             "items": outcomes_as_dicts(unlearn.outcomes),
+            "general": self.general,
         }
+        if settings.compare_baseline is not None:
+            from .baselines import compare_with_baseline
+
+            summary["comparison"] = compare_with_baseline(settings.cache_dir,
+                                                          settings.compare_baseline, summary)
         for row in summary["rows"]:
             # What the method logged (steps, losses, MemFlex's region) is read back from the
             # cache entry, which is on this machine even when xdist workers built it.

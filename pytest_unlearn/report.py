@@ -12,11 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-# Keys the item fixture writes into each test's user_properties.
-PROPERTY_KEYS = ("unlearn_method", "unlearn_domain", "unlearn_scope", "unlearn_item",
-                 "token_accuracy", "recalled", "mean_logprob", "answer_tokens", "model_cache_key")
-
-
 @dataclass(frozen=True)
 class ItemOutcome:
     method: str
@@ -27,6 +22,7 @@ class ItemOutcome:
     token_accuracy: float | None
     mean_logprob: float | None
     model_cache_key: str | None
+    rouge_l: float | None = None
 
     @classmethod
     def from_properties(cls, properties: dict[str, Any], outcome: str) -> ItemOutcome:
@@ -38,7 +34,9 @@ class ItemOutcome:
                    item=str(properties["unlearn_item"]), outcome=outcome,
                    token_accuracy=None if token_accuracy is None else float(token_accuracy),
                    mean_logprob=None if mean_logprob is None else float(mean_logprob),
-                   model_cache_key=properties.get("model_cache_key"))
+                   model_cache_key=properties.get("model_cache_key"),
+                   rouge_l=None if properties.get("rouge_l") is None
+                   else float(properties["rouge_l"]))
 
 
 def summarize(outcomes: Iterable[ItemOutcome]) -> list[dict[str, Any]]:
@@ -65,6 +63,8 @@ def summarize(outcomes: Iterable[ItemOutcome]) -> list[dict[str, Any]]:
             "retention_success_token": _mean([o.token_accuracy for o in retention]),
             "unlearn_ppl": _perplexity([o.mean_logprob for o in unlearn]),
             "retention_ppl": _perplexity([o.mean_logprob for o in retention]),
+            "unlearn_rouge_l": _mean([o.rouge_l for o in unlearn]),
+            "retention_rouge_l": _mean([o.rouge_l for o in retention]),
             "model_cache_key": next((o.model_cache_key for o in group if o.model_cache_key),
                                     None),
         })
@@ -78,6 +78,8 @@ COLUMNS = (("method", "method", "{}"), ("domain", "domain", "{}"),
            ("unlearn_success_token", "UL Succ (tok)", "{:.2f}"),
            ("retention_success_token", "RT Succ (tok)", "{:.2f}"),
            ("unlearn_ppl", "UL PPL", "{:.2f}"), ("retention_ppl", "RT PPL", "{:.2f}"),
+           ("unlearn_rouge_l", "UL RougeL", "{:.3f}"),
+           ("retention_rouge_l", "RT RougeL", "{:.3f}"),
            ("unlearn_items", "n UL", "{}"), ("retention_items", "n RT", "{}"))
 PERCENT = {"unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
            "retention_success_token"}
@@ -110,8 +112,23 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
     for row in summary["rows"]:
         prefix = f"unlearn.{row['method']}.{row['domain']}"
         for key, value in row.items():
-            if key not in ("method", "domain"):
+            if key not in ("method", "domain", "method_log"):
                 properties.append((f"{prefix}.{key}", _text(value)))
+    for result in summary.get("general", []):
+        prefix = f"unlearn.{result['method']}.{result['domain']}.general.{result['task']}"
+        for key in ("score", "reference_score", "drop"):
+            properties.append((f"{prefix}.{key}", _text(result[key])))
+    comparison = summary.get("comparison")
+    if comparison is not None:
+        properties.append(("unlearn.compare.baseline", comparison["baseline"]))
+        properties.append(("unlearn.compare.newly_leaked", str(len(comparison["newly_leaked"]))))
+        properties.append(("unlearn.compare.newly_lost", str(len(comparison["newly_lost"]))))
+    gate = summary.get("gate")
+    if gate is not None:
+        properties.append(("unlearn.gate.verdict", "passed" if gate["passed"] else "failed"))
+        for index, check in enumerate(gate["checks"]):
+            properties.append((f"unlearn.gate.check.{index}",
+                               f"{'ok' if check['passed'] else 'FAIL'}: {check['check']}"))
     return properties
 
 

@@ -11,20 +11,23 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from .encoding import IGNORE_INDEX, Encoded, collate, length_buckets
+from .encoding import IGNORE_INDEX, SEPARATOR, Encoded, collate, length_buckets
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
 class ItemScore:
-    """What the model does on one item's answer, teacher-forced."""
+    """What the model does on one item's answer: teacher-forced figures, and optionally its
+    greedy generation and that generation's ROUGE-L F-measure against the answer."""
 
     token_accuracy: float
     mean_logprob: float
     answer_tokens: int
+    generation: str | None = None
+    rouge_l: float | None = None
 
     def recalled(self, threshold: float) -> bool:
         """Recall under a criterion: threshold 1.0 is 'exact', else 'token>=threshold'."""
@@ -89,3 +92,53 @@ def perplexity(mean_logprobs: Sequence[float]) -> float:
     if not mean_logprobs:
         return math.nan
     return math.exp(-sum(mean_logprobs) / len(mean_logprobs))
+
+
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+             prompts: Sequence[Sequence[int]], lengths: Sequence[int], pad_id: int,
+             batch_size: int = 32) -> list[str]:
+    """Greedy continuations of tokenized prompts, batched and left-padded, with the KV cache.
+
+    Continuation i is ``lengths[i]`` tokens long at most (the caller passes each reference
+    answer's length, capped): models trained as the reference trains them, without an end
+    token, never stop by themselves, and whatever they add after the answer's length would
+    only dilute ROUGE. It is also cut at a blank line, where a new question would start.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    texts: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                indices = order[start: start + batch_size]
+                width = max(len(prompts[i]) for i in indices)
+                input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(indices), width), dtype=torch.long)
+                for row, index in enumerate(indices):
+                    ids = torch.tensor(prompts[index], dtype=torch.long)
+                    input_ids[row, width - len(ids):] = ids
+                    attention[row, width - len(ids):] = 1
+                output = model.generate(
+                    input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                    max_new_tokens=max(lengths[i] for i in indices), do_sample=False,
+                    use_cache=True, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+                for row, index in enumerate(indices):
+                    new_tokens = output[row, width: width + lengths[index]]
+                    text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+                    texts[index] = text.split(SEPARATOR)[0].strip()
+    finally:
+        model.train(was_training)
+    return texts
+
+
+def rouge_l(references: Sequence[str], predictions: Sequence[str]) -> list[float]:
+    """rouge-score's ROUGE-L F-measure of each prediction against its reference."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return [scorer.score(reference, prediction)["rougeL"].fmeasure
+            for reference, prediction in zip(references, predictions)]

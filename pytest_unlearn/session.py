@@ -34,12 +34,29 @@ class UnlearnSession:
         self._pipeline: Pipeline | None = None
         self._scores: dict[str, list[ItemScore]] = {}
         self._yaml: dict[str, Any] | None = None
+        self.gate: dict[str, Any] | None = None
+        # Set during collection when a general-task test is selected: the reference scores
+        # are then computed before each unlearned model is loaded (one model in memory).
+        self.general_domains: set[str] = set()
+        self._general: dict[str, dict[str, Any]] = {}
 
     def start(self, registry: MethodRegistry) -> None:
         """Called at session start, once conftest registrations are in."""
         self.registry = registry
         self.methods = registry.resolve(self.settings.methods)
         self._yaml = self._read_config_file()
+        if self.settings.gate_path is not None:
+            from .gate import load_gate
+
+            self.gate = load_gate(self.settings.gate_path)
+        if self.settings.compare_baseline is not None:
+            from .baselines import baseline_path
+
+            path = baseline_path(self.settings.cache_dir, self.settings.compare_baseline)
+            if not path.is_file():
+                raise UnlearnError(
+                    f"--unlearn-compare={self.settings.compare_baseline}: no baseline at {path}; "
+                    f"save one first with --unlearn-save={self.settings.compare_baseline}")
 
     # --- data --------------------------------------------------------------------------
 
@@ -69,6 +86,8 @@ class UnlearnSession:
         return make_config(method_class, self.pipeline.spec.family, section, source)
 
     def unlearned_model(self, domain: str, method: str) -> ModelHandle:
+        if domain in self.general_domains:
+            self.reference_general_scores(domain)
         data = self.domain_data(domain)
         method_class = self.registry.get(method)
         config = self.method_config(method)
@@ -77,6 +96,65 @@ class UnlearnSession:
         else:
             handle = self.pipeline.load_unlearned(data, method, method_class, config)
         return handle
+
+    # --- general tasks -------------------------------------------------------------------
+
+    def general_task_names(self) -> list[str]:
+        from .general_tasks import BUILTIN_TASKS, DEFAULT_REAL_TASKS
+
+        choice = self.settings.general_tasks
+        if choice == "auto":
+            choice = "builtin" if self.settings.model == "tiny" else "paper"
+        if choice == "builtin":
+            return list(BUILTIN_TASKS)
+        if choice == "paper":
+            return list(DEFAULT_REAL_TASKS)
+        return [name.strip() for name in choice.split(",") if name.strip()]
+
+    def general_scores(self, handle: ModelHandle) -> dict[str, Any]:
+        """lm-eval scores of an in-memory model on every selected task (once per model)."""
+        if handle.cache_key not in self._general:
+            from .general_tasks import evaluate, write_builtin_tasks
+
+            folder = self.settings.cache_dir / "general_tasks"
+            write_builtin_tasks(folder)
+            tasks = self.general_task_names()
+            self.progress(f"general tasks: {', '.join(tasks)} "
+                          f"(limit {self.settings.general_limit or 'none'})")
+            self._general[handle.cache_key] = evaluate(
+                handle.model, handle.tokenizer, tasks, include_path=folder,
+                limit=self.settings.general_limit)
+        return self._general[handle.cache_key]
+
+    def reference_general_scores(self, domain: str) -> dict[str, Any]:
+        """Scores of the model that relative thresholds compare against: --unlearn-reference
+        if given, else the vanilla model. Cached on disk, like the models."""
+        import json
+        from importlib.metadata import version
+
+        pipeline = self.pipeline
+        if self.settings.reference is not None:
+            from .models import ModelSpec
+
+            reference: dict[str, Any] = {"reference": ModelSpec.parse(
+                self.settings.reference).fingerprint()}
+        else:
+            reference = {"vanilla": pipeline.vanilla_payload(self.domain_data(domain))}
+        payload = {"kind": "general_scores", **reference, "tasks": self.general_task_names(),
+                   "limit": self.settings.general_limit, "lm_eval": version("lm_eval"),
+                   "pytest_unlearn": pipeline.versions()["pytest_unlearn"]}
+
+        def build(folder: Path) -> None:
+            handle = (pipeline.load_reference() if self.settings.reference is not None
+                      else pipeline.load_vanilla(self.domain_data(domain)))
+            try:
+                scores = self.general_scores(handle)
+            finally:
+                handle.release()
+            (folder / "scores.json").write_text(json.dumps(scores, indent=1))
+
+        path, _ = pipeline.cache.get_or_build("scores", payload, build)
+        return json.loads((path / "scores.json").read_text())
 
     def method_log(self, cache_key: str | None) -> dict[str, Any] | None:
         """The method log stored with an unlearned model's cache entry, if there is one."""
@@ -92,16 +170,30 @@ class UnlearnSession:
 
     def item_scores(self, handle: ModelHandle, domain: str) -> list[ItemScore]:
         """Scores of every val item of the domain, one batched pass per model."""
+        import dataclasses
+
         from .encoding import encode_all
         from .pipeline import MAX_LENGTH
-        from .scoring import score
+        from .scoring import generate, rouge_l, score
 
         if handle.cache_key not in self._scores:
             items = self.domain_data(domain).items()
             encoded = encode_all(handle.tokenizer, [item.record for item in items], MAX_LENGTH,
                                  f"{domain} val")
             self.progress(f"score {domain}: {len(items)} items")
-            self._scores[handle.cache_key] = score(handle.model, encoded, handle.pad_id)
+            scores = score(handle.model, encoded, handle.pad_id)
+            if self.settings.max_new_tokens > 0:
+                self.progress(f"generate {domain}: {len(items)} items, up to "
+                              f"{self.settings.max_new_tokens} new tokens")
+                prompts = [enc.input_ids[: enc.prompt_length] for enc in encoded]
+                lengths = [min(enc.answer_length, self.settings.max_new_tokens)
+                           for enc in encoded]
+                generations = generate(handle.model, handle.tokenizer, prompts, lengths,
+                                       handle.pad_id)
+                rouge = rouge_l([item.record.answer for item in items], generations)
+                scores = [dataclasses.replace(each, generation=text, rouge_l=value)
+                          for each, text, value in zip(scores, generations, rouge)]
+            self._scores[handle.cache_key] = scores
         return self._scores[handle.cache_key]
 
     def score_of(self, handle: ModelHandle, item: Item) -> ItemScore:

@@ -64,12 +64,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_criterion", ("--unlearn-criterion",), "exact",
            "when an answer counts as recalled: 'exact' (every answer token is the argmax) "
            "or 'token>=T' (token accuracy at least T, 0 < T <= 1)"),
+    Option("unlearn_max_new_tokens", ("--unlearn-max-new-tokens",), "64",
+           "cap on the greedy generation per item, for ROUGE-L (each generation is as long as "
+           "its reference answer, up to this); 0 turns generation off"),
     Option("unlearn_inject", ("--unlearn-inject",), "auto",
            "knowledge injection before unlearning: 'auto' (inject, cached) or 'never' "
            "(the model already holds the knowledge, e.g. a release candidate)"),
     Option("unlearn_json", ("--unlearn-json",), "", "write the metrics report as JSON to this path"),
     Option("unlearn_config", ("--unlearn-config",), "",
            "YAML file with one section per method that overrides its config fields"),
+    Option("unlearn_general_tasks", ("--unlearn-general-tasks",), "auto",
+           "general tasks of suites/general, comma-separated lm-eval names; 'builtin' (offline "
+           "tasks the plugin writes), 'paper' (mmlu, arc_challenge, truthfulqa_mc2, "
+           "social_iqa, race), or 'auto' (builtin for the tiny model, paper otherwise)"),
+    Option("unlearn_general_limit", ("--unlearn-general-limit",), "",
+           "at most this many documents per general task (default: all)"),
+    Option("unlearn_reference", ("--unlearn-reference",), "",
+           "base model (path or hub id) that relative general-task thresholds compare "
+           "against, for a model tested as it is (--unlearn-inject=never)"),
+    Option("unlearn_gate", ("--unlearn-gate",), "",
+           "YAML release gate: minimum successes, maximum drops and perplexities; it decides "
+           "the exit status"),
+    Option("unlearn_save", ("--unlearn-save",), "",
+           "save this run's per-item outcomes and metrics as a named baseline"),
+    Option("unlearn_compare", ("--unlearn-compare",), "",
+           "compare with a saved baseline: items newly leaked (Unlearn Scope) or newly lost "
+           "(Retention Scope)"),
     Option("unlearn_trust_remote_code", ("--unlearn-trust-remote-code",), "false",
            "allow a hub model to run its own code (off unless you pass this)", "bool"),
     Option("unlearn_rebuild", ("--unlearn-rebuild",), "false",
@@ -90,9 +110,16 @@ class Settings:
     dtype: str
     seed: int
     criterion: str
+    max_new_tokens: int
     inject: str
     json_path: Path | None
     config_path: Path | None
+    general_tasks: str
+    general_limit: int | None
+    reference: str | None
+    gate_path: Path | None
+    save_baseline: str | None
+    compare_baseline: str | None
     trust_remote_code: bool
     rebuild: bool
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -110,6 +137,9 @@ class Settings:
             f"unlearn: methods={','.join(self.methods)} model={model} data={self.data}",
             f"unlearn: criterion={self.criterion} inject={self.inject} seed={self.seed} "
             f"device={self.device} dtype={self.dtype} cache={self.cache_dir}",
+            f"unlearn: general_tasks={self.general_tasks} limit={self.general_limit or 'all'} "
+            f"reference={self.reference or '-'} gate={self.gate_path or '-'} "
+            f"save={self.save_baseline or '-'} compare={self.compare_baseline or '-'}",
         ]
 
 
@@ -162,11 +192,21 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         cache_dir=_cache_dir(str(raw["unlearn_cache_dir"]).strip(), sources, rootdir),
         device=_choice("--unlearn-device", str(raw["unlearn_device"]), DEVICES),
         dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
-        seed=_seed(str(raw["unlearn_seed"])),
+        seed=_non_negative("--unlearn-seed", str(raw["unlearn_seed"])),
         criterion=str(raw["unlearn_criterion"]).strip(),
+        max_new_tokens=_non_negative("--unlearn-max-new-tokens",
+                                     str(raw["unlearn_max_new_tokens"])),
         inject=_choice("--unlearn-inject", str(raw["unlearn_inject"]), INJECT_MODES),
         json_path=Path(raw["unlearn_json"]).expanduser() if raw["unlearn_json"] else None,
         config_path=_existing_file("--unlearn-config", str(raw["unlearn_config"])),
+        general_tasks=str(raw["unlearn_general_tasks"]).strip() or "auto",
+        general_limit=(_positive("--unlearn-general-limit", str(raw["unlearn_general_limit"]))
+                       if str(raw["unlearn_general_limit"]).strip() else None),
+        reference=(check_model_spec(str(raw["unlearn_reference"]).strip())
+                   if str(raw["unlearn_reference"]).strip() else None),
+        gate_path=_existing_file("--unlearn-gate", str(raw["unlearn_gate"])),
+        save_baseline=_baseline_name("--unlearn-save", str(raw["unlearn_save"])),
+        compare_baseline=_baseline_name("--unlearn-compare", str(raw["unlearn_compare"])),
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
         sources=sources,
@@ -255,14 +295,32 @@ def _choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _seed(text: str) -> int:
+def _non_negative(flag: str, text: str) -> int:
     try:
-        seed = int(text)
+        value = int(text)
     except ValueError:
-        raise UnlearnError(f"--unlearn-seed={text!r} is not an integer") from None
-    if seed < 0:
-        raise UnlearnError(f"--unlearn-seed={seed} must be zero or positive")
-    return seed
+        raise UnlearnError(f"{flag}={text!r} is not an integer") from None
+    if value < 0:
+        raise UnlearnError(f"{flag}={value} must be zero or positive")
+    return value
+
+
+def _positive(flag: str, text: str) -> int:
+    value = _non_negative(flag, text)
+    if value == 0:
+        raise UnlearnError(f"{flag}=0 must be at least 1")
+    return value
+
+
+def _baseline_name(flag: str, text: str) -> str | None:
+    """Baseline names become file names, so they are kept to a safe alphabet."""
+    text = text.strip()
+    if not text:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text):
+        raise UnlearnError(f"{flag}={text!r}: a baseline name is 1-64 letters, digits, '_', '.' "
+                           "or '-', starting with a letter or digit")
+    return text
 
 
 def _existing_file(flag: str, text: str) -> Path | None:

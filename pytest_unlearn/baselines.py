@@ -1,0 +1,51 @@
+"""Named baselines: a run's per-item outcomes saved, and a later run compared with them.
+
+Baselines live in ``<cache dir>/baselines/<name>.json``; names are checked to a safe
+alphabet when the options are parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import UnlearnError
+
+
+def baseline_path(cache_dir: Path, name: str) -> Path:
+    return cache_dir / "baselines" / f"{name}.json"
+
+
+def save_baseline(cache_dir: Path, name: str, summary: dict[str, Any]) -> Path:
+    path = baseline_path(cache_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"run": summary["run"], "rows": summary["rows"], "items": summary["items"]}
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(content, indent=1, default=str))
+    temporary.replace(path)
+    return path
+
+
+def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any],
+                          ) -> dict[str, Any]:
+    """Items that passed in the baseline and fail now, per scope.
+
+    newly_leaked: unlearn-scope items the model recalls again; newly_lost: retention-scope
+    items it no longer recalls. Items are matched by method and item id.
+    """
+    path = baseline_path(cache_dir, name)
+    if not path.is_file():
+        saved = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        raise UnlearnError(f"--unlearn-compare={name}: no baseline {path}. Save one with "
+                           f"--unlearn-save={name}; saved baselines: {', '.join(saved) or 'none'}")
+    before = {(item["method"], item["item"]): item["outcome"]
+              for item in json.loads(path.read_text())["items"]}
+    newly_leaked, newly_lost = [], []
+    for item in summary["items"]:
+        previous = before.get((item["method"], item["item"]))
+        if previous == "passed" and item["outcome"] != "passed":
+            (newly_leaked if item["scope"] == "unlearn" else newly_lost).append(
+                f"{item['method']}:{item['item']}")
+    return {"baseline": name, "newly_leaked": newly_leaked, "newly_lost": newly_lost,
+            "matched_items": sum((i["method"], i["item"]) in before for i in summary["items"])}

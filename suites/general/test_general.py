@@ -1,0 +1,14 @@
+"""General ability: unlearning must not break what the model can do outside the domain.
+
+One test per lm-eval task (--unlearn-general-tasks) and method, run on the unlearned model in
+memory. A test passes when the score meets the task's minimum and has not dropped more than
+its max_drop below the reference (the vanilla model, or --unlearn-reference), as set in
+thresholds.yaml.
+"""
+
+import pytest
+
+
+@pytest.mark.general_task(domain="privacy", thresholds="thresholds.yaml")
+def test_general_ability(general_result):
+    assert general_result.passed, general_result.explain()

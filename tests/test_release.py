@@ -1,0 +1,119 @@
+"""Black-box tests of a release-gating run: the gate decides the exit status, baselines are
+saved and compared, general tasks run through lm-eval, and ROUGE-L comes from generations."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GENERAL_SUITE = REPO_ROOT / "suites" / "general"
+
+
+def output_of(result: pytest.RunResult) -> str:
+    return "\n".join(result.outlines + result.errlines)
+
+
+def test_passing_gate_makes_a_run_with_failing_items_exit_zero(
+        suite_dir: Path, pytester: pytest.Pytester, cache_arg: str,
+        warm_cache: dict[str, Any]) -> None:
+    # The vanilla model fails every test_forgets item; a gate that only asks for retention
+    # passes, and it alone decides the exit status.
+    pytester.makefile(".yaml", gate="methods: [none]\ndomains:\n  privacy:\n"
+                                    "    retention_success: {min: 0.9}\n")
+    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
+                                           "--unlearn-gate=gate.yaml", "--junitxml=out.xml")
+    assert result.ret == pytest.ExitCode.OK, output_of(result)
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 28 and outcomes["passed"] == 28
+    result.stdout.fnmatch_lines(["*unlearn gate PASSED*", "ok   none/privacy retention_success*"])
+    properties = {p.get("name"): p.get("value")
+                  for p in ET.parse(pytester.path / "out.xml").iter("property")}
+    assert properties["unlearn.gate.verdict"] == "passed"
+
+
+def test_failing_gate_names_the_threshold_and_the_value(
+        suite_dir: Path, pytester: pytest.Pytester, cache_arg: str,
+        warm_cache: dict[str, Any]) -> None:
+    pytester.makefile(".yaml", gate="methods: [none]\ndomains:\n  privacy:\n"
+                                    "    unlearn_success: {min: 0.8}\n")
+    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
+                                           "--unlearn-gate=gate.yaml", "--unlearn-json=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output_of(result)
+    result.stdout.fnmatch_lines(["*unlearn gate FAILED*",
+                                 "FAIL none/privacy unlearn_success = 0 (needs >= 0.8)"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["gate"]["passed"] is False
+
+
+def test_gate_with_an_unknown_metric_is_a_usage_error(
+        suite_dir: Path, pytester: pytest.Pytester, cache_arg: str) -> None:
+    pytester.makefile(".yaml", gate="domains:\n  privacy:\n    forget_rate: {min: 0.8}\n")
+    result = pytester.runpytest("--unlearn-gate=gate.yaml", cache_arg, "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown metric 'forget_rate'; the metrics are: unlearn_success" in output_of(result)
+
+
+def test_baseline_save_then_compare(suite_dir: Path, pytester: pytest.Pytester,
+                                    unlearn_cache_dir: Path, cache_arg: str,
+                                    warm_cache: dict[str, Any]) -> None:
+    missing = pytester.runpytest("--unlearn-compare=nosuch", cache_arg, "--collect-only")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--unlearn-save=nosuch" in output_of(missing)
+
+    saved = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
+                                          "--unlearn-save=rel1")
+    saved.stdout.fnmatch_lines(["baseline saved: *rel1.json"])
+    # Pretend one retention item was lost since: the comparison must name it.
+    path = unlearn_cache_dir / "baselines" / "rel1.json"
+    baseline = json.loads(path.read_text())
+    retained = [item for item in baseline["items"] if item["scope"] == "retention"]
+    assert all(item["outcome"] == "passed" for item in retained)
+    baseline["items"] = [dict(item, outcome="passed") if item["item"] == "privacy-unlearn-003"
+                         else item for item in baseline["items"]]
+    path.write_text(json.dumps(baseline))
+    pytester.makefile(".yaml", gate="methods: [none]\ncompare: {max_newly_leaked: 0}\n")
+    compared = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
+                                             "--unlearn-compare=rel1", "--unlearn-gate=gate.yaml",
+                                             "--unlearn-json=r.json")
+    assert compared.ret == pytest.ExitCode.TESTS_FAILED, output_of(compared)
+    comparison = json.loads((pytester.path / "r.json").read_text())["comparison"]
+    assert comparison["newly_leaked"] == ["none:privacy-unlearn-003"]
+    assert comparison["newly_lost"] == []
+    compared.stdout.fnmatch_lines(["newly leaked: 1: none:privacy-unlearn-003",
+                                   "FAIL newly_leaked = 1 (needs <= 0)"])
+
+
+def test_general_suite_through_lm_eval(pytester: pytest.Pytester, suite_writer: Any,
+                                       cache_arg: str, warm_cache: dict[str, Any]) -> None:
+    suite_writer(pytester.path)
+    (pytester.path / "test_general.py").write_text((GENERAL_SUITE / "test_general.py").read_text())
+    (pytester.path / "thresholds.yaml").write_text(
+        (GENERAL_SUITE / "thresholds.yaml").read_text())
+    result = pytester.runpytest_subprocess(
+        "test_general.py", "--unlearn-method=none,gradient_ascent", cache_arg,
+        "--unlearn-general-limit=30", "--unlearn-json=r.json", "-v")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output_of(result)
+    result.stdout.fnmatch_lines([
+        "*test_general_ability?none-privacy-unlearn_builtin_arith? PASSED*",
+        "*test_general_ability?gradient_ascent-privacy-unlearn_builtin_order? *"])
+    general = json.loads((pytester.path / "r.json").read_text())["general"]
+    assert {(g["method"], g["task"]) for g in general} == {
+        (m, t) for m in ("none", "gradient_ascent")
+        for t in ("unlearn_builtin_arith", "unlearn_builtin_facts", "unlearn_builtin_order")}
+    for result_row in general:
+        assert result_row["n"] == 30 and 0.0 <= result_row["score"] <= 1.0
+        if result_row["method"] == "none":  # the vanilla model is its own reference
+            assert result_row["drop"] == 0.0
+
+
+def test_rouge_l_of_the_vanilla_model_is_high(warm_cache: dict[str, Any]) -> None:
+    """The vanilla model recalls its answers exactly, so its greedy generations (as long as
+    each answer) reproduce them: ROUGE-L near 1. The items' outcomes carry it too."""
+    row = next(r for r in warm_cache["rows"] if r["method"] == "none")
+    assert row["retention_rouge_l"] > 0.9 and row["unlearn_rouge_l"] > 0.9
+    assert all(item["rouge_l"] is not None for item in warm_cache["items"])
