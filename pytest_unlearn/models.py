@@ -234,9 +234,15 @@ def _load_failure(spec: ModelSpec, error: Exception) -> str:
 
 def attach_lora(model: PreTrainedModel) -> PreTrainedModel:
     """Wrap a model with a fresh LoRA adapter (paper Table 7 settings)."""
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA_SETTINGS))
+    with warnings.catch_warnings():
+        # peft 0.21 calls an alias that transformers 5 deprecated; nothing a user can change.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA_SETTINGS))
 
 
 def lora_tensor_names(model: PreTrainedModel) -> list[str]:

@@ -7,10 +7,13 @@ How a run goes:
   configure     options parsed and checked (bad input is a usage error, before anything runs)
   sessionstart  methods registered (entry points + conftest hook) and resolved
   collection    each test that takes ``knowundo_item`` is parametrized by method, domain and
-                val item; the item's domain comes from the ``knowundo`` marker of its suite
+                val item (the ``knowundo`` marker names domain and scope); each test that
+                takes ``general_task``, by method and lm-eval task (``general_task`` marker)
   tests         ``unlearned_model`` (session scope, one model in memory at a time) is built
-                or loaded from the cache; each item test asserts forget or retain
-  finish        per-item outcomes become the metrics: terminal table, JSON, JUnit properties
+                or loaded from the cache; each item test asserts forget or retain, each
+                general test its task's thresholds
+  finish        outcomes become the metrics (terminal table, JSON, JUnit properties), and
+                the release gate, if any, decides the exit status
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     domain, scope = _domain_of(metafunc)
     try:
         items = [item for item in unlearn.domain_data(domain).items()
-             if scope is None or item.scope == scope]
+                 if scope is None or item.scope == scope]
     except UnlearnError as error:
         raise pytest.Collector.CollectError(str(error)) from None
     if "unlearn_method" in metafunc.fixturenames:

@@ -80,7 +80,8 @@ COLUMNS = (("method", "method", "{}"), ("domain", "domain", "{}"),
            ("unlearn_ppl", "UL PPL", "{:.2f}"), ("retention_ppl", "RT PPL", "{:.2f}"),
            ("unlearn_rouge_l", "UL RougeL", "{:.3f}"),
            ("retention_rouge_l", "RT RougeL", "{:.3f}"),
-           ("unlearn_items", "n UL", "{}"), ("retention_items", "n RT", "{}"))
+           ("unlearn_items", "n UL", "{}"), ("retention_items", "n RT", "{}"),
+           ("errors", "errors", "{}"))
 PERCENT = {"unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
            "retention_success_token"}
 

@@ -1,0 +1,94 @@
+"""The pretrained-model path, on a small LLaMA model saved to a local folder: loading with
+transformers, LoRA knowledge injection (paper Table 7), unlearning the adapter, testing a
+model as it is (--unlearn-inject=never) against a --unlearn-reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random LLaMA model and its tokenizer, saved like a hub snapshot."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pytest_unlearn.data import load_general_text
+    from pytest_unlearn.models import pad_token_id, tokenizer_texts, train_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("local-llama")
+    tokenizer = train_tiny_tokenizer(tokenizer_texts(load_general_text()))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=pad_token_id(tokenizer))
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_folder_model_gets_a_lora_injection_and_unlearns(
+        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, local_model: Path,
+        tmp_path: Path) -> None:
+    suite_writer(pytester.path)
+    data = data_writer(tmp_path / "data", records_per_split=3)
+    cache = tmp_path / "cache"
+    result = pytester.runpytest_subprocess(
+        f"--model={local_model}", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
+        "--unlearn-method=none,gradient_ascent", "--unlearn-json=r.json",
+        "--unlearn-max-new-tokens=8")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
+    rows = {row["method"]: row for row in json.loads((pytester.path / "r.json").read_text())["rows"]}
+    assert set(rows) == {"none", "gradient_ascent"}
+    assert all(row["unlearn_items"] == 3 and row["retention_items"] == 3 for row in rows.values())
+
+    from safetensors.torch import load_file
+
+    [vanilla] = list((cache / "vanilla").glob("*/*"))
+    injection = json.loads((vanilla / "injection.json").read_text())
+    # Paper Table 7, privacy: 10 epochs of the LoRA adapter, lr 1e-4, weight decay 1e-4.
+    assert injection["settings"]["epochs"] == 10 and injection["settings"]["lr"] == 1e-4
+    assert injection["train_log"]["epochs_run"] == 10
+    saved = load_file(str(vanilla / "weights.safetensors"))
+    assert saved and all("lora_" in name for name in saved)  # only the adapter is stored
+    # r=8 on every linear layer but lm_head: 7 projections x 2 layers x (A, B).
+    assert len(saved) == 28
+    assert all(tensor.shape[0] == 8 for name, tensor in saved.items() if "lora_A" in name)
+
+    [unlearned] = list((cache / "unlearned").glob("*/*"))
+    changed = load_file(str(unlearned / "weights.safetensors"))
+    assert set(changed) == set(saved)
+    assert any(not (changed[name] == saved[name]).all() for name in saved)
+
+
+def test_model_tested_as_it_is_against_a_reference(
+        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, local_model: Path,
+        tmp_path: Path) -> None:
+    suite_writer(pytester.path)
+    (pytester.path / "test_general.py").write_text(
+        (REPO_ROOT / "suites" / "general" / "test_general.py").read_text())
+    (pytester.path / "thresholds.yaml").write_text(
+        (REPO_ROOT / "suites" / "general" / "thresholds.yaml").read_text())
+    data = data_writer(tmp_path / "data", records_per_split=3)
+    result = pytester.runpytest_subprocess(
+        f"--model={local_model}", f"--unlearn-reference={local_model}",
+        "--unlearn-inject=never", "--unlearn-method=none", f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={tmp_path / 'cache'}", "--unlearn-general-tasks=builtin",
+        "--unlearn-general-limit=10", "--unlearn-json=r.json", "--unlearn-max-new-tokens=8")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert len(report["general"]) == 3
+    # The candidate is its own reference here: the same weights give the same scores.
+    assert all(row["drop"] == 0.0 and row["outcome"] == "passed" for row in report["general"])
+    # Nothing was injected: no vanilla entry was built.
+    assert not (tmp_path / "cache" / "vanilla").exists()
