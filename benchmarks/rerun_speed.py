@@ -9,6 +9,7 @@ Prints both wall times and their ratio, measured side by side in one invocation.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -33,17 +34,25 @@ def main() -> None:
     parser.add_argument("--suite", default="suites/privacy")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
+        report = Path(cache) / "report.json"
         command = [sys.executable, "-m", "pytest", args.suite, "-q", "-p", "no:cacheprovider",
                    f"--unlearn-method={args.method}", "--model=tiny", "--unlearn-data=builtin",
-                   f"--unlearn-cache-dir={cache}"]
+                   f"--unlearn-json={report}", f"--unlearn-cache-dir={cache}"]
         first, first_status = timed_run(command)
+        first_rows = json.loads(report.read_text())["rows"]
         second, second_status = timed_run(command)
-    print(f"command: {' '.join(command[1:-1])} --unlearn-cache-dir=<fresh temporary dir>")
+        second_rows = json.loads(report.read_text())["rows"]
+    print(f"command: {' '.join(command[1:-2])} --unlearn-json=<report> "
+          "--unlearn-cache-dir=<fresh temporary dir>")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}")
     print(f"first run (inject + unlearn + score): {first:6.1f} s (exit status {first_status})")
     print(f"second run (all from cache):          {second:6.1f} s (exit status {second_status})")
     print(f"second / first: {second / first:.3f}")
+    print("same metrics in both runs:", first_rows == second_rows)
+    for row in second_rows:
+        print(f"  {row['method']:16} unlearn_success {row['unlearn_success']:.3f} "
+              f"retention_success {row['retention_success']:.3f}")
 
 
 if __name__ == "__main__":
