@@ -33,6 +33,7 @@ class UnlearnSession:
         self._data: dict[str, DomainData] = {}
         self._pipeline: Pipeline | None = None
         self._scores: dict[str, list[ItemScore]] = {}
+        self._positions: dict[str, dict[str, int]] = {}
         self._yaml: dict[str, Any] | None = None
         self.gate: dict[str, Any] | None = None
         # Set during collection when a general-task test is selected: the reference scores
@@ -45,6 +46,8 @@ class UnlearnSession:
         self.registry = registry
         self.methods = registry.resolve(self.settings.methods)
         self._yaml = self._read_config_file()
+        for name in self.methods:
+            self.method_config(name)  # a bad YAML section fails now, not after training
         if self.settings.gate_path is not None:
             from .gate import load_gate
 
@@ -77,13 +80,21 @@ class UnlearnSession:
             self._pipeline = Pipeline(self.settings, cache, self.progress)
         return self._pipeline
 
+    @property
+    def model_family(self) -> str:
+        """Which presets apply (tiny, llama2, qwen1.5, other); known without loading."""
+        from .models import ModelSpec
+
+        return ModelSpec.parse(self.settings.model).family
+
     def method_config(self, name: str) -> Any:
+        """The config in force: defaults, the model family's preset, the YAML section.
+        Keys and types are checked, so --unlearn-config fails at start-up when wrong."""
         from .method import make_config
 
-        method_class = self.registry.get(name)
         section = (self._yaml or {}).get(name, {})
         source = str(self.settings.config_path) if self.settings.config_path else "config"
-        return make_config(method_class, self.pipeline.spec.family, section, source)
+        return make_config(self.registry.get(name), self.model_family, section, source)
 
     def unlearned_model(self, domain: str, method: str) -> ModelHandle:
         if domain in self.general_domains:
@@ -197,9 +208,10 @@ class UnlearnSession:
         return self._scores[handle.cache_key]
 
     def score_of(self, handle: ModelHandle, item: Item) -> ItemScore:
-        items = self.domain_data(item.domain).items()
-        position = next(i for i, each in enumerate(items) if each.id == item.id)
-        return self.item_scores(handle, item.domain)[position]
+        if item.domain not in self._positions:
+            self._positions[item.domain] = {
+                each.id: index for index, each in enumerate(self.domain_data(item.domain).items())}
+        return self.item_scores(handle, item.domain)[self._positions[item.domain][item.id]]
 
     # --- config file -------------------------------------------------------------------
 
@@ -224,20 +236,4 @@ class UnlearnSession:
             if not isinstance(section, dict):
                 raise UnlearnError(f"{path}: section {name!r} must be a mapping of config keys "
                                    f"to values, got {type(section).__name__}")
-        for name in self.methods:
-            if name in content:
-                self.method_config_check(name, content[name], path)
         return content
-
-    def method_config_check(self, name: str, section: dict[str, Any], path: Path) -> None:
-        from .method import make_config
-
-        # Checks keys and types at start-up, before any model is loaded.
-        family = _family_without_loading(self.settings.model)
-        make_config(self.registry.get(name), family, section, str(path))
-
-
-def _family_without_loading(model: str) -> str:
-    from .models import ModelSpec
-
-    return ModelSpec.parse(model).family

@@ -690,3 +690,20 @@ def test_memflex_region_is_saved_and_reported(suite_dir: Path, pytester: pytest.
     assert set(saved["per_tensor"]) >= set(region["selected"])
     config = json.loads((entry / "method_config.json").read_text())
     assert config["method"] == "memflex" and config["config"]["retain_weight"] == 2.0
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("gradient_ascent:\n  lrr: 1\n", "has no config key 'lrr'; its keys are: lr, epochs"),
+    ("gradient_ascent:\n  epochs: two\n", "gradient_ascent.epochs = 'two' has type str"),
+    ("gradient_ascnt:\n  lr: 1\n", "section 'gradient_ascnt' names no registered method"),
+    ("gradient_ascent: [1]\n", "section 'gradient_ascent' must be a mapping"),
+])
+def test_bad_method_config_is_a_usage_error(suite_dir: Path, pytester: pytest.Pytester,
+                                            cache_arg: str, yaml_text: str,
+                                            message: str) -> None:
+    pytester.makefile(".yaml", unlearn=yaml_text)
+    result = pytester.runpytest("--unlearn-method=gradient_ascent", cache_arg,
+                                "--unlearn-config=unlearn.yaml", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = text_of(result)
+    assert message in output and "unlearn.yaml" in output and "Traceback" not in output
