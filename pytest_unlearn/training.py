@@ -141,15 +141,15 @@ class Trainer(Generic[Example]):
                 step_started = time.perf_counter()
                 step_items = [self.examples[i] for i in order[start: start + settings.items_per_step]]
                 loss_value = self._step(step_items, optimizer, parameters)
+                if not math.isfinite(loss_value):
+                    raise UnlearnError(
+                        f"{self.stage}: the loss became {loss_value} at step {log.steps + 1} "
+                        f"of {total} (lr {settings.lr}). The method diverged; lower its lr in "
+                        "--unlearn-config or shorten training.")
                 schedule.step()
                 log.steps += 1
                 log.losses.append(loss_value)
                 log.step_seconds.append(time.perf_counter() - step_started)
-                if not math.isfinite(loss_value):
-                    raise UnlearnError(
-                        f"{self.stage}: the loss became {loss_value} at step {log.steps} of "
-                        f"{total} (lr {settings.lr}). The method diverged; lower its lr in "
-                        "--unlearn-config or shorten training.")
                 self._report(log, total, started)
             log.epochs_run = epoch + 1
             if after_epoch is not None and epoch + 1 < settings.epochs and after_epoch(epoch):
@@ -160,17 +160,29 @@ class Trainer(Generic[Example]):
 
     def _step(self, items: list[Example], optimizer: torch.optim.Optimizer,
               parameters: list[torch.nn.Parameter]) -> float:
+        """One optimizer step; with a non-finite loss it returns before stepping, so the
+        weights never see it (the caller stops training)."""
+        import torch
+
         optimizer.zero_grad(set_to_none=True)
         total_loss = 0.0
         micro = self.settings.micro_batch_size
         for start in range(0, len(items), micro):
             batch = items[start: start + micro]
-            losses = self.item_losses(batch)
-            # The step's loss is the mean over its items: each micro-batch adds its share.
-            loss = losses.sum() / len(items)
-            loss.backward()
+            try:
+                losses = self.item_losses(batch)
+                # The step's loss is the mean over its items: each micro-batch adds its share.
+                loss = losses.sum() / len(items)
+                loss.backward()
+            except torch.OutOfMemoryError:
+                raise UnlearnError(
+                    f"{self.stage}: out of memory on a micro-batch of {len(batch)} items. Lower "
+                    f"micro_batch_size (now {micro}) in --unlearn-config (the per-item loss "
+                    "average, and so the result, does not change), use --unlearn-dtype=bfloat16 "
+                    "on a GPU, or a device with more memory.") from None
             total_loss += float(loss.detach())
-        optimizer.step()
+        if math.isfinite(total_loss):
+            optimizer.step()
         return total_loss
 
     def _report(self, log: TrainLog, total: int, started: float) -> None:
