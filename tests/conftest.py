@@ -26,11 +26,19 @@ _LEAKY_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER",
 
 
 def ini_text(filterwarnings: str = "error", extra: str = "") -> str:
-    """The inner run's ini: the tiny model on the builtin data, like the repo's default."""
+    """The inner run's ini: the tiny model on the builtin data, like the repo's default.
+
+    An in-process inner run (``pytester.runpytest``) finds pytest_unlearn already imported
+    by the outer run; depending on how the package was installed, pytest then warns that it
+    cannot rewrite its asserts. That says nothing about the plugin, so it is not an error.
+    """
     return ("[pytest]\n"
             "unlearn_model = tiny\n"
             "unlearn_data = builtin\n"
-            f"filterwarnings = {filterwarnings}\n"
+            "filterwarnings =\n"
+            f"    {filterwarnings}\n"
+            "    ignore:Module already imported so cannot be rewritten:"
+            "pytest.PytestAssertRewriteWarning\n"
             f"{extra}")
 
 
