@@ -10,13 +10,15 @@ the ascent on the forget set.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 
 from pytest_unlearn.cache import ModelCache
 from pytest_unlearn.data import load_domain
 from pytest_unlearn.encoding import encode_all
 from pytest_unlearn.pipeline import MAX_LENGTH, Pipeline
 from pytest_unlearn.scoring import score
-from pytest_unlearn.settings import Settings
+from pytest_unlearn.settings import settings_for_script
 
 
 def main() -> None:
@@ -25,13 +27,17 @@ def main() -> None:
     parser.add_argument("--domain", default="privacy")
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--cache-dir", default=".unlearn_cache")
+    parser.add_argument("--tiny-without-general-text", action="store_true",
+                        help="probe a tiny model injected with the domain only (as before the "
+                             "tiny model learned the general text)")
     args = parser.parse_args()
-    settings = Settings(methods=("none",), model=args.model, data=args.data, ood_data="builtin",
-                        cache_dir=__import__("pathlib").Path(args.cache_dir).resolve(),
-                        device="cpu", dtype="auto", seed=0, criterion="exact", inject="auto",
-                        json_path=None, config_path=None, trust_remote_code=False,
-                        rebuild=False)
+    settings = settings_for_script(unlearn_model=args.model, unlearn_data=args.data,
+                                   unlearn_cache_dir=str(Path(args.cache_dir).resolve()),
+                                   unlearn_device="cpu")
     pipeline = Pipeline(settings, ModelCache(settings.cache_dir), lambda message: None)
+    if args.tiny_without_general_text:
+        pipeline.injection = dataclasses.replace(pipeline.injection,
+                                                 tiny_learns_general_text=False)
     data = load_domain(args.data, args.domain)
     handle = pipeline.load_vanilla(data)
     sets = {"forget (unlearn train)": list(data.splits["unlearn_train"]),

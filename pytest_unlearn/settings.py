@@ -178,6 +178,17 @@ def resolve(config: pytest.Config) -> Settings:
         raise pytest.UsageError(str(error)) from None
 
 
+def settings_for_script(**values: Any) -> Settings:
+    """Settings outside pytest (benchmark scripts): the option defaults, then ``values``
+    keyed by option dest (``unlearn_model="tiny"``), checked like the options."""
+    raw = {option.dest: _ini_default(option) for option in OPTIONS}
+    unknown = set(values) - set(raw)
+    if unknown:
+        raise UnlearnError(f"unknown settings {sorted(unknown)}; they are: {', '.join(raw)}")
+    raw.update(values)
+    return _build(raw, {key: "script" for key in raw}, Path.cwd())
+
+
 def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Settings:
     methods = tuple(name.strip() for name in str(raw["unlearn_method"]).split(",") if name.strip())
     if not methods:
