@@ -47,7 +47,8 @@ class UnlearnSession:
         self.methods = registry.resolve(self.settings.methods)
         self._yaml = self._read_config_file()
         for name in self.methods:
-            self.method_config(name)  # a bad YAML section fails now, not after training
+            if name in self._yaml:  # a bad YAML section fails now, not after training;
+                self.method_config(name)  # methods without one stay unloaded until used
         if self.settings.gate_path is not None:
             from .gate import load_gate
 
