@@ -707,3 +707,22 @@ def test_bad_method_config_is_a_usage_error(suite_dir: Path, pytester: pytest.Py
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = text_of(result)
     assert message in output and "unlearn.yaml" in output and "Traceback" not in output
+
+
+def test_update_summary_hook_changes_the_report(suite_dir: Path, pytester: pytest.Pytester,
+                                                cache_arg: str,
+                                                warm_cache: dict[str, Any]) -> None:
+    pytester.makeconftest("""
+        def pytest_unlearn_update_summary(summary):
+            for row in summary["rows"]:
+                row["team"] = "privacy-eng"
+            summary["run"]["ticket"] = "REL-42"
+    """)
+    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
+                                           "--unlearn-json=r.json", "--junitxml=out.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, text_of(result)
+    report = read_json(pytester.path / "r.json")
+    assert report["run"]["ticket"] == "REL-42"
+    assert row_of(report, "none")["team"] == "privacy-eng"
+    assert 'name="unlearn.none.privacy.team" value="privacy-eng"' in (
+        pytester.path / "out.xml").read_text()
