@@ -197,3 +197,20 @@ def test_two_processes_build_a_model_once(pytester: pytest.Pytester, suite_write
     injections = sum(output.count("[unlearn] inject privacy: epoch") > 0 for output in outputs)
     assert injections == 1, outputs
     assert len(list((tmp_path / "cache" / "vanilla").glob("*/*/manifest.json"))) == 1
+
+
+def test_hub_model_without_network_says_how_to_use_a_local_copy(monkeypatch) -> None:
+    import transformers
+
+    from pytest_unlearn.models import ModelSpec, load_pretrained
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
+    with pytest.raises(UnlearnError) as error:
+        load_pretrained(ModelSpec.parse("qwen1.5-7b"), torch.device("cpu"), torch.float32,
+                        trust_remote_code=False)
+    message = str(error.value)
+    assert "could not load model 'qwen1.5-7b' (hub Qwen/Qwen1.5-7B-Chat)" in message
+    assert "pass the local folder as --model=FOLDER" in message
