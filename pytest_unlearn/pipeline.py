@@ -206,9 +206,6 @@ class Pipeline:
         model.eval()
         return ModelHandle(model, tokenizer, self.spec, sorted(tensors), key, {})
 
-    def versions(self) -> dict[str, str]:
-        return library_versions()
-
     def load_reference(self) -> ModelHandle:
         """The --unlearn-reference model, as it is (no injection, no adapter)."""
         spec = ModelSpec.parse(str(self.settings.reference))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import __version__
 from .data import DomainData, Item, load_domain
 from .errors import UnlearnError
 from .registry import MethodRegistry
@@ -154,7 +155,7 @@ class UnlearnSession:
             reference = {"vanilla": pipeline.vanilla_payload(self.domain_data(domain))}
         payload = {"kind": "general_scores", **reference, "tasks": self.general_task_names(),
                    "limit": self.settings.general_limit, "lm_eval": version("lm_eval"),
-                   "pytest_unlearn": pipeline.versions()["pytest_unlearn"]}
+                   "pytest_unlearn": __version__}
 
         def build(folder: Path) -> None:
             handle = (pipeline.load_reference() if self.settings.reference is not None
