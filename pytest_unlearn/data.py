@@ -42,10 +42,6 @@ class Item:
     def id(self) -> str:
         return f"{self.domain}-{self.scope}-{self.index:03d}"
 
-    @property
-    def must_forget(self) -> bool:
-        return self.scope == "unlearn"
-
 
 @dataclass(frozen=True)
 class DomainData:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -98,7 +98,6 @@ class ModelHandle:
     spec: ModelSpec
     trainable: list[str]
     cache_key: str
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pad_id(self) -> int:

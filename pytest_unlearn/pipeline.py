@@ -128,14 +128,10 @@ class Pipeline:
         payload = self.vanilla_payload(data)
         if not self.spec.is_tiny and self.settings.inject == "never":
             model, tokenizer = self._load_base()
-            return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload),
-                               {"injected": False})
-        path, built = self.cache.get_or_build("vanilla", payload,
+            return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload))
+        path, _ = self.cache.get_or_build("vanilla", payload,
                                               lambda folder: self._build_vanilla(data, folder))
-        handle = self._vanilla_from_entry(path, cache_key(payload))
-        handle.info.update(json.loads((path / "injection.json").read_text()))
-        handle.info["built_now"] = built
-        return handle
+        return self._vanilla_from_entry(path, cache_key(payload))
 
     def _build_vanilla(self, data: DomainData, folder: Path) -> None:
         if self.spec.is_tiny:
@@ -204,7 +200,7 @@ class Pipeline:
             model = attach_lora(base)
         put_tensors(model, tensors, f"cache entry {path}")
         model.eval()
-        return ModelHandle(model, tokenizer, self.spec, sorted(tensors), key, {})
+        return ModelHandle(model, tokenizer, self.spec, sorted(tensors), key)
 
     def load_reference(self) -> ModelHandle:
         """The --unlearn-reference model, as it is (no injection, no adapter)."""
@@ -215,7 +211,7 @@ class Pipeline:
                                "name a model folder, .gguf file or hub id")
         model, tokenizer = load_pretrained(spec, self.device, self.dtype,
                                            self.settings.trust_remote_code)
-        return ModelHandle(model, tokenizer, spec, [], f"reference:{spec.requested}", {})
+        return ModelHandle(model, tokenizer, spec, [], f"reference:{spec.requested}")
 
     def _load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         self.progress(f"loading {self.spec.requested} ({self.spec.location})")
@@ -239,7 +235,7 @@ class Pipeline:
         def build(folder: Path) -> None:
             built.update(self._build_unlearned(data, method_name, method_class, config, folder))
 
-        path, built_now = self.cache.get_or_build("unlearned", payload, build)
+        path, _ = self.cache.get_or_build("unlearned", payload, build)
         handle = built.pop("handle", None)
         if handle is None:
             handle = self.load_vanilla(data)
@@ -248,9 +244,6 @@ class Pipeline:
                         f"cache entry {path}")
             handle.model.eval()
         handle.cache_key = cache_key(payload)
-        handle.info.update({"method": method_name, "built_now": built_now,
-                            "cache_entry": str(path),
-                            "method_log": json.loads((path / "method_log.json").read_text())})
         return handle
 
     def _build_unlearned(self, data: DomainData, method_name: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,6 @@ class Settings:
     compare_baseline: str | None
     trust_remote_code: bool
     rebuild: bool
-    sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def recall_threshold(self) -> float:
@@ -220,7 +219,6 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         compare_baseline=_baseline_name("--unlearn-compare", str(raw["unlearn_compare"])),
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
-        sources=sources,
     )
 
 

@@ -140,7 +140,7 @@ class Trainer(Generic[Example]):
             for start in range(0, len(order), settings.items_per_step):
                 step_started = time.perf_counter()
                 step_items = [self.examples[i] for i in order[start: start + settings.items_per_step]]
-                loss_value = self._step(step_items, optimizer, parameters)
+                loss_value = self._step(step_items, optimizer)
                 if not math.isfinite(loss_value):
                     raise UnlearnError(
                         f"{self.stage}: the loss became {loss_value} at step {log.steps + 1} "
@@ -158,8 +158,7 @@ class Trainer(Generic[Example]):
         self.model.eval()
         return log
 
-    def _step(self, items: list[Example], optimizer: torch.optim.Optimizer,
-              parameters: list[torch.nn.Parameter]) -> float:
+    def _step(self, items: list[Example], optimizer: torch.optim.Optimizer) -> float:
         """One optimizer step; with a non-finite loss it returns before stepping, so the
         weights never see it (the caller stops training)."""
         import torch

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pytest_unlearn.data import _check_records
 from pytest_unlearn.encoding import Encoded, TruncationWarning, encode_all
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.scoring import per_item_nll, score
+from pytest_unlearn.scoring import score
 from pytest_unlearn.training import TrainSettings, Trainer
 
 
