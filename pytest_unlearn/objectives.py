@@ -42,6 +42,19 @@ def weighted_nll(model: PreTrainedModel, batch: Sequence[WeightedItem], pad_id: 
     return nll * weights
 
 
+def answer_logprob_and_length(model: PreTrainedModel, batch: Sequence[Encoded], pad_id: int,
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed answer-token log-probability of each item, log p(y|x) teacher-forced (with
+    gradients), and each item's number of answer tokens; both of shape (len(batch),)."""
+    from .scoring import answer_token_losses
+
+    device = next(model.parameters()).device
+    inputs = collate(batch, pad_id, device)
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    losses, mask = answer_token_losses(logits, inputs["labels"])
+    return -losses.sum(dim=1), mask.sum(dim=1)
+
+
 def interleave(forget: Sequence[Encoded], retain: Sequence[Encoded], forget_weight: float,
                retain_weight: float) -> list[WeightedItem]:
     """Pair each forget item with a retain item: f0 r0 f1 r1 ...
