@@ -17,6 +17,8 @@ Thresholds: paper Table 12 for the two 7B models it covers (by family and domain
 any other model a quantile rule, because absolute thresholds do not transfer (on the tiny
 model the paper's values select nearly every tensor): cos below its ``cosine_quantile``
 quantile and mag above its ``magnitude_quantile`` quantile.
+
+The ablation controls (``memflex_controls.py``) are MemFlex with another ``choose_region``.
 """
 
 from __future__ import annotations
@@ -49,15 +51,21 @@ RULES = ("auto", "absolute", "quantile")
 
 
 @dataclass(frozen=True)
-class MemFlexConfig(TrainSettings):
-    """The reference's MemFlex settings: AdamW lr 3e-4, 2 epochs, batch 1 x accumulation
-    16, cosine schedule, 3% warmup, weight decay 0, pairs shuffled with seed 42."""
+class MemFlexTraining(TrainSettings):
+    """The reference's MemFlex training settings: AdamW lr 3e-4, 2 epochs, batch 1 x
+    accumulation 16, cosine schedule, 3% warmup, weight decay 0, pairs shuffled with seed 42."""
 
     lr: float = 3e-4
     shuffle: bool = False  # the pairs are shuffled once, with shuffle_seed, like the reference
     shuffle_seed: int = 42
     forget_weight: float = -0.4
     retain_weight: float = 2.0
+
+
+@dataclass(frozen=True)
+class MemFlexConfig(MemFlexTraining):
+    """MemFlex's training settings and its localization settings."""
+
     copies: int = 3  # the paper says 5; the reference code uses 3
     threshold_rule: str = "auto"  # auto: Table 12 where it has the model, else quantile
     mu: float = math.nan  # cosine threshold for the absolute rule; nan: from Table 12
@@ -75,11 +83,8 @@ class MemFlex(UnlearningMethod):
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)
         trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-        stats = localize(context, self.config, trainable)
-        region = select_region(stats, self.config, context.model_family, context.domain)
-        context.progress(f"memflex {context.domain}: region of {len(region['selected'])} of "
-                         f"{len(stats)} tensors ({region['fraction_parameters']:.1%} of "
-                         "trainable parameters)")
+        region = self.choose_region(context, trainable)
+        context.progress(f"{self.name} {context.domain}: {describe_region(region)}")
         set_trainable(model, region["selected"])
         forget = encode_records(context, context.forget, "forget")
         retain = encode_records(context, context.retain, "retain")
@@ -93,6 +98,12 @@ class MemFlex(UnlearningMethod):
         set_trainable(model, trainable)
         result.artifacts["region"] = region
         return result
+
+    def choose_region(self, context: UnlearnContext, trainable: list[str]) -> dict[str, Any]:
+        """The tensors that train, as a region record (``region_record``): MemFlex's
+        gradient localization and threshold rule."""
+        stats = localize(context, self.config, trainable)
+        return select_region(stats, self.config, context.model_family, context.domain)
 
 
 def localize(context: UnlearnContext, config: MemFlexConfig, names: Sequence[str],
@@ -200,13 +211,28 @@ def select_region(stats: dict[str, dict[str, float]], config: MemFlexConfig, fam
             f"{len(selected)} of {len(stats)} tensors, which localizes nothing. "
             f"{_distribution(stats)}. Set mu and sigma in --unlearn-config, or use "
             "threshold_rule: quantile.")
+    return region_record(rule, mu, sigma, selected, stats)
+
+
+def region_record(rule: str, mu: float, sigma: float, selected: Sequence[str],
+                  stats: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """What is saved and reported of a region: the rule and thresholds that chose it, the
+    selected tensors, their tensor and parameter counts, and ``stats`` (per tensor, at least
+    its ``numel``) as ``per_tensor``."""
     total = sum(s["numel"] for s in stats.values())
     chosen = sum(stats[name]["numel"] for name in selected)
-    return {"rule": rule, "mu": mu, "sigma": sigma, "selected": selected,
+    return {"rule": rule, "mu": mu, "sigma": sigma, "selected": list(selected),
             "n_selected": len(selected), "n_tensors": len(stats),
             "selected_parameters": chosen, "total_parameters": total,
             "fraction_tensors": len(selected) / len(stats), "fraction_parameters": chosen / total,
             "per_tensor": stats}
+
+
+def describe_region(region: dict[str, Any]) -> str:
+    control = f"{region['control']} control, " if "control" in region else ""
+    return (f"{control}region of {region['n_selected']} of {region['n_tensors']} tensors, "
+            f"{region['selected_parameters']:,} of {region['total_parameters']:,} trainable "
+            f"parameters ({region['fraction_parameters']:.1%})")
 
 
 def _quantile(values: list[float], q: float) -> float:

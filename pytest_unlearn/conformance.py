@@ -118,14 +118,12 @@ def toy() -> Toy:
                get_tensors(adapted, names))
 
 
-def run_method(method_class: type[UnlearningMethod], kind: str, seed: int = 0,
-               overrides: dict[str, Any] | None = None) -> Run:
-    """Run a method on a fresh copy of the toy model; ``kind`` is 'full' or 'lora'."""
+def toy_context(kind: str, seed: int = 0) -> UnlearnContext:
+    """What a method receives, on a fresh copy of the toy model; ``kind`` is 'full' (every
+    weight trainable) or 'lora' (the toy adapter's tensors trainable)."""
     import torch
 
-    from .encoding import encode_all
-    from .models import attach_lora, lora_tensor_names, pad_token_id, put_tensors, set_trainable
-    from .scoring import score
+    from .models import attach_lora, lora_tensor_names, put_tensors, set_trainable
 
     base = toy()
     model = copy.deepcopy(base.model)
@@ -136,19 +134,37 @@ def run_method(method_class: type[UnlearningMethod], kind: str, seed: int = 0,
     else:
         trainable = [name for name, _ in model.named_parameters()]
     set_trainable(model, trainable)
-    pad = pad_token_id(base.tokenizer)
-    forget_encoded = encode_all(base.tokenizer, base.forget, 256, "forget")
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    nll_before = _mean_nll(model, forget_encoded, pad)
-    fields = {f.name for f in dataclasses.fields(method_class.config_class)}
-    short = {key: value for key, value in TOY_OVERRIDES.items() if key in fields}
-    config = make_config(method_class, "tiny", {**short, **(overrides or {})})
-    context = UnlearnContext(
+    return UnlearnContext(
         model=model, tokenizer=base.tokenizer, forget=base.forget, retain=base.retain,
         general=base.general, seed=seed, device=torch.device("cpu"), trainable=trainable,
         model_family="tiny", domain="privacy", max_length=256, progress=lambda message: None,
         forget_val=base.forget_val, retain_val=base.retain_val)
-    result = method_class(config).unlearn(context)
+
+
+def toy_config(method_class: type[UnlearningMethod],
+               overrides: dict[str, Any] | None = None) -> Any:
+    """The method's tiny config, shortened for the toy (``TOY_OVERRIDES``), then
+    ``overrides``."""
+    fields = {f.name for f in dataclasses.fields(method_class.config_class)}
+    short = {key: value for key, value in TOY_OVERRIDES.items() if key in fields}
+    return make_config(method_class, "tiny", {**short, **(overrides or {})})
+
+
+def run_method(method_class: type[UnlearningMethod], kind: str, seed: int = 0,
+               overrides: dict[str, Any] | None = None) -> Run:
+    """Run a method on a fresh copy of the toy model; ``kind`` is 'full' or 'lora'."""
+    from .encoding import encode_all
+    from .models import pad_token_id
+    from .scoring import score
+
+    base = toy()
+    context = toy_context(kind, seed)
+    model, trainable = context.model, context.trainable
+    pad = pad_token_id(base.tokenizer)
+    forget_encoded = encode_all(base.tokenizer, base.forget, 256, "forget")
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    nll_before = _mean_nll(model, forget_encoded, pad)
+    result = method_class(toy_config(method_class, overrides)).unlearn(context)
     after = {name: p.detach().clone() for name, p in result.model.named_parameters()}
     val = encode_all(base.tokenizer, base.forget_val + base.retain_val, 256, "val")
     return Run(before, after, trainable, nll_before, _mean_nll(result.model, forget_encoded, pad),
