@@ -15,6 +15,12 @@ from .method import UnlearningMethod
 
 ENTRY_POINT_GROUP = "pytest_unlearn.methods"
 ALL_METHODS = "all"
+# Names that stand for a fixed list of methods in --unlearn-method.
+METHOD_GROUPS: dict[str, tuple[str, ...]] = {
+    "memflex+controls": ("memflex", "memflex_all_tensors", "memflex_random_region",
+                         "memflex_inverse_region"),
+}
+RESERVED_NAMES = (ALL_METHODS, *METHOD_GROUPS)
 
 MethodSource = Union[EntryPoint, type[UnlearningMethod]]
 
@@ -43,9 +49,10 @@ class MethodRegistry:
         self._add(name, method_class, f"{method_class.__module__}.{method_class.__qualname__}")
 
     def _add(self, name: str, source: MethodSource, origin: str) -> None:
-        if not name or name != name.strip() or "," in name or name == ALL_METHODS:
+        if not name or name != name.strip() or "," in name or name in RESERVED_NAMES:
             raise UnlearnError(f"invalid method name {name!r} from {origin}: names are non-empty, "
-                               f"without commas or spaces, and not {ALL_METHODS!r}")
+                               "without commas or spaces, and not one of "
+                               f"{', '.join(map(repr, RESERVED_NAMES))}")
         if name in self._sources:
             raise UnlearnError(f"method {name!r} is registered twice: by {self._origins[name]} "
                                f"and by {origin}. Rename one of them.")
@@ -56,22 +63,32 @@ class MethodRegistry:
         return sorted(self._sources)
 
     def resolve(self, requested: tuple[str, ...]) -> list[str]:
-        """Expand 'all' and check every name; unknown names fail with the list of choices."""
+        """Expand 'all' and the method groups (``METHOD_GROUPS``) and check every name;
+        unknown names fail with the list of choices. Each method appears once, first come."""
         names: list[str] = []
         for name in requested:
-            expanded = self.names() if name == ALL_METHODS else [name]
-            for each in expanded:
+            for each in self._expand(name):
                 if each not in self._sources:
-                    close = difflib.get_close_matches(each, self.names(), n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
                     raise UnlearnError(
-                        f"unknown unlearning method {each!r}{hint}. Available: "
-                        f"{', '.join(self.names())}, or '{ALL_METHODS}'. Methods register "
-                        f"through the '{ENTRY_POINT_GROUP}' entry-point group or the "
+                        f"unknown unlearning method {each!r}{self._hint(each, name)}. "
+                        f"Available: {', '.join(self.names())}, or "
+                        f"{', '.join(map(repr, RESERVED_NAMES))}. Methods register through the "
+                        f"'{ENTRY_POINT_GROUP}' entry-point group or the "
                         "pytest_unlearn_register_methods hook.")
                 if each not in names:
                     names.append(each)
         return names
+
+    def _expand(self, name: str) -> list[str]:
+        if name == ALL_METHODS:
+            return self.names()
+        return list(METHOD_GROUPS.get(name, (name,)))
+
+    def _hint(self, unknown: str, requested: str) -> str:
+        if unknown != requested:
+            return f" (in {requested!r}; is the package that provides it installed?)"
+        close = difflib.get_close_matches(unknown, [*self.names(), *RESERVED_NAMES], n=1)
+        return f" (did you mean {close[0]!r}?)" if close else ""
 
     def get(self, name: str) -> type[UnlearningMethod]:
         if name not in self._loaded:

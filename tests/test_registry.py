@@ -73,3 +73,39 @@ def test_bad_overrides(overrides, message):
     with pytest.raises(UnlearnError) as error:
         make_config(Toy, "tiny", overrides, "unlearn.yaml")
     assert message in str(error.value) and "unlearn.yaml" in str(error.value)
+
+
+def test_memflex_controls_expands_to_memflex_and_its_three_controls():
+    registry = MethodRegistry.from_entry_points()
+    assert registry.resolve(("memflex+controls",)) == [
+        "memflex", "memflex_all_tensors", "memflex_random_region", "memflex_inverse_region"]
+
+
+def test_memflex_controls_keeps_the_order_given_and_lists_each_method_once():
+    registry = MethodRegistry.from_entry_points()
+    assert registry.resolve(("none", "memflex_random_region", "memflex+controls", "memflex")) == [
+        "none", "memflex_random_region", "memflex", "memflex_all_tensors",
+        "memflex_inverse_region"]
+    assert registry.resolve(("memflex+controls", "all")) == [
+        "memflex", "memflex_all_tensors", "memflex_random_region", "memflex_inverse_region",
+        *[n for n in registry.names() if not n.startswith("memflex")]]
+
+
+def test_group_with_a_missing_member_names_the_group():
+    registry = MethodRegistry()
+    registry.register("memflex", Toy)
+    with pytest.raises(UnlearnError, match=r"unknown unlearning method 'memflex_all_tensors' "
+                                           r"\(in 'memflex\+controls'"):
+        registry.resolve(("memflex+controls",))
+
+
+def test_misspelled_group_suggests_it():
+    registry = MethodRegistry.from_entry_points()
+    with pytest.raises(UnlearnError, match=r"did you mean 'memflex\+controls'"):
+        registry.resolve(("memflex+control",))
+
+
+@pytest.mark.parametrize("name", ["all", "memflex+controls"])
+def test_group_names_cannot_be_registered(name):
+    with pytest.raises(UnlearnError, match="invalid method name"):
+        MethodRegistry().register(name, Toy)
