@@ -209,11 +209,21 @@ def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
         source, kwargs["gguf_file"] = str(path.parent), path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
+        model, loading = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, device_map={"": str(device)} if device.type != "cpu" else None,
-            **kwargs)
+            output_loading_info=True, **kwargs)
     except Exception as error:
         raise UnlearnError(_load_failure(spec, error)) from None
+    # transformers fills tensors the checkpoint lacks with random values and only logs it;
+    # a test of a half-random model would be meaningless, so that is an error here.
+    incomplete = [*loading.get("missing_keys", ()), *loading.get("mismatched_keys", ())]
+    if incomplete:
+        shown = ", ".join(str(key) for key in sorted(incomplete, key=str)[:5])
+        raise UnlearnError(
+            f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): the "
+            f"checkpoint lacks {len(incomplete)} tensor(s) the model needs or has them in "
+            f"another shape ({shown}{', ...' if len(incomplete) > 5 else ''}). The weights "
+            "file is incomplete or belongs to another model: copy or download it again.")
     if device.type == "cpu":
         model = model.to(device)
     return model, tokenizer
@@ -228,7 +238,8 @@ def _load_failure(spec: ModelSpec, error: Exception) -> str:
                 "--model=FOLDER, or set HF_HOME to a cache that holds it.")
     if spec.kind == "gguf":
         return what + ". Is the file a complete GGUF model? Loading GGUF needs the 'gguf' package."
-    return what + ". A model folder needs config.json, tokenizer files and weights."
+    return what + (". A model folder needs config.json, tokenizer files and complete weights "
+                   "(*.safetensors); a truncated or corrupt weights file must be copied again.")
 
 
 def attach_lora(model: PreTrainedModel) -> PreTrainedModel:

@@ -426,9 +426,11 @@ class UnlearnReporter:
         for row in self.summary["rows"]:
             region = (row.get("method_log") or {}).get("region")
             if region:
+                how = (f"control {region['control']}" if region.get("control") else
+                       f"{region['rule']} rule, mu {region['mu']:.4g}, sigma "
+                       f"{region['sigma']:.4g}")
                 terminalreporter.write_line(
-                    f"{row['method']} {row['domain']} region ({region['rule']} rule, mu "
-                    f"{region['mu']:.4g}, sigma {region['sigma']:.4g}): {region['n_selected']} of "
+                    f"{row['method']} {row['domain']} region ({how}): {region['n_selected']} of "
                     f"{region['n_tensors']} tensors, {region['fraction_parameters']:.1%} of "
                     f"trainable parameters: {', '.join(region['selected'])}")
         settings = self.unlearn.settings

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from .encoding import IGNORE_INDEX, SEPARATOR, Encoded, collate, length_buckets
+from .errors import UnlearnError
 
 if TYPE_CHECKING:
     import torch
@@ -71,8 +72,12 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
         with torch.inference_mode():
             for indices in length_buckets(encoded, batch_size):
                 batch = collate([encoded[i] for i in indices], pad_id, device)
-                logits = model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"]).logits
+                try:
+                    logits = model(input_ids=batch["input_ids"],
+                                   attention_mask=batch["attention_mask"]).logits
+                except torch.OutOfMemoryError:
+                    raise _out_of_memory("scoring", batch["input_ids"].shape,
+                                         batch_size) from None
                 losses, mask = answer_token_losses(logits, batch["labels"])
                 hits = (logits[:, :-1, :].argmax(dim=-1) == batch["labels"][:, 1:]) & mask
                 counts = mask.sum(dim=1)
@@ -85,6 +90,14 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
     finally:
         model.train(was_training)
     return [result for result in results if result is not None]
+
+
+def _out_of_memory(stage: str, shape: Sequence[int], batch_size: int) -> UnlearnError:
+    return UnlearnError(
+        f"{stage}: out of memory on a batch of {shape[0]} items of {shape[1]} tokens. Lower "
+        f"--unlearn-score-batch-size (now {batch_size}; the scores do not depend on it), "
+        "lower --unlearn-max-new-tokens for generation, use --unlearn-dtype=bfloat16 on a GPU, "
+        "or a device with more memory.")
 
 
 def perplexity(mean_logprobs: Sequence[float]) -> float:
@@ -122,10 +135,13 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                     ids = torch.tensor(prompts[index], dtype=torch.long)
                     input_ids[row, width - len(ids):] = ids
                     attention[row, width - len(ids):] = 1
-                output = model.generate(
-                    input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                    max_new_tokens=max(lengths[i] for i in indices), do_sample=False,
-                    use_cache=True, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+                try:
+                    output = model.generate(
+                        input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                        max_new_tokens=max(lengths[i] for i in indices), do_sample=False,
+                        use_cache=True, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
+                except torch.OutOfMemoryError:
+                    raise _out_of_memory("generation", input_ids.shape, batch_size) from None
                 for row, index in enumerate(indices):
                     new_tokens = output[row, width: width + lengths[index]]
                     text = tokenizer.decode(new_tokens, skip_special_tokens=True)

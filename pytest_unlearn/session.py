@@ -194,7 +194,8 @@ class UnlearnSession:
             encoded = encode_all(handle.tokenizer, [item.record for item in items], MAX_LENGTH,
                                  f"{domain} val")
             self.progress(f"score {domain}: {len(items)} items")
-            scores = score(handle.model, encoded, handle.pad_id)
+            batch_size = self.settings.score_batch_size
+            scores = score(handle.model, encoded, handle.pad_id, batch_size)
             if self.settings.max_new_tokens > 0:
                 self.progress(f"generate {domain}: {len(items)} items, up to "
                               f"{self.settings.max_new_tokens} new tokens")
@@ -202,7 +203,7 @@ class UnlearnSession:
                 lengths = [min(enc.answer_length, self.settings.max_new_tokens)
                            for enc in encoded]
                 generations = generate(handle.model, handle.tokenizer, prompts, lengths,
-                                       handle.pad_id)
+                                       handle.pad_id, batch_size)
                 rouge = rouge_l([item.record.answer for item in items], generations)
                 scores = [dataclasses.replace(each, generation=text, rouge_l=value)
                           for each, text, value in zip(scores, generations, rouge)]

@@ -45,7 +45,8 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("unlearn_method", ("--unlearn-method",), "none",
-           "unlearning method(s), comma-separated; 'none' is the vanilla model"),
+           "unlearning method(s), comma-separated; 'none' is the vanilla model, 'all' every "
+           "registered method, 'memflex+controls' MemFlex and its three ablation controls"),
     Option("unlearn_model", ("--model", "--unlearn-model"), TINY_MODEL,
            "model: alias (" + ", ".join(MODEL_ALIASES) + "), hub id, local folder, "
            "local .gguf file, or 'tiny'"),
@@ -67,6 +68,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_max_new_tokens", ("--unlearn-max-new-tokens",), "64",
            "cap on the greedy generation per item, for ROUGE-L (each generation is as long as "
            "its reference answer, up to this); 0 turns generation off"),
+    Option("unlearn_score_batch_size", ("--unlearn-score-batch-size",), "32",
+           "items per batch when scoring and generating (lower it if scoring runs out of "
+           "memory; the scores do not depend on it)"),
     Option("unlearn_inject", ("--unlearn-inject",), "auto",
            "knowledge injection before unlearning: 'auto' (inject, cached) or 'never' "
            "(the model already holds the knowledge, e.g. a release candidate)"),
@@ -111,6 +115,7 @@ class Settings:
     seed: int
     criterion: str
     max_new_tokens: int
+    score_batch_size: int
     inject: str
     json_path: Path | None
     config_path: Path | None
@@ -206,6 +211,8 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         criterion=str(raw["unlearn_criterion"]).strip(),
         max_new_tokens=_non_negative("--unlearn-max-new-tokens",
                                      str(raw["unlearn_max_new_tokens"])),
+        score_batch_size=_positive("--unlearn-score-batch-size",
+                                   str(raw["unlearn_score_batch_size"])),
         inject=_choice("--unlearn-inject", str(raw["unlearn_inject"]), INJECT_MODES),
         json_path=Path(raw["unlearn_json"]).expanduser() if raw["unlearn_json"] else None,
         config_path=_existing_file("--unlearn-config", str(raw["unlearn_config"])),

@@ -92,3 +92,34 @@ def test_model_tested_as_it_is_against_a_reference(
     assert all(row["drop"] == 0.0 and row["outcome"] == "passed" for row in report["general"])
     # Nothing was injected: no vanilla entry was built.
     assert not (tmp_path / "cache" / "vanilla").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing tensor"])
+def test_corrupt_checkpoint_folder_is_a_clear_error(local_model: Path, tmp_path: Path,
+                                                    damage: str) -> None:
+    """A damaged weights file never loads as a partly random model."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.models import ModelSpec, load_pretrained
+
+    folder = tmp_path / "model"
+    shutil.copytree(local_model, folder)
+    weights = folder / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        expected = "a truncated or corrupt weights file must be copied again"
+    else:
+        tensors = load_file(weights)
+        del tensors["model.norm.weight"]
+        save_file(tensors, weights, metadata={"format": "pt"})
+        expected = "lacks 1 tensor(s) the model needs or has them in another shape " \
+                   "(model.norm.weight)"
+    with pytest.raises(UnlearnError) as error:
+        load_pretrained(ModelSpec.parse(str(folder)), torch.device("cpu"), torch.float32,
+                        trust_remote_code=False)
+    assert f"could not load model {str(folder)!r}" in str(error.value)
+    assert expected in str(error.value)

@@ -214,3 +214,64 @@ def test_hub_model_without_network_says_how_to_use_a_local_copy(monkeypatch) -> 
     message = str(error.value)
     assert "could not load model 'qwen1.5-7b' (hub Qwen/Qwen1.5-7B-Chat)" in message
     assert "pass the local folder as --model=FOLDER" in message
+
+
+class Exhausted(torch.nn.Module):
+    """A model whose every forward pass (and so every generation) runs out of memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+
+def test_out_of_memory_in_scoring_and_generation_says_what_to_lower() -> None:
+    from pytest_unlearn.scoring import generate
+
+    encoded = [Encoded((1, 2, 3, 4), 2, False)] * 3
+    with pytest.raises(UnlearnError, match=r"scoring: out of memory on a batch of 3 items of 4 "
+                                           r"tokens. Lower --unlearn-score-batch-size \(now 8"):
+        score(Exhausted(), encoded, pad_id=0, batch_size=8)
+    tokenizer = type("Tokenizer", (), {"eos_token_id": 0})()
+    with pytest.raises(UnlearnError, match=r"generation: out of memory on a batch of 2 items of 2 "
+                                           r"tokens. Lower --unlearn-score-batch-size \(now 2.*"
+                                           r"--unlearn-max-new-tokens"):
+        generate(Exhausted(), tokenizer, [(1, 2), (1, 2, 3), (1,)], [4, 4, 4], pad_id=0,
+                 batch_size=2)
+
+
+def test_same_command_twice_is_bit_identical_for_every_method(tmp_path: Path) -> None:
+    """Every registered method, trained from scratch twice in two empty caches by the same
+    command: the same weights (sha256 in the manifests), per-item figures and metrics."""
+    from conftest import run_inner_pytest, write_data_folder, write_suite
+
+    write_suite(tmp_path)
+    data = write_data_folder(tmp_path / "data", records_per_split=4)
+    reports = []
+    for run in ("first", "second"):
+        report = tmp_path / f"{run}.json"
+        completed = run_inner_pytest(tmp_path, "-q", "--unlearn-method=all", f"--unlearn-data={data}",
+                                     f"--unlearn-cache-dir={tmp_path / run}",
+                                     f"--unlearn-json={report}", "--unlearn-max-new-tokens=4")
+        assert completed.returncode in (0, 1), (completed.stdout + completed.stderr)[-5000:]
+        reports.append(json.loads(report.read_text()))
+    first, second = reports
+    assert first["run"]["seed"] == 0
+    assert len(first["items"]) == 2 * 4 * len(first["run"]["methods"])
+    assert first["items"] == second["items"]
+    for row in (*first["rows"], *second["rows"]):
+        row.pop("method_log")  # holds step times
+    assert first["rows"] == second["rows"]
+
+    def weights(run: str) -> list[str]:
+        return sorted(json.loads(path.read_text())["files"]["weights.safetensors"]
+                      for path in (tmp_path / run).glob("*/*/*/manifest.json")
+                      if "weights.safetensors" in json.loads(path.read_text())["files"])
+
+    assert len(weights("first")) == len(first["run"]["methods"])  # vanilla + one per method
+    assert weights("first") == weights("second")
