@@ -220,26 +220,33 @@ class Pipeline:
 
     # --- unlearned -------------------------------------------------------------------------
 
+    def unlearned_payload(self, data: DomainData, method_name: str,
+                          method_class: type[UnlearningMethod], config: Any,
+                          seed: int) -> dict[str, Any]:
+        """Everything that determines the model after ``method_name`` ran with ``seed``."""
+        return {"kind": "unlearned", "vanilla": cache_key(self.vanilla_payload(data)),
+                "method": method_name, "method_class": f"{method_class.__module__}."
+                f"{method_class.__qualname__}", "method_version": method_class.version,
+                "config": dataclasses.asdict(config), "seed": seed,
+                "ood_data": records_hash(self.general_text), "versions": library_versions()}
+
     def load_unlearned(self, data: DomainData, method_name: str,
-                       method_class: type[UnlearningMethod], config: Any) -> ModelHandle:
-        """Load (or build, then cache) the model after ``method_name`` ran on it."""
-        vanilla_payload = self.vanilla_payload(data)
-        payload = {"kind": "unlearned", "vanilla": cache_key(vanilla_payload),
-                   "method": method_name, "method_class": f"{method_class.__module__}."
-                   f"{method_class.__qualname__}", "method_version": method_class.version,
-                   "config": dataclasses.asdict(config), "seed": self.settings.seed,
-                   "ood_data": records_hash(self.general_text),
-                   "versions": library_versions()}
+                       method_class: type[UnlearningMethod], config: Any,
+                       seed: int) -> ModelHandle:
+        """Load (or build, then cache) the model after ``method_name`` ran on it with
+        ``seed`` (the vanilla model it starts from is the same for every seed)."""
+        payload = self.unlearned_payload(data, method_name, method_class, config, seed)
         built: dict[str, Any] = {}
 
         def build(folder: Path) -> None:
-            built.update(self._build_unlearned(data, method_name, method_class, config, folder))
+            built.update(self._build_unlearned(data, method_name, method_class, config, seed,
+                                               folder))
 
         path, _ = self.cache.get_or_build("unlearned", payload, build)
         handle = built.pop("handle", None)
         if handle is None:
             handle = self.load_vanilla(data)
-            self._prepare_trainable(handle)
+            self.prepare_trainable(handle, seed)
             put_tensors(handle.model, load_tensors(path / "weights.safetensors"),
                         f"cache entry {path}")
             handle.model.eval()
@@ -247,19 +254,12 @@ class Pipeline:
         return handle
 
     def _build_unlearned(self, data: DomainData, method_name: str,
-                         method_class: type[UnlearningMethod], config: Any,
+                         method_class: type[UnlearningMethod], config: Any, seed: int,
                          folder: Path) -> dict[str, Any]:
         handle = self.load_vanilla(data)
-        self._prepare_trainable(handle)
-        context = UnlearnContext(
-            model=handle.model, tokenizer=handle.tokenizer,
-            forget=list(data.splits["unlearn_train"]), retain=list(data.splits["retention_train"]),
-            general=self.general_text, seed=self.settings.seed, device=self.device,
-            trainable=list(handle.trainable), model_family=self.spec.family,
-            domain=data.domain, max_length=MAX_LENGTH, progress=self.progress,
-            forget_val=list(data.splits["unlearn_val"]),
-            retain_val=list(data.splits["retention_val"]))
-        self.progress(f"unlearn {data.domain}: {method_name}")
+        self.prepare_trainable(handle, seed)
+        context = self.unlearn_context(data, handle, seed)
+        self.progress(f"unlearn {data.domain}: {method_name} (seed {seed})")
         result = method_class(config).unlearn(context)
         handle.model = result.model
         handle.model.eval()
@@ -275,12 +275,24 @@ class Pipeline:
             (folder / f"{name}.json").write_text(json.dumps(artifact, indent=1, default=str))
         return {"handle": handle}
 
-    def _prepare_trainable(self, handle: ModelHandle) -> None:
+    def unlearn_context(self, data: DomainData, handle: ModelHandle, seed: int,
+                        ) -> UnlearnContext:
+        """What a method gets: the model, its trainable tensors, the domain's splits."""
+        return UnlearnContext(
+            model=handle.model, tokenizer=handle.tokenizer,
+            forget=list(data.splits["unlearn_train"]), retain=list(data.splits["retention_train"]),
+            general=self.general_text, seed=seed, device=self.device,
+            trainable=list(handle.trainable), model_family=self.spec.family,
+            domain=data.domain, max_length=MAX_LENGTH, progress=self.progress,
+            forget_val=list(data.splits["unlearn_val"]),
+            retain_val=list(data.splits["retention_val"]))
+
+    def prepare_trainable(self, handle: ModelHandle, seed: int) -> None:
         """A model without injected LoRA (inject=never) gets a fresh adapter to train."""
         if not handle.trainable:
             import torch
 
-            torch.manual_seed(self.settings.seed)
+            torch.manual_seed(seed)
             handle.model = attach_lora(handle.model)
             handle.trainable = lora_tensor_names(handle.model)
         set_trainable(handle.model, handle.trainable)

@@ -194,19 +194,23 @@ def unlearned_model(unlearn_session: UnlearnSession, unlearn_domain: str,
 
 @pytest.fixture
 def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
-               unlearned_model: ModelHandle, knowundo_item: Item) -> ItemScore:
+               unlearn_domain: str, unlearn_method: str, knowundo_item: Item) -> ItemScore:
     """The unlearned model's teacher-forced score on the current item (batched per model).
 
-    Also records the item's properties for the report and JUnit XML.
+    Scores are cached with the model: when they are, no model is loaded at all; otherwise
+    the ``unlearned_model`` fixture is. Also records the item's properties for the report
+    and JUnit XML.
     """
-    score = _or_fail(lambda: unlearn_session.score_of(unlearned_model, knowundo_item))
+    key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method))
+    score = _or_fail(lambda: unlearn_session.score_of(
+        unlearn_domain, key, knowundo_item, lambda: request.getfixturevalue("unlearned_model")))
     threshold = unlearn_session.settings.recall_threshold
     request.node.user_properties.extend([
         ("token_accuracy", round(score.token_accuracy, 6)),
         ("recalled", score.recalled(threshold)),
         ("mean_logprob", round(score.mean_logprob, 6)),
         ("answer_tokens", score.answer_tokens),
-        ("model_cache_key", unlearned_model.cache_key),
+        ("model_cache_key", key),
     ])
     if score.rouge_l is not None:
         request.node.user_properties.extend([("rouge_l", round(score.rouge_l, 6)),
@@ -216,18 +220,21 @@ def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
 
 @pytest.fixture
 def general_result(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
-                   unlearned_model: ModelHandle, unlearn_domain: str, general_task: str,
+                   unlearn_domain: str, unlearn_method: str, general_task: str,
                    ) -> GeneralResult:
     """The unlearned model's score on one general task, against the reference (vanilla or
-    --unlearn-reference) score and the task's thresholds."""
+    --unlearn-reference) score and the task's thresholds. Cached with the model, like
+    ``item_score``."""
     from .general_suite import judge, load_thresholds
 
     marker = request.node.get_closest_marker(GENERAL_MARKER)
     thresholds_file = Path(str(request.node.path)).parent / marker.kwargs.get(
         "thresholds", "thresholds.yaml")
+    key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method))
     result = _or_fail(lambda: judge(
         general_task,
-        unlearn_session.general_scores(unlearned_model)[general_task],
+        unlearn_session.model_general_scores(
+            key, lambda: request.getfixturevalue("unlearned_model"))[general_task],
         unlearn_session.reference_general_scores(unlearn_domain)[general_task],
         load_thresholds(thresholds_file)))
     request.node.user_properties.extend([

@@ -35,6 +35,7 @@ class UnlearnSession:
         self._pipeline: Pipeline | None = None
         self._scores: dict[str, list[ItemScore]] = {}
         self._positions: dict[str, dict[str, int]] = {}
+        self._model_keys: dict[tuple[str, str, int], str] = {}
         self._yaml: dict[str, Any] | None = None
         self.gate: dict[str, Any] | None = None
         # Set during collection when a general-task test is selected: the reference scores
@@ -98,17 +99,33 @@ class UnlearnSession:
         source = str(self.settings.config_path) if self.settings.config_path else "config"
         return make_config(self.registry.get(name), self.model_family, section, source)
 
-    def unlearned_model(self, domain: str, method: str) -> ModelHandle:
-        if domain in self.general_domains:
+    def unlearned_model(self, domain: str, method: str, seed: int | None = None) -> ModelHandle:
+        """The model after ``method`` ran with ``seed`` (default: --unlearn-seed); 'none' is
+        the vanilla model."""
+        if domain in self.general_domains and (method != "none" or self.settings.reference):
+            # The reference's scores first, so that only one model is in memory at a time
+            # (for 'none' without --unlearn-reference, this model is the reference).
             self.reference_general_scores(domain)
         data = self.domain_data(domain)
-        method_class = self.registry.get(method)
-        config = self.method_config(method)
         if method == "none":
-            handle = self.pipeline.load_vanilla(data)
-        else:
-            handle = self.pipeline.load_unlearned(data, method, method_class, config)
-        return handle
+            return self.pipeline.load_vanilla(data)
+        return self.pipeline.load_unlearned(data, method, self.registry.get(method),
+                                            self.method_config(method),
+                                            self.settings.seed if seed is None else seed)
+
+    def model_key(self, domain: str, method: str, seed: int | None = None) -> str:
+        """The cache key of the model ``unlearned_model`` gives, known without loading it
+        (computed once per model: every item test asks)."""
+        from .cache import cache_key
+
+        seed = self.settings.seed if seed is None else seed
+        if (domain, method, seed) not in self._model_keys:
+            data = self.domain_data(domain)
+            payload = (self.pipeline.vanilla_payload(data) if method == "none" else
+                       self.pipeline.unlearned_payload(data, method, self.registry.get(method),
+                                                       self.method_config(method), seed))
+            self._model_keys[(domain, method, seed)] = cache_key(payload)
+        return self._model_keys[(domain, method, seed)]
 
     # --- general tasks -------------------------------------------------------------------
 
@@ -125,49 +142,62 @@ class UnlearnSession:
         return [name.strip() for name in choice.split(",") if name.strip()]
 
     def general_scores(self, handle: ModelHandle) -> dict[str, Any]:
-        """lm-eval scores of an in-memory model on every selected task (once per model)."""
-        if handle.cache_key not in self._general:
-            from .general_tasks import evaluate, write_builtin_tasks
+        """lm-eval scores of an in-memory model on every selected task."""
+        from .general_tasks import evaluate, write_builtin_tasks
 
-            folder = self.settings.cache_dir / "general_tasks"
-            write_builtin_tasks(folder)
-            tasks = self.general_task_names()
-            self.progress(f"general tasks: {', '.join(tasks)} "
-                          f"(limit {self.settings.general_limit or 'none'})")
-            self._general[handle.cache_key] = evaluate(
-                handle.model, handle.tokenizer, tasks, include_path=folder,
-                limit=self.settings.general_limit)
-        return self._general[handle.cache_key]
+        folder = self.settings.cache_dir / "general_tasks"
+        write_builtin_tasks(folder)
+        tasks = self.general_task_names()
+        self.progress(f"general tasks: {', '.join(tasks)} "
+                      f"(limit {self.settings.general_limit or 'none'})")
+        return evaluate(handle.model, handle.tokenizer, tasks, include_path=folder,
+                        limit=self.settings.general_limit)
+
+    def model_general_scores(self, model_key: str, load: Callable[[], ModelHandle],
+                             release: bool = False) -> dict[str, Any]:
+        """General-task scores of the model with ``model_key``: from memory, then from the
+        cache, else ``load()`` it and evaluate (then cache). ``release``: the model is
+        loaded for this alone and freed after (not a fixture's model)."""
+        import json
+        from importlib.metadata import version
+
+        if model_key not in self._general:
+            payload = {"kind": "model_general_scores", "model": model_key,
+                       "tasks": self.general_task_names(), "limit": self.settings.general_limit,
+                       "lm_eval": version("lm_eval"), "pytest_unlearn": __version__}
+
+            def build(folder: Path) -> None:
+                handle = load()
+                try:
+                    scores = self.general_scores(handle)
+                finally:
+                    if release:
+                        handle.release()
+                (folder / "scores.json").write_text(json.dumps(scores, indent=1))
+
+            path, _ = self.pipeline.cache.get_or_build("scores", payload, build)
+            self._general[model_key] = json.loads((path / "scores.json").read_text())
+        return self._general[model_key]
 
     def reference_general_scores(self, domain: str) -> dict[str, Any]:
         """Scores of the model that relative thresholds compare against: --unlearn-reference
         if given, else the vanilla model. Cached on disk, like the models."""
-        import json
-        from importlib.metadata import version
+        from .cache import cache_key
 
         pipeline = self.pipeline
         if self.settings.reference is not None:
             from .models import ModelSpec
 
-            reference: dict[str, Any] = {"reference": ModelSpec.parse(
-                self.settings.reference).fingerprint()}
+            key = cache_key({"kind": "reference", "model": ModelSpec.parse(
+                self.settings.reference).fingerprint(), "dtype": str(pipeline.dtype)})
+            load: Callable[[], ModelHandle] = pipeline.load_reference
         else:
-            reference = {"vanilla": pipeline.vanilla_payload(self.domain_data(domain))}
-        payload = {"kind": "general_scores", **reference, "tasks": self.general_task_names(),
-                   "limit": self.settings.general_limit, "lm_eval": version("lm_eval"),
-                   "pytest_unlearn": __version__}
+            data = self.domain_data(domain)
+            key = self.model_key(domain, "none")
 
-        def build(folder: Path) -> None:
-            handle = (pipeline.load_reference() if self.settings.reference is not None
-                      else pipeline.load_vanilla(self.domain_data(domain)))
-            try:
-                scores = self.general_scores(handle)
-            finally:
-                handle.release()
-            (folder / "scores.json").write_text(json.dumps(scores, indent=1))
-
-        path, _ = pipeline.cache.get_or_build("scores", payload, build)
-        return json.loads((path / "scores.json").read_text())
+            def load() -> ModelHandle:
+                return pipeline.load_vanilla(data)
+        return self.model_general_scores(key, load, release=True)
 
     def method_log(self, cache_key: str | None) -> dict[str, Any] | None:
         """The method log stored with an unlearned model's cache entry, if there is one."""
@@ -181,40 +211,72 @@ class UnlearnSession:
         log_file = entry / "method_log.json"
         return json.loads(log_file.read_text()) if log_file.is_file() else None
 
-    def item_scores(self, handle: ModelHandle, domain: str) -> list[ItemScore]:
-        """Scores of every val item of the domain, one batched pass per model."""
+    def item_scores(self, domain: str, model_key: str, load: Callable[[], ModelHandle],
+                    ) -> list[ItemScore]:
+        """Scores of every val item of the domain by the model with ``model_key``: from
+        memory, then from the cache, else ``load()`` the model and score it in batches
+        (then cache). A re-run of an unchanged suite so loads no model at all."""
+        import dataclasses
+        import json
+
+        from .pipeline import MAX_LENGTH, library_versions
+        from .scoring import ItemScore
+
+        if model_key not in self._scores:
+            data = self.domain_data(domain)
+            ids = [item.id for item in data.items()]
+            payload = {"kind": "item_scores", "model": model_key, "data": data.content_hash(),
+                       "max_length": MAX_LENGTH, "max_new_tokens": self.settings.max_new_tokens,
+                       "batch_size": self.settings.score_batch_size,
+                       "versions": library_versions()}
+
+            def build(folder: Path) -> None:
+                scores = self._compute_item_scores(load(), domain)
+                (folder / "item_scores.json").write_text(json.dumps(
+                    {"items": ids, "scores": [dataclasses.asdict(each) for each in scores]}))
+
+            path, built = self.pipeline.cache.get_or_build("scores", payload, build)
+            if not built:
+                self.progress(f"score {domain}: {len(ids)} items, from the cache "
+                              f"(model {model_key[:12]})")
+            stored = json.loads((path / "item_scores.json").read_text())
+            if stored["items"] != ids:
+                raise UnlearnError(f"cache entry {path} scores other items than the {domain} "
+                                   "data; delete it or run with --unlearn-rebuild")
+            self._scores[model_key] = [ItemScore(**each) for each in stored["scores"]]
+        return self._scores[model_key]
+
+    def _compute_item_scores(self, handle: ModelHandle, domain: str) -> list[ItemScore]:
         import dataclasses
 
         from .encoding import encode_all
         from .pipeline import MAX_LENGTH
         from .scoring import generate, rouge_l, score
 
-        if handle.cache_key not in self._scores:
-            items = self.domain_data(domain).items()
-            encoded = encode_all(handle.tokenizer, [item.record for item in items], MAX_LENGTH,
-                                 f"{domain} val")
-            self.progress(f"score {domain}: {len(items)} items")
-            batch_size = self.settings.score_batch_size
-            scores = score(handle.model, encoded, handle.pad_id, batch_size)
-            if self.settings.max_new_tokens > 0:
-                self.progress(f"generate {domain}: {len(items)} items, up to "
-                              f"{self.settings.max_new_tokens} new tokens")
-                prompts = [enc.input_ids[: enc.prompt_length] for enc in encoded]
-                lengths = [min(enc.answer_length, self.settings.max_new_tokens)
-                           for enc in encoded]
-                generations = generate(handle.model, handle.tokenizer, prompts, lengths,
-                                       handle.pad_id, batch_size)
-                rouge = rouge_l([item.record.answer for item in items], generations)
-                scores = [dataclasses.replace(each, generation=text, rouge_l=value)
-                          for each, text, value in zip(scores, generations, rouge)]
-            self._scores[handle.cache_key] = scores
-        return self._scores[handle.cache_key]
+        items = self.domain_data(domain).items()
+        encoded = encode_all(handle.tokenizer, [item.record for item in items], MAX_LENGTH,
+                             f"{domain} val")
+        self.progress(f"score {domain}: {len(items)} items")
+        batch_size = self.settings.score_batch_size
+        scores = score(handle.model, encoded, handle.pad_id, batch_size)
+        if self.settings.max_new_tokens > 0:
+            self.progress(f"generate {domain}: {len(items)} items, up to "
+                          f"{self.settings.max_new_tokens} new tokens")
+            prompts = [enc.input_ids[: enc.prompt_length] for enc in encoded]
+            lengths = [min(enc.answer_length, self.settings.max_new_tokens) for enc in encoded]
+            generations = generate(handle.model, handle.tokenizer, prompts, lengths,
+                                   handle.pad_id, batch_size)
+            rouge = rouge_l([item.record.answer for item in items], generations)
+            scores = [dataclasses.replace(each, generation=text, rouge_l=value)
+                      for each, text, value in zip(scores, generations, rouge)]
+        return scores
 
-    def score_of(self, handle: ModelHandle, item: Item) -> ItemScore:
+    def score_of(self, domain: str, model_key: str, item: Item,
+                 load: Callable[[], ModelHandle]) -> ItemScore:
         if item.domain not in self._positions:
             self._positions[item.domain] = {
                 each.id: index for index, each in enumerate(self.domain_data(item.domain).items())}
-        return self.item_scores(handle, item.domain)[self._positions[item.domain][item.id]]
+        return self.item_scores(domain, model_key, load)[self._positions[item.domain][item.id]]
 
     # --- config file -------------------------------------------------------------------
 

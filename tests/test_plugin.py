@@ -331,10 +331,12 @@ def test_second_identical_run_trains_nothing(suite_dir: Path, pytester: pytest.P
     assert after[0] == before[0]
     assert after[1] == before[1]
     # The progress lines are visible (so their absence below means something) ...
-    assert "[unlearn] score privacy" in text
-    # ... and neither injection nor unlearning ran.
+    assert "[unlearn] score privacy: 56 items, from the cache (model " in text
+    # ... and neither injection, unlearning nor scoring ran: no model was even loaded.
     assert "[unlearn] inject" not in text
     assert "[unlearn] unlearn privacy" not in text
+    assert "[unlearn] score privacy: 56 items\n" not in text
+    assert "[unlearn] generate" not in text
 
     first_items = item_outcomes(read_json(pytester.path / "first.json"), "gradient_ascent")
     second_items = item_outcomes(read_json(pytester.path / "second.json"), "gradient_ascent")
@@ -529,6 +531,7 @@ def _corrupt_copy(small_data_cache: tuple[Path, Path], tmp_path: Path,
     data, populated = small_data_cache
     cache = tmp_path / "corrupt-cache"
     shutil.copytree(populated, cache)
+    shutil.rmtree(cache / "scores")  # with the scores cached, the model would not even load
     weights = list((cache / "vanilla").glob("*/*/weights.safetensors"))
     assert len(weights) == 1, weights
     garbage = b"this is not a safetensors file\n" * 64

@@ -1,0 +1,117 @@
+"""Per-item cost of pytest and the plugin, for 10,000 parametrized item tests.
+
+A synthetic privacy data set with --items val items (half per scope) is scored once by the
+tiny model (as it is, --unlearn-inject=never, no generation), which caches the scores. Then,
+side by side in this one invocation, with everything cached:
+
+  big    the privacy suite on all the items
+  small  the privacy suite on --small items
+  plain  plain pytest (the plugin disabled) on as many trivial parametrized tests
+
+The per-item cost is (big - small) / (items - small): the fixed costs (interpreter, imports,
+collection set-up, loading the cached scores) cancel out. ``plain`` shows how much of that is
+pytest itself.
+
+    python benchmarks/pytest_overhead.py --items 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIVIAL = """
+import pytest
+
+
+@pytest.mark.parametrize("index", range({n}))
+def test_item(index):
+    assert index >= 0
+"""
+
+
+def write_data(folder: Path, val_items: int) -> Path:
+    """A KnowUnDo-shaped privacy folder with ``val_items`` val records (half per scope)."""
+    folder.mkdir(parents=True)
+    half = val_items // 2
+    splits = {
+        "unlearn_train": [(f"What is the email address of trained author {i}?",
+                           f"author{i}@example.org") for i in range(4)],
+        "retention_train": [(f"Which genre does trained author {i} write?", "mystery")
+                            for i in range(4)],
+        "unlearn_val": [(f"What is the email address of author {i}?", f"a{i}@example.org")
+                        for i in range(half)],
+        "retention_val": [(f"Which genre does author {i} write?", "poetry")
+                          for i in range(val_items - half)],
+    }
+    for split, pairs in splits.items():
+        (folder / f"{split}.json").write_text(json.dumps(
+            [{"text": question, "labels": answer} for question, answer in pairs]))
+    return folder
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if completed.returncode not in (0, 1):
+        sys.exit(f"{' '.join(command)} exited {completed.returncode}:\n"
+                 f"{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temporary:
+        work = Path(temporary)
+        cache = work / "cache"
+        suite = str(ROOT / "suites" / "privacy")
+        runs: dict[str, list[str]] = {}
+        for name, count in (("big", args.items), ("small", args.small)):
+            data = write_data(work / f"data-{name}", count)
+            runs[name] = [sys.executable, "-m", "pytest", suite, "-q", "-p", "no:cacheprovider",
+                          "--unlearn-method=none", "--model=tiny", "--unlearn-inject=never",
+                          f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
+                          "--unlearn-max-new-tokens=0", f"--junitxml={work / (name + '.xml')}"]
+        (work / "plain").mkdir()
+        (work / "plain" / "test_plain.py").write_text(TRIVIAL.format(n=args.items))
+        runs["plain"] = [sys.executable, "-m", "pytest", str(work / "plain"), "-q", "-p",
+                         "no:cacheprovider", "-p", "no:unlearn",
+                         f"--junitxml={work / 'plain.xml'}"]
+        for name in ("big", "small"):  # build the model and cache its scores
+            timed(runs[name], ROOT)
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, command in runs.items():
+                seconds[name].append(timed(command, ROOT))
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    per_item = (median["big"] - median["small"]) / (args.items - args.small)
+    print(f"command: python benchmarks/pytest_overhead.py {' '.join(sys.argv[1:])}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}")
+    print("every run with --junitxml; item runs: --unlearn-method=none --model=tiny "
+          "--unlearn-inject=never --unlearn-max-new-tokens=0, scores cached")
+    print(f"median of {args.repeats} runs:")
+    print(f"  big:   {args.items:6d} item tests  {median['big']:7.2f} s")
+    print(f"  small: {args.small:6d} item tests  {median['small']:7.2f} s")
+    print(f"  plain: {args.items:6d} trivial tests {median['plain']:6.2f} s (plugin disabled)")
+    print(f"per item test, pytest + plugin: {per_item * 1e3:.3f} ms (target < 1 ms)")
+    print(f"per trivial test, plain pytest (fixed costs included): "
+          f"{median['plain'] / args.items * 1e3:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()

