@@ -8,13 +8,19 @@ baseline comparison, how many items may newly leak or be newly lost::
     domains:
       privacy:
         unlearn_success: {min: 0.80}
-        retention_success: {min: 0.75}
-        retention_ppl: {max: 5.0}
+        retention_success.lower: {min: 0.75}
+        retention_ppl.upper: {max: 5.0}
     general:
       max_drop: 0.05              # every task; or per task: {mmlu: 0.03}
     compare:
       max_newly_leaked: 0
       max_newly_lost: 5
+
+A metric alone (or ``metric.mean``) gates its mean; ``metric.lower`` and ``metric.upper``
+gate the ends of its interval over seeds and items (`pytest_unlearn.stats`, with
+``--unlearn-seeds``). ``retention_success.lower: {min: 0.75}`` asks that retention be high
+even at the low end of what the seeds and items leave plausible, not just on average; a
+row without that interval fails the check.
 
 Like coverage's fail-under, the gate alone decides whether the run passes: failing item tests
 stay visible in the JUnit report, but do not fail a run whose gate passes.
@@ -33,6 +39,8 @@ METRICS = ("unlearn_success", "retention_success", "avg_success", "unlearn_succe
            "retention_success_token", "unlearn_ppl", "retention_ppl", "unlearn_rouge_l",
            "retention_rouge_l")
 BOUNDS = ("min", "max")
+# The suffix of a gated metric: its mean (the default), or an end of its interval.
+STATISTICS = ("mean", "lower", "upper")
 COMPARE_KEYS = ("max_newly_leaked", "max_newly_lost")
 TOP_KEYS = ("methods", "domains", "general", "compare")
 
@@ -45,6 +53,7 @@ class Check:
     value: float | None
     bound: str
     limit: float
+    detail: str = ""  # what else the reader needs, e.g. the interval around the value
 
     @property
     def passed(self) -> bool:
@@ -54,8 +63,9 @@ class Check:
 
     def describe(self) -> str:
         sign = ">=" if self.bound == "min" else "<="
-        shown = "missing" if self.value is None or math.isnan(self.value) else f"{self.value:.4g}"
-        return f"{self.what} = {shown} (needs {sign} {self.limit:g})"
+        shown = _shown(self.value)
+        needs = f"needs {sign} {self.limit:g}"
+        return f"{self.what} = {shown} ({f'{self.detail}; ' if self.detail else ''}{needs})"
 
 
 def load_gate(path: Path) -> dict[str, Any]:
@@ -74,13 +84,17 @@ def load_gate(path: Path) -> dict[str, Any]:
         raise UnlearnError(f"{path}: 'methods' must be a list of method names")
     for domain, metrics in _mapping(gate.get("domains", {}), f"{path}: domains").items():
         where = f"{path}: domains.{domain}"
-        for metric, bounds in _mapping(metrics, where).items():
+        for key, bounds in _mapping(metrics, where).items():
+            metric, statistic = _metric_and_statistic(key)
             if metric not in METRICS:
                 raise UnlearnError(f"{where}: unknown metric {metric!r}; the metrics are: "
                                    f"{', '.join(METRICS)}")
-            for bound, limit in _mapping(bounds, f"{where}.{metric}").items():
-                _known({bound: 0}, BOUNDS, f"{where}.{metric}")
-                _number(limit, f"{where}.{metric}.{bound}")
+            if statistic not in STATISTICS:
+                raise UnlearnError(f"{where}: unknown suffix {statistic!r} in {key!r}; the "
+                                   f"suffixes are: {', '.join(STATISTICS)} (none: the mean)")
+            for bound, limit in _mapping(bounds, f"{where}.{key}").items():
+                _known({bound: 0}, BOUNDS, f"{where}.{key}")
+                _number(limit, f"{where}.{key}.{bound}")
     general = _mapping(gate.get("general", {}), f"{path}: general")
     _known(general, ("max_drop",), f"{path}: general")
     if "max_drop" in general:
@@ -108,10 +122,9 @@ def evaluate_gate(gate: dict[str, Any], summary: dict[str, Any]) -> list[Check]:
         if not domain_rows:
             checks.append(Check(f"{domain}: no item tests of this domain ran", None, "min", 1))
         for row in domain_rows:
-            for metric, bounds in metrics.items():
+            for key, bounds in metrics.items():
                 for bound, limit in bounds.items():
-                    checks.append(Check(f"{row['method']}/{domain} {metric}", row.get(metric),
-                                        bound, float(limit)))
+                    checks.append(_metric_check(row, key, bound, float(limit)))
     drop = gate.get("general", {}).get("max_drop")
     if drop is not None:
         for result in summary.get("general", []):
@@ -131,6 +144,42 @@ def evaluate_gate(gate: dict[str, Any], summary: dict[str, Any]) -> list[Check]:
         count = len(comparison["newly_leaked" if key == "max_newly_leaked" else "newly_lost"])
         checks.append(Check(key.removeprefix("max_"), float(count), "max", float(limit)))
     return checks
+
+
+def _metric_check(row: dict[str, Any], key: str, bound: str, limit: float) -> Check:
+    """A threshold on a summary row's metric: on its mean, or on an end of its interval."""
+    metric, statistic = _metric_and_statistic(key)
+    what = f"{row['method']}/{row['domain']} {key}"
+    interval = (row.get("intervals") or {}).get(metric)
+    if statistic == "mean":
+        return Check(what, row.get(metric), bound, limit,
+                     "" if interval is None else _interval_text(interval))
+    if interval is None:
+        return Check(what, None, bound, limit,
+                     f"the run computed no interval of {metric}: run with --unlearn-seeds to "
+                     "get one, or gate its mean")
+    return Check(what, interval.get(statistic), bound, limit,
+                 f"mean {_shown(row.get(metric))}, {_interval_text(interval)}")
+
+
+def _metric_and_statistic(key: str) -> tuple[str, str]:
+    """``retention_success.lower`` -> (``retention_success``, ``lower``); no suffix: the mean."""
+    if "." not in key:
+        return key, "mean"
+    metric, statistic = key.split(".", 1)
+    return metric, statistic
+
+
+def _interval_text(interval: dict[str, Any]) -> str:
+    confidence = interval.get("confidence")
+    seeds = interval.get("seeds")
+    return (f"{'' if confidence is None else f'{confidence:.0%} '}interval "
+            f"[{_shown(interval.get('lower'))}, {_shown(interval.get('upper'))}]"
+            + ("" if seeds is None else f", {seeds} seed{'' if seeds == 1 else 's'}"))
+
+
+def _shown(value: float | None) -> str:
+    return "missing" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

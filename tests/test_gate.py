@@ -89,3 +89,83 @@ def test_compare_with_a_missing_baseline_lists_the_saved_ones(tmp_path):
     save_baseline(tmp_path, "a", SUMMARY)
     with pytest.raises(UnlearnError, match="saved baselines: a"):
         compare_with_baseline(tmp_path, "b", SUMMARY)
+
+
+# A row as the run writes it with --unlearn-seeds: the mean at row[metric], and the
+# interval of each metric it computed one for under row["intervals"].
+SEEDED_ROW = {"method": "memflex", "domain": "privacy", "retention_success": 0.78,
+              "unlearn_ppl": 4.2,
+              "intervals": {"retention_success": {"lower": 0.71, "upper": 0.85,
+                                                  "confidence": 0.95, "seeds": 3,
+                                                  "method": "percentile bootstrap"},
+                            "unlearn_ppl": {"lower": 3.1, "upper": 5.6, "confidence": 0.95,
+                                            "seeds": 3, "method": "percentile bootstrap"}}}
+
+
+def seeded_checks(tmp_path, text):
+    return evaluate_gate(load_gate(write(tmp_path, text)), {"rows": [SEEDED_ROW]})
+
+
+def test_a_bound_gates_the_end_of_the_interval_and_prints_it(tmp_path):
+    lower, upper = seeded_checks(tmp_path, """
+domains:
+  privacy:
+    retention_success.lower: {min: 0.75}
+    unlearn_ppl.upper: {max: 6}
+""")
+    assert (lower.value, lower.passed) == (0.71, False)
+    assert lower.describe() == ("memflex/privacy retention_success.lower = 0.71 (mean 0.78, "
+                                "95% interval [0.71, 0.85], 3 seeds; needs >= 0.75)")
+    assert (upper.value, upper.passed) == (5.6, True)
+
+
+def test_the_mean_is_gated_with_or_without_its_suffix_and_shows_the_interval(tmp_path):
+    plain, suffixed = seeded_checks(tmp_path, """
+domains:
+  privacy:
+    retention_success: {min: 0.75}
+    retention_success.mean: {min: 0.75}
+""")
+    assert plain.value == suffixed.value == 0.78 and plain.passed and suffixed.passed
+    assert plain.describe() == ("memflex/privacy retention_success = 0.78 (95% interval "
+                                "[0.71, 0.85], 3 seeds; needs >= 0.75)")
+
+
+def test_a_bound_without_an_interval_fails_and_says_how_to_get_one(tmp_path):
+    [check] = seeded_checks(tmp_path, "domains:\n  privacy:\n    avg_success.lower: {min: 0.5}\n")
+    assert not check.passed and check.value is None
+    assert "no interval of avg_success" in check.describe()
+    assert "--unlearn-seeds" in check.describe()
+    # A run without any intervals (one seed, as before) fails the same way, without a crash.
+    gate = load_gate(write(tmp_path, "domains:\n  privacy:\n"
+                                     "    retention_success.lower: {min: 0.5}\n"))
+    [check] = evaluate_gate(gate, SUMMARY)
+    assert not check.passed and "no interval of retention_success" in check.describe()
+
+
+def test_an_interval_from_stats_is_what_the_gate_reads(tmp_path):
+    from pytest_unlearn.stats import interval
+
+    outcomes = {seed: [1.0] * (70 + seed) + [0.0] * (30 - seed) for seed in range(3)}
+    computed = interval(outcomes)
+    row = {"method": "memflex", "domain": "privacy", "retention_success": computed.mean,
+           "intervals": {"retention_success": computed.to_dict()}}
+    gate = load_gate(write(tmp_path, "domains:\n  privacy:\n"
+                                     "    retention_success.lower: {min: 0.5}\n"))
+    [check] = evaluate_gate(gate, {"rows": [row]})
+    assert check.passed and check.value == computed.lower < computed.mean
+    assert f"[{computed.lower:.4g}, {computed.upper:.4g}], 3 seeds" in check.describe()
+
+
+@pytest.mark.parametrize("key", ["retention_success.p5", "retention_success.",
+                                 "unlearn_ppl.lower.x"])
+def test_an_unknown_suffix_lists_the_valid_ones(tmp_path, key):
+    with pytest.raises(UnlearnError) as error:
+        load_gate(write(tmp_path, f"domains:\n  privacy:\n    {key}: {{min: 1}}\n"))
+    assert "unknown suffix" in str(error.value)
+    assert "mean, lower, upper" in str(error.value) and "gate.yaml" in str(error.value)
+
+
+def test_an_unknown_metric_with_a_suffix_is_an_unknown_metric(tmp_path):
+    with pytest.raises(UnlearnError, match="unknown metric 'forget_rate'"):
+        load_gate(write(tmp_path, "domains:\n  privacy:\n    forget_rate.lower: {min: 1}\n"))
