@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tb", default="auto",
+                        help="pytest's --tb for every run (pytest's own failure summary is "
+                             "quadratic in the number of failures unless this is line or no)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
@@ -85,12 +88,13 @@ def main() -> None:
             runs[name] = [sys.executable, "-m", "pytest", suite, "-q", "-p", "no:cacheprovider",
                           "--unlearn-method=none", "--model=tiny", "--unlearn-inject=never",
                           f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-                          "--unlearn-max-new-tokens=0", f"--junitxml={work / (name + '.xml')}"]
+                          "--unlearn-max-new-tokens=0", f"--junitxml={work / (name + '.xml')}",
+                          f"--tb={args.tb}"]
         (work / "plain").mkdir()
         (work / "plain" / "test_plain.py").write_text(TRIVIAL.format(n=args.items))
         runs["plain"] = [sys.executable, "-m", "pytest", str(work / "plain"), "-q", "-p",
                          "no:cacheprovider", "-p", "no:unlearn",
-                         f"--junitxml={work / 'plain.xml'}"]
+                         f"--junitxml={work / 'plain.xml'}", f"--tb={args.tb}"]
         for name in ("big", "small"):  # build the model and cache its scores
             timed(runs[name], ROOT)
         seconds: dict[str, list[float]] = {name: [] for name in runs}
@@ -102,7 +106,7 @@ def main() -> None:
     print(f"command: python benchmarks/pytest_overhead.py {' '.join(sys.argv[1:])}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}")
-    print("every run with --junitxml; item runs: --unlearn-method=none --model=tiny "
+    print(f"every run with --junitxml --tb={args.tb}; half the item tests fail; item runs: --unlearn-method=none --model=tiny "
           "--unlearn-inject=never --unlearn-max-new-tokens=0, scores cached")
     print(f"median of {args.repeats} runs:")
     print(f"  big:   {args.items:6d} item tests  {median['big']:7.2f} s")

@@ -140,7 +140,9 @@ def main() -> None:
         lambda: score(model, encoded, pad, args.batch_size), args.repeats)
     raw_s, _ = median_seconds(
         lambda: raw_batched_forwards(model, encoded, pad, args.batch_size), args.repeats)
-    same_recall = sum(abs(a - s.token_accuracy) < 1e-9 for (a, _), s in zip(naive, batched))
+    # The loop's accuracy is a float32 mean, the harness's a float64 ratio: compare counts.
+    same_recall = sum(round(a * s.answer_tokens) == round(s.token_accuracy * s.answer_tokens)
+                      for (a, _), s in zip(naive, batched))
     logprob_gap = max(abs(lp - s.mean_logprob) for (_, lp), s in zip(naive, batched))
 
     subset = encoded[: args.generate_items]
@@ -169,7 +171,8 @@ def main() -> None:
     print(f"  speed-up over the loop: {naive_s / batched_s:.1f}x (target >= 5x)")
     print(f"  harness overhead over the raw forwards: {(batched_s - raw_s) / raw_s:+.1%} "
           "(target < 15%)")
-    print(f"  same token accuracy as the loop: {same_recall}/{len(encoded)} items; largest "
+    print(f"  same number of recalled answer tokens as the loop: {same_recall}/{len(encoded)} "
+          "items; largest "
           f"mean-logprob difference {logprob_gap:.2e}")
     print(f"greedy generation ({len(subset)} items, {new_tokens} new tokens, KV cache):")
     print(f"  item-at-a-time loop        {gen_naive_s:8.3f} s")

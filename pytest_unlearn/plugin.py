@@ -244,7 +244,7 @@ def general_result(request: pytest.FixtureRequest, unlearn_session: UnlearnSessi
     return result
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def recalls(unlearn_session: UnlearnSession) -> Any:
     """``recalls(score)``: whether a score counts as recalled under --unlearn-criterion."""
     threshold = unlearn_session.settings.recall_threshold

@@ -53,6 +53,31 @@ def answer_token_losses(logits: torch.Tensor, labels: torch.Tensor,
     return losses * mask, mask
 
 
+def _answer_figures(logits: torch.Tensor, labels: torch.Tensor,
+                    ) -> tuple[list[float], list[float], list[int]]:
+    """Per item of the batch: token accuracy, mean answer-token log-prob, answer length.
+
+    Only answer positions are scored (argmax and cross-entropy over the vocabulary), and the
+    per-item sums are gathered in one pass, so the cost beyond the forward pass stays small.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    shifted_labels = labels[:, 1:]
+    mask = shifted_labels != IGNORE_INDEX
+    answer_logits = logits[:, :-1, :][mask].float()
+    targets = shifted_labels[mask]
+    rows = mask.nonzero()[:, 0]
+    size = labels.shape[0]
+    losses = torch.zeros(size, dtype=torch.float64).index_add_(
+        0, rows.cpu(), F.cross_entropy(answer_logits, targets, reduction="none").double().cpu())
+    hits = torch.zeros(size, dtype=torch.float64).index_add_(
+        0, rows.cpu(), (answer_logits.argmax(dim=-1) == targets).double().cpu())
+    counts = mask.sum(dim=1).clamp(min=1).double().cpu()
+    return ((hits / counts).tolist(), (-losses / counts).tolist(),
+            mask.sum(dim=1).tolist())
+
+
 def per_item_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean answer-token negative log-likelihood of each item in the batch, shape (batch,)."""
     losses, mask = answer_token_losses(logits, labels)
@@ -78,15 +103,11 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
                 except torch.OutOfMemoryError:
                     raise _out_of_memory("scoring", batch["input_ids"].shape,
                                          batch_size) from None
-                losses, mask = answer_token_losses(logits, batch["labels"])
-                hits = (logits[:, :-1, :].argmax(dim=-1) == batch["labels"][:, 1:]) & mask
-                counts = mask.sum(dim=1)
+                token_accuracy, mean_logprob, counts = _answer_figures(logits, batch["labels"])
                 for row, index in enumerate(indices):
-                    n = int(counts[row])
-                    results[index] = ItemScore(
-                        token_accuracy=float(hits[row].sum()) / n,
-                        mean_logprob=-float(losses[row].sum()) / n,
-                        answer_tokens=n)
+                    results[index] = ItemScore(token_accuracy=token_accuracy[row],
+                                               mean_logprob=mean_logprob[row],
+                                               answer_tokens=counts[row])
     finally:
         model.train(was_training)
     return [result for result in results if result is not None]
