@@ -32,20 +32,22 @@ def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any],
     """Items that passed in the baseline and fail now, per scope.
 
     newly_leaked: unlearn-scope items the model recalls again; newly_lost: retention-scope
-    items it no longer recalls. Items are matched by method and item id.
+    items it no longer recalls. Items are matched by method, seed and item id.
     """
     path = baseline_path(cache_dir, name)
     if not path.is_file():
         saved = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise UnlearnError(f"--unlearn-compare={name}: no baseline {path}. Save one with "
                            f"--unlearn-save={name}; saved baselines: {', '.join(saved) or 'none'}")
-    before = {(item["method"], item["item"]): item["outcome"]
-              for item in json.loads(path.read_text())["items"]}
+    def key(item: dict[str, Any]) -> tuple[str, int, str]:
+        return item["method"], item.get("seed", 0), item["item"]
+
+    before = {key(item): item["outcome"] for item in json.loads(path.read_text())["items"]}
     newly_leaked, newly_lost = [], []
     for item in summary["items"]:
-        previous = before.get((item["method"], item["item"]))
+        previous = before.get(key(item))
         if previous == "passed" and item["outcome"] != "passed":
             (newly_leaked if item["scope"] == "unlearn" else newly_lost).append(
                 f"{item['method']}:{item['item']}")
     return {"baseline": name, "newly_leaked": newly_leaked, "newly_lost": newly_lost,
-            "matched_items": sum((i["method"], i["item"]) in before for i in summary["items"])}
+            "matched_items": sum(key(item) in before for item in summary["items"])}

@@ -99,6 +99,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.Collector.CollectError(str(error)) from None
     if "unlearn_method" in metafunc.fixturenames:
         metafunc.parametrize("unlearn_method", unlearn.methods, indirect=True, scope="session")
+    _parametrize_seeds(metafunc)
     metafunc.parametrize("unlearn_domain", [domain], indirect=True, scope="session")
     metafunc.parametrize("knowundo_item", items, indirect=True,
                          ids=[f"{item.scope}-{item.index:03d}" for item in items])
@@ -118,8 +119,17 @@ def _parametrize_general(metafunc: pytest.Metafunc) -> None:
     unlearn.general_domains.add(domain)
     tasks = unlearn.general_task_names()
     metafunc.parametrize("unlearn_method", unlearn.methods, indirect=True, scope="session")
+    _parametrize_seeds(metafunc)
     metafunc.parametrize("unlearn_domain", [domain], indirect=True, scope="session")
     metafunc.parametrize("general_task", tasks, ids=tasks)
+
+
+def _parametrize_seeds(metafunc: pytest.Metafunc) -> None:
+    """With --unlearn-seeds N > 1, one test per seed too (ids ``seed0``, ``seed1``, ...)."""
+    seeds = metafunc.config.stash[SESSION_KEY].settings.unlearn_seeds
+    if len(seeds) > 1 and "unlearn_seed" in metafunc.fixturenames:
+        metafunc.parametrize("unlearn_seed", seeds, indirect=True, scope="session",
+                             ids=[f"seed{seed}" for seed in seeds])
 
 
 def _domain_of(metafunc: pytest.Metafunc) -> tuple[str, str | None]:
@@ -166,6 +176,12 @@ def unlearn_domain(request: pytest.FixtureRequest) -> str:
     return _param(request, "unlearn_domain", f"mark the test with @pytest.mark.{DOMAIN_MARKER}")
 
 
+@pytest.fixture(scope="session")
+def unlearn_seed(request: pytest.FixtureRequest, unlearn_session: UnlearnSession) -> int:
+    """The seed of the unlearning run (parametrized by --unlearn-seeds N > 1)."""
+    return getattr(request, "param", unlearn_session.settings.seed)
+
+
 @pytest.fixture
 def knowundo_item(request: pytest.FixtureRequest) -> Item:
     """One val record of the suite's domain: scope, index, question, answer."""
@@ -184,24 +200,27 @@ def vanilla_model(unlearn_session: UnlearnSession, unlearn_domain: str,
 
 @pytest.fixture(scope="session")
 def unlearned_model(unlearn_session: UnlearnSession, unlearn_domain: str,
-                    unlearn_method: str) -> Iterator[ModelHandle]:
-    """The vanilla model after the method ran (built once, then cached). Only one is held in
-    memory at a time: pytest finishes it before the next method's is set up."""
-    handle = _or_fail(lambda: unlearn_session.unlearned_model(unlearn_domain, unlearn_method))
+                    unlearn_method: str, unlearn_seed: int) -> Iterator[ModelHandle]:
+    """The vanilla model after the method ran with the seed (built once, then cached). Only
+    one is held in memory at a time: pytest finishes it before the next one is set up."""
+    handle = _or_fail(lambda: unlearn_session.unlearned_model(unlearn_domain, unlearn_method,
+                                                              unlearn_seed))
     yield handle
     handle.release()
 
 
 @pytest.fixture
 def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
-               unlearn_domain: str, unlearn_method: str, knowundo_item: Item) -> ItemScore:
+               unlearn_domain: str, unlearn_method: str, unlearn_seed: int,
+               knowundo_item: Item) -> ItemScore:
     """The unlearned model's teacher-forced score on the current item (batched per model).
 
     Scores are cached with the model: when they are, no model is loaded at all; otherwise
     the ``unlearned_model`` fixture is. Also records the item's properties for the report
     and JUnit XML.
     """
-    key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method))
+    key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method,
+                                                     unlearn_seed))
     score = _or_fail(lambda: unlearn_session.score_of(
         unlearn_domain, key, knowundo_item, lambda: request.getfixturevalue("unlearned_model")))
     threshold = unlearn_session.settings.recall_threshold
@@ -220,8 +239,8 @@ def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
 
 @pytest.fixture
 def general_result(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
-                   unlearn_domain: str, unlearn_method: str, general_task: str,
-                   ) -> GeneralResult:
+                   unlearn_domain: str, unlearn_method: str, unlearn_seed: int,
+                   general_task: str) -> GeneralResult:
     """The unlearned model's score on one general task, against the reference (vanilla or
     --unlearn-reference) score and the task's thresholds. Cached with the model, like
     ``item_score``."""
@@ -230,7 +249,8 @@ def general_result(request: pytest.FixtureRequest, unlearn_session: UnlearnSessi
     marker = request.node.get_closest_marker(GENERAL_MARKER)
     thresholds_file = Path(str(request.node.path)).parent / marker.kwargs.get(
         "thresholds", "thresholds.yaml")
-    key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method))
+    key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method,
+                                                     unlearn_seed))
     result = _or_fail(lambda: judge(
         general_task,
         unlearn_session.model_general_scores(
@@ -273,15 +293,18 @@ def _or_fail(build: Any) -> Any:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Label each item test before its fixtures run, so even a setup error is counted."""
     params = getattr(getattr(item, "callspec", None), "params", {})
+    seed = params.get("unlearn_seed", item.config.stash[SESSION_KEY].settings.seed)
     if "general_task" in params and "unlearn_method" in params:
         item.user_properties.extend([("unlearn_method", params["unlearn_method"]),
                                      ("unlearn_domain", params["unlearn_domain"]),
+                                     ("unlearn_seed", seed),
                                      ("general_task", params["general_task"])])
     if "knowundo_item" in params and "unlearn_method" in params:
         knowundo = params["knowundo_item"]
         item.user_properties.extend([("unlearn_method", params["unlearn_method"]),
                                      ("unlearn_domain", knowundo.domain),
                                      ("unlearn_scope", knowundo.scope),
+                                     ("unlearn_seed", seed),
                                      ("unlearn_item", knowundo.id)])
 
 
@@ -310,6 +333,7 @@ class UnlearnReporter:
                 self.general.append({
                     "method": properties["unlearn_method"],
                     "domain": properties["unlearn_domain"],
+                    "seed": properties.get("unlearn_seed"),
                     "task": properties["general_task"],
                     "outcome": report.outcome if report.when == "call" else "error",
                     "score": properties.get("general_score"),
@@ -384,9 +408,16 @@ class UnlearnReporter:
         self._write_rows(terminalreporter)
         self._write_general(terminalreporter)
         self._write_comparison(terminalreporter)
+        self._write_verdict(terminalreporter)
         self._write_gate(terminalreporter)
         if getattr(self, "saved", None):
             terminalreporter.write_line(f"baseline saved: {self.saved}")
+
+    def _write_verdict(self, terminalreporter: Any) -> None:
+        for domain, verdict in (self.summary or {}).get("localization_verdict", {}).items():
+            terminalreporter.write_sep("-", f"does MemFlex's localization do the work? ({domain})")
+            for line in verdict["lines"]:
+                terminalreporter.write_line(line)
 
     def _write_general(self, terminalreporter: Any) -> None:
         if not self.general:
@@ -440,6 +471,10 @@ class UnlearnReporter:
                     f"{row['method']} {row['domain']} region ({how}): {region['n_selected']} of "
                     f"{region['n_tensors']} tensors, {region['fraction_parameters']:.1%} of "
                     f"trainable parameters: {', '.join(region['selected'])}")
+        from .report import format_intervals
+
+        for line in format_intervals(self.summary["rows"]):
+            terminalreporter.write_line(line)
         settings = self.unlearn.settings
         terminalreporter.write_line(
             f"Succ: pass rates of the item tests (criterion {settings.criterion}); (tok): the "
@@ -456,6 +491,7 @@ class UnlearnReporter:
         summary = {
             "run": {"methods": unlearn.methods, "model": settings.model, "data": settings.data,
                     "criterion": settings.criterion, "seed": settings.seed,
+                    "seeds": settings.unlearn_seeds,
                     "inject": settings.inject, "device": settings.device,
                     "dtype": settings.dtype, "seconds": round(time.time() - unlearn.started, 3)},
             "rows": summarize(unlearn.outcomes),
@@ -471,8 +507,36 @@ class UnlearnReporter:
             # What the method logged (steps, losses, MemFlex's region) is read back from the
             # cache entry, which is on this machine even when xdist workers built it.
             row["method_log"] = unlearn.method_log(row["model_cache_key"])
+        verdicts = _localization_verdicts(unlearn.outcomes)
+        if verdicts:
+            summary["localization_verdict"] = verdicts
         self.config.hook.pytest_unlearn_update_summary(summary=summary)
         return summary
+
+
+def _localization_verdicts(outcomes: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per domain where MemFlex ran beside at least one of its controls: the verdict of
+    ``stats.localization_verdict`` on the item outcomes, as a dict with its text lines."""
+    from .report import scope_values
+    from .stats import CONTROLS, LOCALIZED, localization_verdict
+
+    verdicts = {}
+    for domain in dict.fromkeys(o.domain for o in outcomes):
+        results = {}
+        for method in (LOCALIZED, *CONTROLS):
+            by_seed: dict[int, list[Any]] = {}
+            for outcome in outcomes:
+                if outcome.method == method and outcome.domain == domain:
+                    by_seed.setdefault(outcome.seed, []).append(outcome)
+            scopes = {scope: scope_values(by_seed, scope,
+                                          lambda o: 1.0 if o.outcome == "passed" else 0.0)
+                      for scope in ("unlearn", "retention")} if by_seed else {}
+            if scopes and all(values is not None for values in scopes.values()):
+                results[method] = scopes
+        if LOCALIZED in results and len(results) > 1:
+            verdict = localization_verdict(results)
+            verdicts[domain] = {**verdict.to_dict(), "lines": verdict.lines()}
+    return verdicts
 
 
 def _is_worker(config: pytest.Config) -> bool:

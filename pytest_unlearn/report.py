@@ -23,6 +23,7 @@ class ItemOutcome:
     mean_logprob: float | None
     model_cache_key: str | None
     rouge_l: float | None = None
+    seed: int = 0
 
     @classmethod
     def from_properties(cls, properties: dict[str, Any], outcome: str) -> ItemOutcome:
@@ -36,39 +37,138 @@ class ItemOutcome:
                    mean_logprob=None if mean_logprob is None else float(mean_logprob),
                    model_cache_key=properties.get("model_cache_key"),
                    rouge_l=None if properties.get("rouge_l") is None
-                   else float(properties["rouge_l"]))
+                   else float(properties["rouge_l"]),
+                   seed=int(properties.get("unlearn_seed", 0)))
 
 
-def summarize(outcomes: Iterable[ItemOutcome]) -> list[dict[str, Any]]:
-    """One row per (method, domain), in first-seen order, with the paper's Table 2 columns."""
+def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
+              ) -> list[dict[str, Any]]:
+    """One row per (method, domain), in first-seen order, with the paper's Table 2 columns.
+
+    Under several seeds each figure is the mean over seeds of that seed's figure, and
+    ``intervals`` holds its bootstrap interval over seeds and items (``stats.interval``);
+    ``per_seed`` holds the successes of each seed.
+    """
     groups: dict[tuple[str, str], list[ItemOutcome]] = {}
     for outcome in outcomes:
         groups.setdefault((outcome.method, outcome.domain), []).append(outcome)
     rows = []
     for (method, domain), group in groups.items():
-        unlearn = [o for o in group if o.scope == "unlearn"]
-        retention = [o for o in group if o.scope == "retention"]
-        unlearn_success = _pass_rate(unlearn)
-        retention_success = _pass_rate(retention)
-        rows.append({
+        by_seed: dict[int, list[ItemOutcome]] = {}
+        for outcome in group:
+            by_seed.setdefault(outcome.seed, []).append(outcome)
+        per_seed = {seed: _figures(members) for seed, members in sorted(by_seed.items())}
+        row: dict[str, Any] = {
             "method": method,
             "domain": domain,
-            "unlearn_items": len(unlearn),
-            "retention_items": len(retention),
+            "seeds": sorted(by_seed),
+            "unlearn_items": sum(o.scope == "unlearn" for o in group),
+            "retention_items": sum(o.scope == "retention" for o in group),
             "errors": sum(o.outcome == "error" for o in group),
-            "unlearn_success": unlearn_success,
-            "retention_success": retention_success,
-            "avg_success": _mean([unlearn_success, retention_success]),
-            "unlearn_success_token": _complement(_mean([o.token_accuracy for o in unlearn])),
-            "retention_success_token": _mean([o.token_accuracy for o in retention]),
-            "unlearn_ppl": _perplexity([o.mean_logprob for o in unlearn]),
-            "retention_ppl": _perplexity([o.mean_logprob for o in retention]),
-            "unlearn_rouge_l": _mean([o.rouge_l for o in unlearn]),
-            "retention_rouge_l": _mean([o.rouge_l for o in retention]),
-            "model_cache_key": next((o.model_cache_key for o in group if o.model_cache_key),
-                                    None),
-        })
+        }
+        for key in FIGURES:
+            row[key] = _mean([figures[key] for figures in per_seed.values()])
+        row["model_cache_key"] = next((o.model_cache_key for o in group if o.model_cache_key),
+                                      None)
+        row["per_seed"] = {str(seed): {key: figures[key] for key in SEED_FIGURES}
+                           for seed, figures in per_seed.items()}
+        row["intervals"] = _intervals(by_seed, confidence)
+        rows.append(row)
     return rows
+
+
+FIGURES = ("unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
+           "retention_success_token", "unlearn_ppl", "retention_ppl", "unlearn_rouge_l",
+           "retention_rouge_l")
+SEED_FIGURES = ("unlearn_success", "retention_success", "avg_success")
+
+
+def _figures(group: list[ItemOutcome]) -> dict[str, float]:
+    unlearn = [o for o in group if o.scope == "unlearn"]
+    retention = [o for o in group if o.scope == "retention"]
+    unlearn_success = _pass_rate(unlearn)
+    retention_success = _pass_rate(retention)
+    return {
+        "unlearn_success": unlearn_success,
+        "retention_success": retention_success,
+        "avg_success": _mean([unlearn_success, retention_success]),
+        "unlearn_success_token": _complement(_mean([o.token_accuracy for o in unlearn])),
+        "retention_success_token": _mean([o.token_accuracy for o in retention]),
+        "unlearn_ppl": _perplexity([o.mean_logprob for o in unlearn]),
+        "retention_ppl": _perplexity([o.mean_logprob for o in retention]),
+        "unlearn_rouge_l": _mean([o.rouge_l for o in unlearn]),
+        "retention_rouge_l": _mean([o.rouge_l for o in retention]),
+    }
+
+
+def scope_values(by_seed: dict[int, list[ItemOutcome]], scope: str, value: Any,
+                 ) -> dict[int, list[float]] | None:
+    """``{seed: [value(outcome) per item]}`` of one scope, items in the same order for
+    every seed; None when the seeds did not all run the same items or a value is missing."""
+    result: dict[int, list[float]] = {}
+    reference: list[str] | None = None
+    for seed, members in sorted(by_seed.items()):
+        chosen = sorted((o for o in members if o.scope == scope), key=lambda o: o.item)
+        ids = [o.item for o in chosen]
+        if not chosen or (reference is not None and ids != reference):
+            return None
+        reference = ids
+        values = [value(o) for o in chosen]
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+            return None
+        result[seed] = [float(v) for v in values]
+    return result
+
+
+def _passed(outcome: ItemOutcome) -> float:
+    return 1.0 if outcome.outcome == "passed" else 0.0
+
+
+def _intervals(by_seed: dict[int, list[ItemOutcome]], confidence: float,
+               ) -> dict[str, dict[str, Any]]:
+    """Bootstrap intervals of the figures that have one (successes, token figures, ROUGE)."""
+    from . import stats
+
+    unlearn = scope_values(by_seed, "unlearn", _passed)
+    retention = scope_values(by_seed, "retention", _passed)
+    unlearn_token = scope_values(by_seed, "unlearn", lambda o: o.token_accuracy)
+    specs: dict[str, Any] = {
+        "unlearn_success": [unlearn],
+        "retention_success": [retention],
+        "avg_success": [unlearn, retention],
+        "unlearn_success_token": [None if unlearn_token is None else
+                                  {seed: [1.0 - v for v in values]
+                                   for seed, values in unlearn_token.items()}],
+        "retention_success_token": [scope_values(by_seed, "retention",
+                                                 lambda o: o.token_accuracy)],
+        "unlearn_rouge_l": [scope_values(by_seed, "unlearn", lambda o: o.rouge_l)],
+        "retention_rouge_l": [scope_values(by_seed, "retention", lambda o: o.rouge_l)],
+    }
+    intervals = {}
+    for key, parts in specs.items():
+        if all(part is not None for part in parts):
+            intervals[key] = stats.joint_interval(parts, confidence=confidence).to_dict()
+    return intervals
+
+
+def format_intervals(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row: the successes with their intervals, in percent."""
+    lines = []
+    for row in rows:
+        intervals = row.get("intervals") or {}
+        parts = []
+        for key, title in (("unlearn_success", "unlearn"), ("retention_success", "retention"),
+                           ("avg_success", "avg")):
+            if key in intervals:
+                each = intervals[key]
+                parts.append(f"{title} {row[key] * 100:.1f} [{each['lower'] * 100:.1f}, "
+                             f"{each['upper'] * 100:.1f}]")
+        if parts:
+            any_interval = intervals[next(iter(intervals))]
+            lines.append(f"{row['method']} {row['domain']}: {'; '.join(parts)} "
+                         f"({any_interval['confidence']:.0%} {any_interval['method']}, "
+                         f"{len(row['seeds'])} seed(s): {', '.join(map(str, row['seeds']))})")
+    return lines
 
 
 COLUMNS = (("method", "method", "{}"), ("domain", "domain", "{}"),
@@ -113,7 +213,7 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
     for row in summary["rows"]:
         prefix = f"unlearn.{row['method']}.{row['domain']}"
         for key, value in row.items():
-            if key not in ("method", "domain", "method_log"):
+            if key not in ("method", "domain", "method_log", "per_seed", "intervals"):
                 properties.append((f"{prefix}.{key}", _text(value)))
     for result in summary.get("general", []):
         prefix = f"unlearn.{result['method']}.{result['domain']}.general.{result['task']}"

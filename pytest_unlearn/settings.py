@@ -62,6 +62,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_dtype", ("--unlearn-dtype",), "auto",
            "dtype: " + ", ".join(DTYPES) + " (auto: float32 on CPU, bfloat16 on GPU)"),
     Option("unlearn_seed", ("--unlearn-seed",), "0", "random seed of injection and unlearning"),
+    Option("unlearn_seeds", ("--unlearn-seeds",), "1",
+           "run the unlearning of each method under N seeds (--unlearn-seed .. +N-1; the "
+           "injected model is shared): one test per item and seed, metrics as means with "
+           "bootstrap intervals"),
     Option("unlearn_criterion", ("--unlearn-criterion",), "exact",
            "when an answer counts as recalled: 'exact' (every answer token is the argmax) "
            "or 'token>=T' (token accuracy at least T, 0 < T <= 1)"),
@@ -113,6 +117,7 @@ class Settings:
     device: str
     dtype: str
     seed: int
+    seeds: int
     criterion: str
     max_new_tokens: int
     score_batch_size: int
@@ -129,6 +134,11 @@ class Settings:
     rebuild: bool
 
     @property
+    def unlearn_seeds(self) -> list[int]:
+        """The seeds of the unlearning runs: --unlearn-seed and the next --unlearn-seeds - 1."""
+        return [self.seed + offset for offset in range(self.seeds)]
+
+    @property
     def recall_threshold(self) -> float:
         """Token accuracy an answer needs to count as recalled (1.0 for 'exact')."""
         return parse_criterion(self.criterion)
@@ -140,6 +150,7 @@ class Settings:
         return [
             f"unlearn: methods={','.join(self.methods)} model={model} data={self.data}",
             f"unlearn: criterion={self.criterion} inject={self.inject} seed={self.seed} "
+            f"seeds={self.seeds} "
             f"device={self.device} dtype={self.dtype} cache={self.cache_dir}",
             f"unlearn: general_tasks={self.general_tasks} limit={self.general_limit or 'all'} "
             f"reference={self.reference or '-'} gate={self.gate_path or '-'} "
@@ -208,6 +219,7 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         device=_choice("--unlearn-device", str(raw["unlearn_device"]), DEVICES),
         dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
         seed=_non_negative("--unlearn-seed", str(raw["unlearn_seed"])),
+        seeds=_positive("--unlearn-seeds", str(raw["unlearn_seeds"])),
         criterion=str(raw["unlearn_criterion"]).strip(),
         max_new_tokens=_non_negative("--unlearn-max-new-tokens",
                                      str(raw["unlearn_max_new_tokens"])),
