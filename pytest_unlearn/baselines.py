@@ -32,15 +32,15 @@ def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any],
     """Items that passed in the baseline and fail now, per scope.
 
     newly_leaked: unlearn-scope items the model recalls again; newly_lost: retention-scope
-    items it no longer recalls. Items are matched by method, seed and item id.
+    items it no longer recalls. Items are matched by method, seed, prompt variant and item id.
     """
     path = baseline_path(cache_dir, name)
     if not path.is_file():
         saved = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise UnlearnError(f"--unlearn-compare={name}: no baseline {path}. Save one with "
                            f"--unlearn-save={name}; saved baselines: {', '.join(saved) or 'none'}")
-    def key(item: dict[str, Any]) -> tuple[str, int, str]:
-        return item["method"], item.get("seed", 0), item["item"]
+    def key(item: dict[str, Any]) -> tuple[str, int, str, str]:
+        return item["method"], item.get("seed", 0), item.get("prompt", "plain"), item["item"]
 
     before = {key(item): item["outcome"] for item in json.loads(path.read_text())["items"]}
     newly_leaked, newly_lost = [], []

@@ -63,9 +63,10 @@ def encode(tokenizer: PreTrainedTokenizerBase, record: Record, max_length: int,
 
 
 def encode_all(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record], max_length: int,
-               what: str) -> list[Encoded]:
-    """Encode records; truncation is never silent: it is reported as a warning."""
-    encoded = [encode(tokenizer, record, max_length) for record in records]
+               what: str, prefix: str = "") -> list[Encoded]:
+    """Encode records (``prefix`` before each question); truncation is never silent: it is
+    reported as a warning."""
+    encoded = [encode(tokenizer, record, max_length, prefix) for record in records]
     truncated = [record.question for record, enc in zip(records, encoded) if enc.truncated]
     if truncated:
         warnings.warn(TruncationWarning(

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UnlearnError
+from .report import row_name
 
 METRICS = ("unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
            "retention_success_token", "unlearn_ppl", "retention_ppl", "unlearn_rouge_l",
@@ -149,7 +150,7 @@ def evaluate_gate(gate: dict[str, Any], summary: dict[str, Any]) -> list[Check]:
 def _metric_check(row: dict[str, Any], key: str, bound: str, limit: float) -> Check:
     """A threshold on a summary row's metric: on its mean, or on an end of its interval."""
     metric, statistic = _metric_and_statistic(key)
-    what = f"{row['method']}/{row['domain']} {key}"
+    what = f"{row_name(row, '/')} {key}"
     interval = (row.get("intervals") or {}).get(metric)
     if statistic == "mean":
         return Check(what, row.get(metric), bound, limit,

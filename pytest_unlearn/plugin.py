@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .session import UnlearnSession
 
 SESSION_KEY = pytest.StashKey["UnlearnSession"]()
+DEFAULT_PROMPT = "plain"  # pytest_unlearn.prompts.DEFAULT_PROMPT, without importing it
 DOMAIN_MARKER = "knowundo"
 GENERAL_MARKER = "general_task"
 
@@ -101,6 +102,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("unlearn_method", unlearn.methods, indirect=True, scope="session")
     _parametrize_seeds(metafunc)
     metafunc.parametrize("unlearn_domain", [domain], indirect=True, scope="session")
+    prompts = unlearn.settings.prompts
+    if prompts != (DEFAULT_PROMPT,) and "unlearn_prompt" in metafunc.fixturenames:
+        # Function scope: the model does not depend on the prompt, so pytest keeps the
+        # tests of one model together and each model is loaded once for every variant.
+        metafunc.parametrize("unlearn_prompt", prompts, ids=list(prompts))
     metafunc.parametrize("knowundo_item", items, indirect=True,
                          ids=[f"{item.scope}-{item.index:03d}" for item in items])
 
@@ -183,6 +189,12 @@ def unlearn_seed(request: pytest.FixtureRequest, unlearn_session: UnlearnSession
 
 
 @pytest.fixture
+def unlearn_prompt() -> str:
+    """The prompt variant the item is asked under (parametrized by --unlearn-prompts)."""
+    return DEFAULT_PROMPT
+
+
+@pytest.fixture
 def knowundo_item(request: pytest.FixtureRequest) -> Item:
     """One val record of the suite's domain: scope, index, question, answer."""
     return _param(request, "knowundo_item", f"mark the test with @pytest.mark.{DOMAIN_MARKER}")
@@ -212,7 +224,7 @@ def unlearned_model(unlearn_session: UnlearnSession, unlearn_domain: str,
 @pytest.fixture
 def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
                unlearn_domain: str, unlearn_method: str, unlearn_seed: int,
-               knowundo_item: Item) -> ItemScore:
+               unlearn_prompt: str, knowundo_item: Item) -> ItemScore:
     """The unlearned model's teacher-forced score on the current item (batched per model).
 
     Scores are cached with the model: when they are, no model is loaded at all; otherwise
@@ -222,7 +234,8 @@ def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
     key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method,
                                                      unlearn_seed))
     score = _or_fail(lambda: unlearn_session.score_of(
-        unlearn_domain, key, knowundo_item, lambda: request.getfixturevalue("unlearned_model")))
+        unlearn_domain, key, knowundo_item, lambda: request.getfixturevalue("unlearned_model"),
+        unlearn_prompt))
     threshold = unlearn_session.settings.recall_threshold
     request.node.user_properties.extend([
         ("token_accuracy", round(score.token_accuracy, 6)),
@@ -305,6 +318,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                                      ("unlearn_domain", knowundo.domain),
                                      ("unlearn_scope", knowundo.scope),
                                      ("unlearn_seed", seed),
+                                     ("unlearn_prompt", params.get("unlearn_prompt",
+                                                                   DEFAULT_PROMPT)),
                                      ("unlearn_item", knowundo.id)])
 
 
@@ -461,9 +476,11 @@ class UnlearnReporter:
         terminalreporter.write_sep("=", "unlearning summary")
         for line in format_table(self.summary["rows"]):
             terminalreporter.write_line(line)
+        shown = set()
         for row in self.summary["rows"]:
             region = (row.get("method_log") or {}).get("region")
-            if region:
+            if region and (row["method"], row["domain"]) not in shown:
+                shown.add((row["method"], row["domain"]))
                 how = (f"control {region['control']}" if region.get("control") else
                        f"{region['rule']} rule, mu {region['mu']:.4g}, sigma "
                        f"{region['sigma']:.4g}")
@@ -521,12 +538,12 @@ def _localization_verdicts(outcomes: list[Any]) -> dict[str, dict[str, Any]]:
     from .stats import CONTROLS, LOCALIZED, localization_verdict
 
     verdicts = {}
-    for domain in dict.fromkeys(o.domain for o in outcomes):
+    for domain, prompt in dict.fromkeys((o.domain, o.prompt) for o in outcomes):
         results = {}
         for method in (LOCALIZED, *CONTROLS):
             by_seed: dict[int, list[Any]] = {}
             for outcome in outcomes:
-                if outcome.method == method and outcome.domain == domain:
+                if (outcome.method, outcome.domain, outcome.prompt) == (method, domain, prompt):
                     by_seed.setdefault(outcome.seed, []).append(outcome)
             scopes = {scope: scope_values(by_seed, scope,
                                           lambda o: 1.0 if o.outcome == "passed" else 0.0)
@@ -535,7 +552,8 @@ def _localization_verdicts(outcomes: list[Any]) -> dict[str, dict[str, Any]]:
                 results[method] = scopes
         if LOCALIZED in results and len(results) > 1:
             verdict = localization_verdict(results)
-            verdicts[domain] = {**verdict.to_dict(), "lines": verdict.lines()}
+            name = domain if prompt == DEFAULT_PROMPT else f"{domain}, prompt {prompt}"
+            verdicts[name] = {**verdict.to_dict(), "lines": verdict.lines()}
     return verdicts
 
 

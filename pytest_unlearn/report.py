@@ -24,6 +24,7 @@ class ItemOutcome:
     model_cache_key: str | None
     rouge_l: float | None = None
     seed: int = 0
+    prompt: str = "plain"
 
     @classmethod
     def from_properties(cls, properties: dict[str, Any], outcome: str) -> ItemOutcome:
@@ -38,22 +39,24 @@ class ItemOutcome:
                    model_cache_key=properties.get("model_cache_key"),
                    rouge_l=None if properties.get("rouge_l") is None
                    else float(properties["rouge_l"]),
-                   seed=int(properties.get("unlearn_seed", 0)))
+                   seed=int(properties.get("unlearn_seed", 0)),
+                   prompt=str(properties.get("unlearn_prompt", "plain")))
 
 
 def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
               ) -> list[dict[str, Any]]:
-    """One row per (method, domain), in first-seen order, with the paper's Table 2 columns.
+    """One row per (method, domain, prompt variant), in first-seen order, with the paper's
+    Table 2 columns.
 
     Under several seeds each figure is the mean over seeds of that seed's figure, and
     ``intervals`` holds its bootstrap interval over seeds and items (``stats.interval``);
     ``per_seed`` holds the successes of each seed.
     """
-    groups: dict[tuple[str, str], list[ItemOutcome]] = {}
+    groups: dict[tuple[str, str, str], list[ItemOutcome]] = {}
     for outcome in outcomes:
-        groups.setdefault((outcome.method, outcome.domain), []).append(outcome)
+        groups.setdefault((outcome.method, outcome.domain, outcome.prompt), []).append(outcome)
     rows = []
-    for (method, domain), group in groups.items():
+    for (method, domain, prompt), group in groups.items():
         by_seed: dict[int, list[ItemOutcome]] = {}
         for outcome in group:
             by_seed.setdefault(outcome.seed, []).append(outcome)
@@ -61,6 +64,7 @@ def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
         row: dict[str, Any] = {
             "method": method,
             "domain": domain,
+            "prompt": prompt,
             "seeds": sorted(by_seed),
             "unlearn_items": sum(o.scope == "unlearn" for o in group),
             "retention_items": sum(o.scope == "retention" for o in group),
@@ -151,6 +155,13 @@ def _intervals(by_seed: dict[int, list[ItemOutcome]], confidence: float,
     return intervals
 
 
+def row_name(row: dict[str, Any], separator: str = " ") -> str:
+    """'method domain', with the prompt variant when it is not the plain one."""
+    name = f"{row['method']}{separator}{row['domain']}"
+    prompt = row.get("prompt", "plain")
+    return name if prompt == "plain" else f"{name} (prompt {prompt})"
+
+
 def format_intervals(rows: list[dict[str, Any]]) -> list[str]:
     """One line per row: the successes with their intervals, in percent."""
     lines = []
@@ -165,7 +176,7 @@ def format_intervals(rows: list[dict[str, Any]]) -> list[str]:
                              f"{each['upper'] * 100:.1f}]")
         if parts:
             any_interval = intervals[next(iter(intervals))]
-            lines.append(f"{row['method']} {row['domain']}: {'; '.join(parts)} "
+            lines.append(f"{row_name(row)}: {'; '.join(parts)} "
                          f"({any_interval['confidence']:.0%} {any_interval['method']}, "
                          f"{len(row['seeds'])} seed(s): {', '.join(map(str, row['seeds']))})")
     return lines
@@ -188,11 +199,14 @@ PERCENT = {"unlearn_success", "retention_success", "avg_success", "unlearn_succe
 
 def format_table(rows: list[dict[str, Any]]) -> list[str]:
     """The summary table, successes in percent like the paper's Table 2."""
-    header = [title for _, title, _ in COLUMNS]
+    columns = list(COLUMNS)
+    if any(row.get("prompt", "plain") != "plain" for row in rows):
+        columns.insert(2, ("prompt", "prompt", "{}"))
+    header = [title for _, title, _ in columns]
     body = []
     for row in rows:
         cells = []
-        for key, _, fmt in COLUMNS:
+        for key, _, fmt in columns:
             value = row.get(key)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append("-")
@@ -200,7 +214,8 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
                 cells.append(fmt.format(value * 100 if key in PERCENT else value))
         body.append(cells)
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
-    lines = ["  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
+    text_columns = 3 if len(columns) > len(COLUMNS) else 2
+    lines = ["  ".join(cell.rjust(width) if i >= text_columns else cell.ljust(width)
                        for i, (cell, width) in enumerate(zip(cells, widths)))
              for cells in [header, *body]]
     lines.insert(1, "  ".join("-" * width for width in widths))
@@ -212,8 +227,10 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
     properties = []
     for row in summary["rows"]:
         prefix = f"unlearn.{row['method']}.{row['domain']}"
+        if row.get("prompt", "plain") != "plain":
+            prefix += f".prompt_{row['prompt']}"
         for key, value in row.items():
-            if key not in ("method", "domain", "method_log", "per_seed", "intervals"):
+            if key not in ("method", "domain", "prompt", "method_log", "per_seed", "intervals"):
                 properties.append((f"{prefix}.{key}", _text(value)))
     for result in summary.get("general", []):
         prefix = f"unlearn.{result['method']}.{result['domain']}.general.{result['task']}"

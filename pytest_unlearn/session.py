@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import __version__
 from .data import DomainData, Item, load_domain
 from .errors import UnlearnError
+from .prompts import DEFAULT_PROMPT
 from .registry import MethodRegistry
 from .report import ItemOutcome
 from .settings import Settings
@@ -33,7 +34,7 @@ class UnlearnSession:
         self.started = time.time()
         self._data: dict[str, DomainData] = {}
         self._pipeline: Pipeline | None = None
-        self._scores: dict[str, list[ItemScore]] = {}
+        self._scores: dict[tuple[str, str], list[ItemScore]] = {}
         self._positions: dict[str, dict[str, int]] = {}
         self._model_keys: dict[tuple[str, str, int], str] = {}
         self._yaml: dict[str, Any] | None = None
@@ -212,41 +213,47 @@ class UnlearnSession:
         return json.loads(log_file.read_text()) if log_file.is_file() else None
 
     def item_scores(self, domain: str, model_key: str, load: Callable[[], ModelHandle],
-                    ) -> list[ItemScore]:
-        """Scores of every val item of the domain by the model with ``model_key``: from
-        memory, then from the cache, else ``load()`` the model and score it in batches
-        (then cache). A re-run of an unchanged suite so loads no model at all."""
+                    prompt: str = DEFAULT_PROMPT) -> list[ItemScore]:
+        """Scores of every val item of the domain by the model with ``model_key``, asked
+        under the ``prompt`` variant: from memory, then from the cache, else ``load()`` the
+        model and score it in batches (then cache). A re-run of an unchanged suite so loads
+        no model at all."""
         import dataclasses
         import json
 
         from .pipeline import MAX_LENGTH, library_versions
+        from .prompts import prompt_prefix
         from .scoring import ItemScore
 
-        if model_key not in self._scores:
+        memory_key = (model_key, prompt)
+        if memory_key not in self._scores:
             data = self.domain_data(domain)
             ids = [item.id for item in data.items()]
+            prefix = prompt_prefix(prompt, domain)
             payload = {"kind": "item_scores", "model": model_key, "data": data.content_hash(),
-                       "max_length": MAX_LENGTH, "max_new_tokens": self.settings.max_new_tokens,
+                       "prefix": prefix, "max_length": MAX_LENGTH,
+                       "max_new_tokens": self.settings.max_new_tokens,
                        "batch_size": self.settings.score_batch_size,
                        "versions": library_versions()}
 
             def build(folder: Path) -> None:
-                scores = self._compute_item_scores(load(), domain)
+                scores = self._compute_item_scores(load(), domain, prompt, prefix)
                 (folder / "item_scores.json").write_text(json.dumps(
                     {"items": ids, "scores": [dataclasses.asdict(each) for each in scores]}))
 
             path, built = self.pipeline.cache.get_or_build("scores", payload, build)
             if not built:
-                self.progress(f"score {domain}: {len(ids)} items, from the cache "
-                              f"(model {model_key[:12]})")
+                self.progress(f"score {domain}: {len(ids)} items, prompt {prompt}, from the "
+                              f"cache (model {model_key[:12]})")
             stored = json.loads((path / "item_scores.json").read_text())
             if stored["items"] != ids:
                 raise UnlearnError(f"cache entry {path} scores other items than the {domain} "
                                    "data; delete it or run with --unlearn-rebuild")
-            self._scores[model_key] = [ItemScore(**each) for each in stored["scores"]]
-        return self._scores[model_key]
+            self._scores[memory_key] = [ItemScore(**each) for each in stored["scores"]]
+        return self._scores[memory_key]
 
-    def _compute_item_scores(self, handle: ModelHandle, domain: str) -> list[ItemScore]:
+    def _compute_item_scores(self, handle: ModelHandle, domain: str, prompt: str,
+                             prefix: str) -> list[ItemScore]:
         import dataclasses
 
         from .encoding import encode_all
@@ -255,8 +262,8 @@ class UnlearnSession:
 
         items = self.domain_data(domain).items()
         encoded = encode_all(handle.tokenizer, [item.record for item in items], MAX_LENGTH,
-                             f"{domain} val")
-        self.progress(f"score {domain}: {len(items)} items")
+                             f"{domain} val", prefix)
+        self.progress(f"score {domain}: {len(items)} items, prompt {prompt}")
         batch_size = self.settings.score_batch_size
         scores = score(handle.model, encoded, handle.pad_id, batch_size)
         if self.settings.max_new_tokens > 0:
@@ -272,11 +279,12 @@ class UnlearnSession:
         return scores
 
     def score_of(self, domain: str, model_key: str, item: Item,
-                 load: Callable[[], ModelHandle]) -> ItemScore:
+                 load: Callable[[], ModelHandle], prompt: str = DEFAULT_PROMPT) -> ItemScore:
         if item.domain not in self._positions:
             self._positions[item.domain] = {
                 each.id: index for index, each in enumerate(self.domain_data(item.domain).items())}
-        return self.item_scores(domain, model_key, load)[self._positions[item.domain][item.id]]
+        scores = self.item_scores(domain, model_key, load, prompt)
+        return scores[self._positions[item.domain][item.id]]
 
     # --- config file -------------------------------------------------------------------
 

@@ -69,6 +69,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_criterion", ("--unlearn-criterion",), "exact",
            "when an answer counts as recalled: 'exact' (every answer token is the argmax) "
            "or 'token>=T' (token accuracy at least T, 0 < T <= 1)"),
+    Option("unlearn_prompts", ("--unlearn-prompts",), "plain",
+           "prompt variants the item tests ask under, comma-separated: plain (the question "
+           "alone), helpful (paper Finding 2's 'You are a helpful assistant...'), direct (the "
+           "reference's privacy- or copyright-sensitive prompt); one test per variant"),
     Option("unlearn_max_new_tokens", ("--unlearn-max-new-tokens",), "64",
            "cap on the greedy generation per item, for ROUGE-L (each generation is as long as "
            "its reference answer, up to this); 0 turns generation off"),
@@ -118,6 +122,7 @@ class Settings:
     dtype: str
     seed: int
     seeds: int
+    prompts: tuple[str, ...]
     criterion: str
     max_new_tokens: int
     score_batch_size: int
@@ -150,7 +155,7 @@ class Settings:
         return [
             f"unlearn: methods={','.join(self.methods)} model={model} data={self.data}",
             f"unlearn: criterion={self.criterion} inject={self.inject} seed={self.seed} "
-            f"seeds={self.seeds} "
+            f"seeds={self.seeds} prompts={','.join(self.prompts)} "
             f"device={self.device} dtype={self.dtype} cache={self.cache_dir}",
             f"unlearn: general_tasks={self.general_tasks} limit={self.general_limit or 'all'} "
             f"reference={self.reference or '-'} gate={self.gate_path or '-'} "
@@ -220,6 +225,7 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
         seed=_non_negative("--unlearn-seed", str(raw["unlearn_seed"])),
         seeds=_positive("--unlearn-seeds", str(raw["unlearn_seeds"])),
+        prompts=_prompts(str(raw["unlearn_prompts"])),
         criterion=str(raw["unlearn_criterion"]).strip(),
         max_new_tokens=_non_negative("--unlearn-max-new-tokens",
                                      str(raw["unlearn_max_new_tokens"])),
@@ -239,6 +245,17 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
     )
+
+
+def _prompts(text: str) -> tuple[str, ...]:
+    from .prompts import PROMPTS
+
+    chosen = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not chosen:
+        raise UnlearnError(f"--unlearn-prompts is empty: name one or more of {', '.join(PROMPTS)}")
+    for name in chosen:
+        _choice("--unlearn-prompts", name, PROMPTS)
+    return chosen
 
 
 def parse_criterion(text: str) -> float:

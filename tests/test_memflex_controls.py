@@ -28,7 +28,7 @@ def region_of(method_class: type[UnlearningMethod], kind: str,
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_random_region_has_memflex_size_and_depends_only_on_region_seed(kind):
+def test_random_region_has_memflex_size_and_is_seeded(kind):
     memflex = region_of(MemFlex, kind)
     seed_0 = region_of(MemFlexRandomRegion, kind)
     assert seed_0["n_selected"] == memflex["n_selected"] == len(seed_0["selected"])

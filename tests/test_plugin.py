@@ -331,11 +331,11 @@ def test_second_identical_run_trains_nothing(suite_dir: Path, pytester: pytest.P
     assert after[0] == before[0]
     assert after[1] == before[1]
     # The progress lines are visible (so their absence below means something) ...
-    assert "[unlearn] score privacy: 56 items, from the cache (model " in text
+    assert "[unlearn] score privacy: 56 items, prompt plain, from the cache (model " in text
     # ... and neither injection, unlearning nor scoring ran: no model was even loaded.
     assert "[unlearn] inject" not in text
     assert "[unlearn] unlearn privacy" not in text
-    assert "[unlearn] score privacy: 56 items\n" not in text
+    assert "[unlearn] score privacy: 56 items, prompt plain\n" not in text
     assert "[unlearn] generate" not in text
 
     first_items = item_outcomes(read_json(pytester.path / "first.json"), "gradient_ascent")
