@@ -45,6 +45,10 @@ class UnlearnContext:
     # reads them for localization only, as the reference implementation does.
     forget_val: list[Record] = field(default_factory=list)
     retain_val: list[Record] = field(default_factory=list)
+    # Training curves (--unlearn-curve-every): a method that runs its own loop instead of
+    # objectives.train_and_report calls this with 0 before its first optimizer step and
+    # with each step's number after it.
+    after_step: Callable[[int], None] | None = None
 
 
 @dataclass

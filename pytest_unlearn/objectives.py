@@ -193,5 +193,5 @@ def train_and_report(context: UnlearnContext, name: str, config: TrainSettings,
                      **log: Any) -> MethodResult:
     """Run the shared Trainer on ``examples`` and wrap the model and its log."""
     trainer = Trainer(context.model, examples, item_losses, config, context.seed,
-                      f"{name} {context.domain}", context.progress)
+                      f"{name} {context.domain}", context.progress, context.after_step)
     return MethodResult(context.model, {"train": trainer.run().to_dict(), **log})

@@ -228,7 +228,11 @@ class Pipeline:
                 "method": method_name, "method_class": f"{method_class.__module__}."
                 f"{method_class.__qualname__}", "method_version": method_class.version,
                 "config": dataclasses.asdict(config), "seed": seed,
-                "ood_data": records_hash(self.general_text), "versions": library_versions()}
+                "ood_data": records_hash(self.general_text), "versions": library_versions(),
+                # Curves are part of the entry; a model without them stays under its old key.
+                **({"curve": {"every": self.settings.curve_every,
+                              "criterion": self.settings.criterion}}
+                   if self.settings.curve_every else {})}
 
     def load_unlearned(self, data: DomainData, method_name: str,
                        method_class: type[UnlearningMethod], config: Any,
@@ -259,8 +263,16 @@ class Pipeline:
         handle = self.load_vanilla(data)
         self.prepare_trainable(handle, seed)
         context = self.unlearn_context(data, handle, seed)
+        curve: list[dict[str, float]] = []
+        if self.settings.curve_every:
+            context.after_step = self._curve_recorder(data, handle, curve)
         self.progress(f"unlearn {data.domain}: {method_name} (seed {seed})")
         result = method_class(config).unlearn(context)
+        if self.settings.curve_every:
+            steps = (result.log.get("train") or {}).get("steps")
+            if curve and steps is not None and curve[-1]["step"] != steps:
+                context.after_step(-steps)  # the end of training, off the N-step grid
+            result.log["curve"] = curve
         handle.model = result.model
         handle.model.eval()
         save_tensors(folder / "weights.safetensors", get_tensors(handle.model, handle.trainable))
@@ -274,6 +286,35 @@ class Pipeline:
                                    f"not one of {', '.join(sorted(RESERVED_FILES))}")
             (folder / f"{name}.json").write_text(json.dumps(artifact, indent=1, default=str))
         return {"handle": handle}
+
+    def _curve_recorder(self, data: DomainData, handle: ModelHandle,
+                        curve: list[dict[str, float]]) -> Callable[[int], None]:
+        """A Trainer ``after_step`` that scores the val items every --unlearn-curve-every
+        steps (a negative step: score now, at that step). Scoring runs in inference mode
+        and puts the model back in its mode, so the training itself is unchanged."""
+        from .scoring import perplexity
+
+        every = self.settings.curve_every
+        threshold = self.settings.recall_threshold
+        scopes = {"unlearn": data.splits["unlearn_val"], "retention": data.splits["retention_val"]}
+        encoded = {scope: encode_all(handle.tokenizer, records, MAX_LENGTH, f"{scope} val")
+                   for scope, records in scopes.items()}
+
+        def record(step: int) -> None:
+            if step >= 0 and step % every:
+                return
+            point: dict[str, float] = {"step": abs(step)}
+            for scope, items in encoded.items():
+                scores = score(handle.model, items, pad_token_id(handle.tokenizer))
+                recalled = sum(each.recalled(threshold) for each in scores) / len(scores)
+                point[f"{scope}_success"] = 1 - recalled if scope == "unlearn" else recalled
+                point[f"{scope}_ppl"] = perplexity([each.mean_logprob for each in scores])
+            curve.append(point)
+            self.progress(f"curve {data.domain}: step {abs(step)} unlearn success "
+                          f"{point['unlearn_success']:.3f} retention success "
+                          f"{point['retention_success']:.3f}")
+
+        return record
 
     def unlearn_context(self, data: DomainData, handle: ModelHandle, seed: int,
                         ) -> UnlearnContext:

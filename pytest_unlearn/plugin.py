@@ -385,6 +385,11 @@ class UnlearnReporter:
             self.error = str(error)
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
             return
+        if settings.plots_dir is not None and self.summary["rows"]:
+            from .plots import write_plots
+
+            self.summary["plots"] = [str(path) for path in
+                                     write_plots(settings.plots_dir, self.summary["rows"])]
         if self.unlearn.gate is not None:
             self._apply_gate(session)
         xml = _junit_xml(self.config)
@@ -497,6 +502,8 @@ class UnlearnReporter:
             f"Succ: pass rates of the item tests (criterion {settings.criterion}); (tok): the "
             "reference's token-level figures; PPL: paper Eq. 5; RougeL: ROUGE-L F of greedy "
             "generations against the answers")
+        for path in self.summary.get("plots", []):
+            terminalreporter.write_line(f"plot: {path}")
         if settings.json_path is not None:
             terminalreporter.write_line(f"JSON report: {settings.json_path}")
 

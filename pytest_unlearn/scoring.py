@@ -179,3 +179,72 @@ def rouge_l(references: Sequence[str], predictions: Sequence[str]) -> list[float
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     return [scorer.score(reference, prediction)["rougeL"].fmeasure
             for reference, prediction in zip(references, predictions)]
+
+
+def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+           prompts: Sequence[Sequence[int]], lengths: Sequence[int], pad_id: int,
+           samples: int, seed: int, temperature: float = 1.0, top_p: float = 1.0,
+           batch_size: int = 32) -> list[list[str]]:
+    """``samples`` sampled continuations of each tokenized prompt, cut like `generate` cuts.
+
+    Batched and left-padded like `generate`, with ``num_return_sequences=samples``; only
+    ``temperature`` and ``top_p`` shape the distribution (no top-k, whatever the model's
+    generation config says). The global torch seed is set before each batch from ``seed`` and
+    the batch's index, so the same call on the same device gives the same texts; they depend
+    on ``batch_size`` (which prompts share a batch) and may differ across devices.
+    """
+    import torch
+
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    texts: list[list[str]] = [[] for _ in prompts]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch_index, start in enumerate(range(0, len(order), batch_size)):
+                indices = order[start: start + batch_size]
+                input_ids, attention = _left_padded([prompts[i] for i in indices], pad_id)
+                width = input_ids.shape[1]
+                torch.manual_seed(_batch_seed(seed, batch_index))
+                try:
+                    output = model.generate(
+                        input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                        max_new_tokens=max(lengths[i] for i in indices), do_sample=True,
+                        temperature=temperature, top_p=top_p, top_k=0,
+                        num_return_sequences=samples, use_cache=True, pad_token_id=pad_id,
+                        eos_token_id=tokenizer.eos_token_id)
+                except torch.OutOfMemoryError:
+                    raise _out_of_memory("sampling", (len(indices) * samples, width),
+                                         batch_size) from None
+                # generate returns the samples of one prompt next to each other.
+                for row, index in enumerate(indices):
+                    for copy in range(samples):
+                        new_tokens = output[row * samples + copy, width: width + lengths[index]]
+                        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+                        texts[index].append(text.split(SEPARATOR)[0].strip())
+    finally:
+        model.train(was_training)
+    return texts
+
+
+def _left_padded(prompts: Sequence[Sequence[int]], pad_id: int,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input ids and attention mask of prompts padded on the left to the longest one."""
+    import torch
+
+    width = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids = torch.tensor(prompt, dtype=torch.long)
+        input_ids[row, width - len(ids):] = ids
+        attention[row, width - len(ids):] = 1
+    return input_ids, attention
+
+
+def _batch_seed(seed: int, batch_index: int) -> int:
+    """A distinct seed per batch; seeds a batch apart do not share their batches' seeds."""
+    return (seed * 1_000_003 + batch_index) % 2**63

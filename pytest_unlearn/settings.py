@@ -83,6 +83,12 @@ OPTIONS: tuple[Option, ...] = (
            "knowledge injection before unlearning: 'auto' (inject, cached) or 'never' "
            "(the model already holds the knowledge, e.g. a release candidate)"),
     Option("unlearn_json", ("--unlearn-json",), "", "write the metrics report as JSON to this path"),
+    Option("unlearn_curve_every", ("--unlearn-curve-every",), "0",
+           "training curves: score the val items every N optimizer steps while a method "
+           "unlearns (paper Figure 4); 0 turns them off"),
+    Option("unlearn_plots", ("--unlearn-plots",), "",
+           "write PNG plots into this folder: each method's training curve (with "
+           "--unlearn-curve-every) and a bar chart of the final successes"),
     Option("unlearn_config", ("--unlearn-config",), "",
            "YAML file with one section per method that overrides its config fields"),
     Option("unlearn_general_tasks", ("--unlearn-general-tasks",), "auto",
@@ -128,6 +134,8 @@ class Settings:
     score_batch_size: int
     inject: str
     json_path: Path | None
+    curve_every: int
+    plots_dir: Path | None
     config_path: Path | None
     general_tasks: str
     general_limit: int | None
@@ -233,6 +241,8 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
                                    str(raw["unlearn_score_batch_size"])),
         inject=_choice("--unlearn-inject", str(raw["unlearn_inject"]), INJECT_MODES),
         json_path=Path(raw["unlearn_json"]).expanduser() if raw["unlearn_json"] else None,
+        curve_every=_non_negative("--unlearn-curve-every", str(raw["unlearn_curve_every"])),
+        plots_dir=Path(raw["unlearn_plots"]).expanduser() if raw["unlearn_plots"] else None,
         config_path=_existing_file("--unlearn-config", str(raw["unlearn_config"])),
         general_tasks=str(raw["unlearn_general_tasks"]).strip() or "auto",
         general_limit=(_positive("--unlearn-general-limit", str(raw["unlearn_general_limit"]))

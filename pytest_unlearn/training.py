@@ -95,7 +95,8 @@ class Trainer(Generic[Example]):
     def __init__(self, model: PreTrainedModel, examples: Sequence[Example],
                  item_losses: Callable[[list[Example]], torch.Tensor],
                  settings: TrainSettings, seed: int, stage: str,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 after_step: Callable[[int], None] | None = None) -> None:
         if not examples:
             raise UnlearnError(f"{stage}: nothing to train on (no examples)")
         settings.check(stage)
@@ -106,6 +107,9 @@ class Trainer(Generic[Example]):
         self.seed = seed
         self.stage = stage
         self.progress = progress or (lambda message: None)
+        # Called with 0 before the first step and with each step's number after it (training
+        # curves); it must leave the model's weights and mode as it found them.
+        self.after_step = after_step
 
     @property
     def steps_per_epoch(self) -> int:
@@ -131,6 +135,8 @@ class Trainer(Generic[Example]):
         order_rng = random.Random(self.seed)
         torch.manual_seed(self.seed)
         log = TrainLog()
+        if self.after_step is not None:
+            self.after_step(0)
         self.model.train()
         started = time.perf_counter()
         for epoch in range(settings.epochs):
@@ -151,6 +157,8 @@ class Trainer(Generic[Example]):
                 log.losses.append(loss_value)
                 log.step_seconds.append(time.perf_counter() - step_started)
                 self._report(log, total, started)
+                if self.after_step is not None:
+                    self.after_step(log.steps)
             log.epochs_run = epoch + 1
             if after_epoch is not None and epoch + 1 < settings.epochs and after_epoch(epoch):
                 log.stopped_early = True

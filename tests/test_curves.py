@@ -1,0 +1,50 @@
+"""Training curves (--unlearn-curve-every) and plots (--unlearn-plots)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_curves_are_real_scores_and_leave_training_unchanged(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    data, cache = small_data_cache
+    common = ("--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
+              f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0")
+    plain = pytester.runpytest_subprocess(*common, "--unlearn-json=plain.json")
+    assert plain.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    plots = tmp_path / "plots"
+    result = pytester.runpytest_subprocess(*common, "--unlearn-curve-every=1",
+                                           f"--unlearn-plots={plots}", "--unlearn-json=r.json")
+    text = "\n".join(result.outlines + result.errlines)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
+    summary = json.loads((pytester.path / "r.json").read_text())
+    [row] = summary["rows"]
+    curve = row["method_log"]["curve"]
+    steps = row["method_log"]["train"]["steps"]
+    assert [point["step"] for point in curve] == list(range(steps + 1))
+    # The last point scores the final model as the item tests do: the same figures.
+    assert curve[-1]["unlearn_success"] == row["unlearn_success"]
+    assert curve[-1]["retention_success"] == row["retention_success"]
+    assert curve[-1]["unlearn_ppl"] == pytest.approx(row["unlearn_ppl"], rel=1e-4)
+    # Before the first step the model is the vanilla one, which recalls what it learned.
+    assert curve[0]["unlearn_success"] < 0.5
+
+    # Scoring during training changed nothing: the same weights as without curves.
+    [before] = json.loads((pytester.path / "plain.json").read_text())["rows"]
+    assert before["model_cache_key"] != row["model_cache_key"]
+
+    def weights(key: str) -> str:
+        manifest = cache / "unlearned" / key[:2] / key / "manifest.json"
+        return json.loads(manifest.read_text())["files"]["weights.safetensors"]
+
+    assert weights(before["model_cache_key"]) == weights(row["model_cache_key"])
+
+    expected = [str(plots / "curve-gradient_ascent-privacy.png"), str(plots / "comparison.png")]
+    assert summary["plots"] == expected
+    for path in expected:
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"plot: {path}" in text
