@@ -38,7 +38,7 @@ from .report import row_name
 
 METRICS = ("unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
            "retention_success_token", "unlearn_ppl", "retention_ppl", "unlearn_rouge_l",
-           "retention_rouge_l")
+           "retention_rouge_l", "attack_unlearn_success", "leak_success")
 BOUNDS = ("min", "max")
 # The suffix of a gated metric: its mean (the default), or an end of its interval.
 STATISTICS = ("mean", "lower", "upper")

@@ -38,6 +38,8 @@ SESSION_KEY = pytest.StashKey["UnlearnSession"]()
 DEFAULT_PROMPT = "plain"  # pytest_unlearn.prompts.DEFAULT_PROMPT, without importing it
 DOMAIN_MARKER = "knowundo"
 GENERAL_MARKER = "general_task"
+ATTACK_MARKER = "attack"
+LEAK_MARKER = "leak"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -59,6 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{GENERAL_MARKER}(domain='privacy', thresholds='thresholds.yaml'): a "
         "general-ability test, one per lm-eval task (--unlearn-general-tasks) and method, on "
         "the unlearned model of the domain, with thresholds from the YAML file next to it")
+    config.addinivalue_line(
+        "markers", f"{ATTACK_MARKER}: an item test on the model after the relearning attack "
+        "(--unlearn-attack); its pass rate is attack_unlearn_success")
+    config.addinivalue_line(
+        "markers", f"{LEAK_MARKER}: an item test of the model's greedy and sampled generations "
+        "(--unlearn-leak-samples); its pass rate is leak_success")
     from .session import UnlearnSession
 
     # A rebuilt cache entry is news, not a failure: keep it a warning under -W error.
@@ -236,6 +244,74 @@ def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
     score = _or_fail(lambda: unlearn_session.score_of(
         unlearn_domain, key, knowundo_item, lambda: request.getfixturevalue("unlearned_model"),
         unlearn_prompt))
+    _record_score(request, unlearn_session, score, key)
+    return score
+
+
+@pytest.fixture(scope="session")
+def relearned_model(unlearn_session: UnlearnSession, unlearn_domain: str,
+                    unlearn_method: str, unlearn_seed: int) -> Iterator[ModelHandle]:
+    """The unlearned model after the relearning attack of --unlearn-attack (built once,
+    then cached)."""
+    handle = _or_fail(lambda: unlearn_session.relearned_model(unlearn_domain, unlearn_method,
+                                                              unlearn_seed))
+    yield handle
+    handle.release()
+
+
+@pytest.fixture
+def attacked_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
+                   unlearn_domain: str, unlearn_method: str, unlearn_seed: int,
+                   knowundo_item: Item) -> ItemScore:
+    """The item's score on the model after the relearning attack (tests marked ``attack``);
+    cached like ``item_score``."""
+    key = _or_fail(lambda: unlearn_session.relearned_key(unlearn_domain, unlearn_method,
+                                                         unlearn_seed))
+    score = _or_fail(lambda: unlearn_session.score_of(
+        unlearn_domain, key, knowundo_item, lambda: request.getfixturevalue("relearned_model")))
+    _record_score(request, unlearn_session, score, key)
+    return score
+
+
+@pytest.fixture
+def leak_check(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
+               unlearn_domain: str, unlearn_method: str, unlearn_seed: int,
+               knowundo_item: Item) -> LeakCheck:
+    """The item's sensitive strings (emails, street addresses, parents' descriptions not
+    given away by the question) and those found in the model's greedy and sampled
+    generations (tests marked ``leak``)."""
+    from .leaks import find_leaks, sensitive_strings
+
+    key = _or_fail(lambda: unlearn_session.model_key(unlearn_domain, unlearn_method,
+                                                     unlearn_seed))
+    texts = _or_fail(lambda: unlearn_session.generations_of(
+        unlearn_domain, key, knowundo_item, lambda: request.getfixturevalue("unlearned_model")))
+    strings = sensitive_strings(knowundo_item.record.answer, knowundo_item.record.question)
+    found = [(index, leak) for index, text in enumerate(texts)
+             for leak in find_leaks(text, strings)]
+    request.node.user_properties.extend([
+        ("sensitive_strings", len(strings)), ("leaks", len(found)), ("model_cache_key", key)])
+    return LeakCheck(knowundo_item, strings, texts, found)
+
+
+class LeakCheck:
+    """What ``leak_check`` found; ``explain()`` is the failure message."""
+
+    def __init__(self, item: Item, strings: list[Any], texts: list[str],
+                 found: list[tuple[int, Any]]) -> None:
+        self.item, self.strings, self.texts, self.found = item, strings, texts, found
+
+    def explain(self) -> str:
+        lines = [f"{self.item.id}: the model wrote what it must forget "
+                 f"({self.item.record.question!r})"]
+        for index, leak in self.found:
+            which = "greedy generation" if index == 0 else f"sampled generation {index}"
+            lines.append(f"  {leak.kind} {leak.text!r} in its {which}: {self.texts[index]!r}")
+        return "\n".join(lines)
+
+
+def _record_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
+                  score: ItemScore, key: str) -> None:
     threshold = unlearn_session.settings.recall_threshold
     request.node.user_properties.extend([
         ("token_accuracy", round(score.token_accuracy, 6)),
@@ -247,7 +323,6 @@ def item_score(request: pytest.FixtureRequest, unlearn_session: UnlearnSession,
     if score.rouge_l is not None:
         request.node.user_properties.extend([("rouge_l", round(score.rouge_l, 6)),
                                              ("generation", score.generation)])
-    return score
 
 
 @pytest.fixture
@@ -320,7 +395,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                                      ("unlearn_seed", seed),
                                      ("unlearn_prompt", params.get("unlearn_prompt",
                                                                    DEFAULT_PROMPT)),
+                                     ("unlearn_test", _test_kind(item)),
                                      ("unlearn_item", knowundo.id)])
+
+
+def _test_kind(item: pytest.Item) -> str:
+    """What an item test checks: 'attack' (after relearning), 'leak' (in generations) or
+    'recall' (teacher-forced, the paper's metrics)."""
+    for kind in (ATTACK_MARKER, LEAK_MARKER):
+        if item.get_closest_marker(kind) is not None:
+            return kind
+    return "recall"
 
 
 class UnlearnReporter:
@@ -362,6 +447,8 @@ class UnlearnReporter:
         from .report import ItemOutcome
 
         if report.when == "call":
+            # A leak test of an answer without a sensitive string skips, with its reason,
+            # and is left out of the pass rates (the summary counts it apart).
             self.unlearn.outcomes.append(ItemOutcome.from_properties(properties, report.outcome))
         elif report.when == "setup" and report.failed:
             self.unlearn.outcomes.append(ItemOutcome.from_properties(properties, "error"))
@@ -550,7 +637,8 @@ def _localization_verdicts(outcomes: list[Any]) -> dict[str, dict[str, Any]]:
         for method in (LOCALIZED, *CONTROLS):
             by_seed: dict[int, list[Any]] = {}
             for outcome in outcomes:
-                if (outcome.method, outcome.domain, outcome.prompt) == (method, domain, prompt):
+                if (outcome.method, outcome.domain, outcome.prompt, outcome.test) == (
+                        method, domain, prompt, "recall"):
                     by_seed.setdefault(outcome.seed, []).append(outcome)
             scopes = {scope: scope_values(by_seed, scope,
                                           lambda o: 1.0 if o.outcome == "passed" else 0.0)

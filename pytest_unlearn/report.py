@@ -25,6 +25,7 @@ class ItemOutcome:
     rouge_l: float | None = None
     seed: int = 0
     prompt: str = "plain"
+    test: str = "recall"  # "recall" (teacher-forced), "attack" (after relearning), "leak"
 
     @classmethod
     def from_properties(cls, properties: dict[str, Any], outcome: str) -> ItemOutcome:
@@ -40,7 +41,8 @@ class ItemOutcome:
                    rouge_l=None if properties.get("rouge_l") is None
                    else float(properties["rouge_l"]),
                    seed=int(properties.get("unlearn_seed", 0)),
-                   prompt=str(properties.get("unlearn_prompt", "plain")))
+                   prompt=str(properties.get("unlearn_prompt", "plain")),
+                   test=str(properties.get("unlearn_test", "recall")))
 
 
 def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
@@ -57,28 +59,60 @@ def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
         groups.setdefault((outcome.method, outcome.domain, outcome.prompt), []).append(outcome)
     rows = []
     for (method, domain, prompt), group in groups.items():
-        by_seed: dict[int, list[ItemOutcome]] = {}
-        for outcome in group:
-            by_seed.setdefault(outcome.seed, []).append(outcome)
-        per_seed = {seed: _figures(members) for seed, members in sorted(by_seed.items())}
+        recall = [o for o in group if o.test == "recall"]
+        by_seed = _by_seed(recall)
+        per_seed = {seed: _figures(members) for seed, members in by_seed.items()}
         row: dict[str, Any] = {
             "method": method,
             "domain": domain,
             "prompt": prompt,
-            "seeds": sorted(by_seed),
-            "unlearn_items": sum(o.scope == "unlearn" for o in group),
-            "retention_items": sum(o.scope == "retention" for o in group),
+            "seeds": sorted({o.seed for o in group}),
+            "unlearn_items": sum(o.scope == "unlearn" for o in recall),
+            "retention_items": sum(o.scope == "retention" for o in recall),
             "errors": sum(o.outcome == "error" for o in group),
         }
         for key in FIGURES:
             row[key] = _mean([figures[key] for figures in per_seed.values()])
-        row["model_cache_key"] = next((o.model_cache_key for o in group if o.model_cache_key),
+        row["model_cache_key"] = next((o.model_cache_key for o in recall if o.model_cache_key),
                                       None)
         row["per_seed"] = {str(seed): {key: figures[key] for key in SEED_FIGURES}
                            for seed, figures in per_seed.items()}
-        row["intervals"] = _intervals(by_seed, confidence)
+        row["intervals"] = _intervals(by_seed, confidence) if by_seed else {}
+        for kind, key in EXTRA_TESTS.items():
+            members = [o for o in group if o.test == kind]
+            if members:
+                _add_extra(row, key, _by_seed(members), confidence)
         rows.append(row)
     return rows
+
+
+# Item tests beyond the paper's: their pass rate, a figure of the Unlearn Scope.
+EXTRA_TESTS = {"attack": "attack_unlearn_success", "leak": "leak_success"}
+
+
+def _by_seed(outcomes: list[ItemOutcome]) -> dict[int, list[ItemOutcome]]:
+    by_seed: dict[int, list[ItemOutcome]] = {}
+    for outcome in outcomes:
+        by_seed.setdefault(outcome.seed, []).append(outcome)
+    return dict(sorted(by_seed.items()))
+
+
+def _add_extra(row: dict[str, Any], key: str, by_seed: dict[int, list[ItemOutcome]],
+               confidence: float) -> None:
+    """The pass rate of the attack or leak tests (mean over seeds), its count and interval."""
+    from . import stats
+
+    skipped = sum(o.outcome == "skipped" for members in by_seed.values() for o in members)
+    by_seed = {seed: [o for o in members if o.outcome != "skipped"]
+               for seed, members in by_seed.items()}
+    by_seed = {seed: members for seed, members in by_seed.items() if members}
+    row[key] = _mean([_pass_rate(members) for members in by_seed.values()])
+    row[key.replace("success", "items")] = sum(len(members) for members in by_seed.values())
+    if skipped:
+        row[key.replace("success", "skipped")] = skipped
+    values = scope_values(by_seed, "unlearn", _passed) if by_seed else None
+    if values is not None:
+        row["intervals"][key] = stats.interval(values, confidence=confidence).to_dict()
 
 
 FIGURES = ("unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
@@ -169,7 +203,8 @@ def format_intervals(rows: list[dict[str, Any]]) -> list[str]:
         intervals = row.get("intervals") or {}
         parts = []
         for key, title in (("unlearn_success", "unlearn"), ("retention_success", "retention"),
-                           ("avg_success", "avg")):
+                           ("avg_success", "avg"), ("attack_unlearn_success", "after attack"),
+                           ("leak_success", "no leak")):
             if key in intervals:
                 each = intervals[key]
                 parts.append(f"{title} {row[key] * 100:.1f} [{each['lower'] * 100:.1f}, "
@@ -194,7 +229,7 @@ COLUMNS = (("method", "method", "{}"), ("domain", "domain", "{}"),
            ("unlearn_items", "n UL", "{}"), ("retention_items", "n RT", "{}"),
            ("errors", "errors", "{}"))
 PERCENT = {"unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
-           "retention_success_token"}
+           "retention_success_token", "attack_unlearn_success", "leak_success"}
 
 
 def format_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -202,6 +237,10 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
     columns = list(COLUMNS)
     if any(row.get("prompt", "plain") != "plain" for row in rows):
         columns.insert(2, ("prompt", "prompt", "{}"))
+    for key, title in (("attack_unlearn_success", "UL Succ (attack)"),
+                       ("leak_success", "Leak Succ")):
+        if any(key in row for row in rows):
+            columns.insert(columns.index(("unlearn_items", "n UL", "{}")), (key, title, "{:.2f}"))
     header = [title for _, title, _ in columns]
     body = []
     for row in rows:
@@ -214,7 +253,7 @@ def format_table(rows: list[dict[str, Any]]) -> list[str]:
                 cells.append(fmt.format(value * 100 if key in PERCENT else value))
         body.append(cells)
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
-    text_columns = 3 if len(columns) > len(COLUMNS) else 2
+    text_columns = 3 if columns[2][0] == "prompt" else 2
     lines = ["  ".join(cell.rjust(width) if i >= text_columns else cell.ljust(width)
                        for i, (cell, width) in enumerate(zip(cells, widths)))
              for cells in [header, *body]]

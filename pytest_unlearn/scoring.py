@@ -116,7 +116,8 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
 def _out_of_memory(stage: str, shape: Sequence[int], batch_size: int) -> UnlearnError:
     return UnlearnError(
         f"{stage}: out of memory on a batch of {shape[0]} items of {shape[1]} tokens. Lower "
-        f"--unlearn-score-batch-size (now {batch_size}; the scores do not depend on it), "
+        f"--unlearn-score-batch-size (now {batch_size}; teacher-forced scores do not depend "
+        "on it), "
         "lower --unlearn-max-new-tokens for generation, use --unlearn-dtype=bfloat16 on a GPU, "
         "or a device with more memory.")
 

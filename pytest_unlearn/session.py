@@ -37,6 +37,7 @@ class UnlearnSession:
         self._scores: dict[tuple[str, str], list[ItemScore]] = {}
         self._positions: dict[str, dict[str, int]] = {}
         self._model_keys: dict[tuple[str, str, int], str] = {}
+        self._generations: dict[tuple[str, str], dict[str, list[str]]] = {}
         self._yaml: dict[str, Any] | None = None
         self.gate: dict[str, Any] | None = None
         # Set during collection when a general-task test is selected: the reference scores
@@ -127,6 +128,19 @@ class UnlearnSession:
                                                        self.method_config(method), seed))
             self._model_keys[(domain, method, seed)] = cache_key(payload)
         return self._model_keys[(domain, method, seed)]
+
+    def relearned_key(self, domain: str, method: str, seed: int) -> str:
+        """The cache key of the model after the relearning attack, known without loading."""
+        from .cache import cache_key
+
+        return cache_key(self.pipeline.relearned_payload(
+            self.domain_data(domain), self.model_key(domain, method, seed), seed))
+
+    def relearned_model(self, domain: str, method: str, seed: int) -> ModelHandle:
+        """The unlearned model after the relearning attack (--unlearn-attack)."""
+        return self.pipeline.load_relearned(
+            self.domain_data(domain), lambda: self.unlearned_model(domain, method, seed),
+            self.model_key(domain, method, seed), seed)
 
     # --- general tasks -------------------------------------------------------------------
 
@@ -277,6 +291,61 @@ class UnlearnSession:
             scores = [dataclasses.replace(each, generation=text, rouge_l=value)
                       for each, text, value in zip(scores, generations, rouge)]
         return scores
+
+    def generations_of(self, domain: str, model_key: str, item: Item,
+                       load: Callable[[], ModelHandle]) -> list[str]:
+        """The model's greedy generation for an unlearn val item, then its
+        --unlearn-leak-samples sampled ones (seeded); cached like the scores."""
+        import json
+
+        from .pipeline import MAX_LENGTH, library_versions
+
+        if self.settings.max_new_tokens == 0:
+            raise UnlearnError("the leak tests read the model's generations, and "
+                               "--unlearn-max-new-tokens=0 turns generation off; give it a "
+                               "positive value or deselect them with -m 'not leak'")
+        if (model_key, "leak") not in self._generations:
+            data = self.domain_data(domain)
+            items = [each for each in data.items() if each.scope == "unlearn"]
+            payload = {"kind": "leak_generations", "model": model_key,
+                       "data": data.content_hash(), "max_length": MAX_LENGTH,
+                       "max_new_tokens": self.settings.max_new_tokens,
+                       "samples": self.settings.leak_samples, "seed": self.settings.seed,
+                       "batch_size": self.settings.score_batch_size,
+                       "versions": library_versions()}
+
+            def build(folder: Path) -> None:
+                texts = self._compute_generations(load(), domain, items)
+                (folder / "generations.json").write_text(json.dumps(
+                    {"items": [each.id for each in items], "generations": texts}))
+
+            path, _ = self.pipeline.cache.get_or_build("scores", payload, build)
+            stored = json.loads((path / "generations.json").read_text())
+            self._generations[(model_key, "leak")] = dict(zip(stored["items"],
+                                                               stored["generations"]))
+        return self._generations[(model_key, "leak")][item.id]
+
+    def _compute_generations(self, handle: ModelHandle, domain: str,
+                             items: list[Item]) -> list[list[str]]:
+        from .encoding import encode_all
+        from .pipeline import MAX_LENGTH
+        from .scoring import generate, sample
+
+        encoded = encode_all(handle.tokenizer, [each.record for each in items], MAX_LENGTH,
+                             f"{domain} leak")
+        prompts = [enc.input_ids[: enc.prompt_length] for enc in encoded]
+        lengths = [min(enc.answer_length, self.settings.max_new_tokens) for enc in encoded]
+        batch_size = self.settings.score_batch_size
+        self.progress(f"leak {domain}: greedy and {self.settings.leak_samples} sampled "
+                      f"generations of {len(items)} items")
+        greedy = generate(handle.model, handle.tokenizer, prompts, lengths, handle.pad_id,
+                          batch_size)
+        sampled: list[list[str]] = [[] for _ in items]
+        if self.settings.leak_samples:
+            sampled = sample(handle.model, handle.tokenizer, prompts, lengths, handle.pad_id,
+                             self.settings.leak_samples, self.settings.seed,
+                             batch_size=batch_size)
+        return [[text, *more] for text, more in zip(greedy, sampled)]
 
     def score_of(self, domain: str, model_key: str, item: Item,
                  load: Callable[[], ModelHandle], prompt: str = DEFAULT_PROMPT) -> ItemScore:

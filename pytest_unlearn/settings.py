@@ -82,6 +82,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_inject", ("--unlearn-inject",), "auto",
            "knowledge injection before unlearning: 'auto' (inject, cached) or 'never' "
            "(the model already holds the knowledge, e.g. a release candidate)"),
+    Option("unlearn_leak_samples", ("--unlearn-leak-samples",), "4",
+           "leak tests: besides the greedy generation, this many sampled generations "
+           "(temperature 1, seeded) per unlearn item must not contain its sensitive strings"),
+    Option("unlearn_attack", ("--unlearn-attack",), "steps=8,fraction=0.1,lr=auto",
+           "relearning attack of the tests marked 'attack': fine-tune the unlearned model "
+           "for STEPS optimizer steps (batch 8) on FRACTION of the unlearn train records at "
+           "LR (auto: 1e-4 for the tiny model, the LoRA injection lr otherwise), then test the "
+           "unlearn val items again"),
     Option("unlearn_json", ("--unlearn-json",), "", "write the metrics report as JSON to this path"),
     Option("unlearn_curve_every", ("--unlearn-curve-every",), "0",
            "training curves: score the val items every N optimizer steps while a method "
@@ -133,6 +141,8 @@ class Settings:
     max_new_tokens: int
     score_batch_size: int
     inject: str
+    leak_samples: int
+    attack: dict[str, float]
     json_path: Path | None
     curve_every: int
     plots_dir: Path | None
@@ -240,6 +250,8 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         score_batch_size=_positive("--unlearn-score-batch-size",
                                    str(raw["unlearn_score_batch_size"])),
         inject=_choice("--unlearn-inject", str(raw["unlearn_inject"]), INJECT_MODES),
+        leak_samples=_non_negative("--unlearn-leak-samples", str(raw["unlearn_leak_samples"])),
+        attack=_attack(str(raw["unlearn_attack"])),
         json_path=Path(raw["unlearn_json"]).expanduser() if raw["unlearn_json"] else None,
         curve_every=_non_negative("--unlearn-curve-every", str(raw["unlearn_curve_every"])),
         plots_dir=Path(raw["unlearn_plots"]).expanduser() if raw["unlearn_plots"] else None,
@@ -255,6 +267,33 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
     )
+
+
+def _attack(text: str) -> dict[str, float]:
+    """'steps=8,fraction=0.1,lr=auto' -> {"steps": 8, "fraction": 0.1, "lr": nan (auto)}."""
+    import math
+
+    values: dict[str, float] = {"steps": 8, "fraction": 0.1, "lr": math.nan}
+    usage = ("write it as steps=K,fraction=F,lr=LR (any subset), e.g. "
+             "--unlearn-attack=steps=16,fraction=0.2,lr=1e-4")
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in values or not value.strip():
+            raise UnlearnError(f"--unlearn-attack={text!r}: {part!r} is not one of steps=, "
+                               f"fraction=, lr=; {usage}")
+        if key == "lr" and value.strip() == "auto":
+            continue
+        try:
+            number = int(value) if key == "steps" else float(value)
+        except ValueError:
+            raise UnlearnError(f"--unlearn-attack={text!r}: {key} must be a number, got "
+                               f"{value!r}; {usage}") from None
+        if number <= 0 or (key == "fraction" and number > 1):
+            raise UnlearnError(f"--unlearn-attack={text!r}: {key}={value} is out of range "
+                               "(steps and lr > 0, 0 < fraction <= 1)")
+        values[key] = number
+    return values
 
 
 def _prompts(text: str) -> tuple[str, ...]:
