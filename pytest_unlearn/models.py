@@ -120,9 +120,11 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UnlearnError("--unlearn-device=cuda, but torch sees no CUDA device; use "
+    if name in ("cuda", "balanced") and not torch.cuda.is_available():
+        raise UnlearnError(f"--unlearn-device={name}, but torch sees no CUDA device; use "
                            "--unlearn-device=cpu or install a CUDA build of torch")
+    if name == "balanced":
+        return torch.device("cuda")  # inputs go to the first GPU; accelerate moves the rest
     if name == "mps" and not torch.backends.mps.is_available():
         raise UnlearnError("--unlearn-device=mps, but MPS is not available; use "
                            "--unlearn-device=cpu")
@@ -198,8 +200,10 @@ def tiny_from_files(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerB
 
 
 def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-                    trust_remote_code: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a hub, folder or .gguf model onto ``device`` in ``dtype``; errors say how to fix."""
+                    trust_remote_code: bool, balanced: bool = False,
+                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a hub, folder or .gguf model onto ``device`` in ``dtype`` (``balanced``: spread
+    over every visible GPU by accelerate's device_map); errors say how to fix."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -210,7 +214,8 @@ def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model, loading = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, device_map={"": str(device)} if device.type != "cpu" else None,
+            source, dtype=dtype, device_map="balanced" if balanced else
+            {"": str(device)} if device.type != "cpu" else None,
             output_loading_info=True, **kwargs)
     except Exception as error:
         raise UnlearnError(_load_failure(spec, error)) from None

@@ -223,7 +223,8 @@ class Pipeline:
     def _load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         self.progress(f"loading {self.spec.requested} ({self.spec.location})")
         return load_pretrained(self.spec, self.device, self.dtype,
-                               self.settings.trust_remote_code)
+                               self.settings.trust_remote_code,
+                               balanced=self.settings.device == "balanced")
 
     # --- unlearned -------------------------------------------------------------------------
 

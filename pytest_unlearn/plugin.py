@@ -72,6 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # A rebuilt cache entry is news, not a failure: keep it a warning under -W error.
     config.addinivalue_line("filterwarnings", "default::pytest_unlearn.cache.CacheWarning")
     resolved = _settings.resolve(config)
+    if _is_worker(config):
+        from .workers import pin_worker_gpu
+
+        try:
+            pin_worker_gpu(config.workerinput["workerid"], resolved.worker_gpus)
+        except UnlearnError as error:
+            raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = UnlearnSession(resolved, _ProgressWriter(config))
     if not _is_worker(config):
         config.pluginmanager.register(UnlearnReporter(config), "unlearn-reporter")

@@ -17,7 +17,7 @@ import pytest
 from .errors import UnlearnError
 
 DOMAINS = ("privacy", "copyright")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "mps", "balanced")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 INJECT_MODES = ("auto", "never")
 
@@ -58,7 +58,12 @@ OPTIONS: tuple[Option, ...] = (
            "the plugin writes itself) or a JSON/JSONL file of {\"text\", \"labels\"} records"),
     Option("unlearn_cache_dir", ("--unlearn-cache-dir",), "",
            "where built models are cached (default: $XDG_CACHE_HOME/pytest-unlearn)"),
-    Option("unlearn_device", ("--unlearn-device",), "auto", "device: " + ", ".join(DEVICES)),
+    Option("unlearn_device", ("--unlearn-device",), "auto",
+           "device: " + ", ".join(DEVICES) + " (balanced: a pretrained model spread over "
+           "every visible GPU with accelerate's device_map)"),
+    Option("unlearn_worker_gpus", ("--unlearn-worker-gpus",), "auto",
+           "under pytest-xdist, give worker gwK the (K mod G)-th GPU via CUDA_VISIBLE_DEVICES: "
+           "'auto' (the visible GPUs), 'off', or GPU ids such as 0,1,2,3"),
     Option("unlearn_dtype", ("--unlearn-dtype",), "auto",
            "dtype: " + ", ".join(DTYPES) + " (auto: float32 on CPU, bfloat16 on GPU)"),
     Option("unlearn_seed", ("--unlearn-seed",), "0", "random seed of injection and unlearning"),
@@ -133,6 +138,7 @@ class Settings:
     ood_data: str
     cache_dir: Path
     device: str
+    worker_gpus: str
     dtype: str
     seed: int
     seeds: int
@@ -240,6 +246,7 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         ood_data=_ood_data(str(raw["unlearn_ood_data"]).strip()),
         cache_dir=_cache_dir(str(raw["unlearn_cache_dir"]).strip(), sources, rootdir),
         device=_choice("--unlearn-device", str(raw["unlearn_device"]), DEVICES),
+        worker_gpus=str(raw["unlearn_worker_gpus"]).strip() or "auto",
         dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
         seed=_non_negative("--unlearn-seed", str(raw["unlearn_seed"])),
         seeds=_positive("--unlearn-seeds", str(raw["unlearn_seeds"])),
