@@ -222,9 +222,21 @@ class Pipeline:
 
     def _load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         self.progress(f"loading {self.spec.requested} ({self.spec.location})")
-        return load_pretrained(self.spec, self.device, self.dtype,
-                               self.settings.trust_remote_code,
-                               balanced=self.settings.device == "balanced")
+        model, tokenizer = load_pretrained(self.spec, self.device, self.dtype,
+                                           self.settings.trust_remote_code,
+                                           balanced=self.settings.device == "balanced")
+        choice = self.settings.gradient_checkpointing
+        if choice == "on" or (choice == "auto" and self.device.type == "cuda"):
+            # Only in training mode: scoring and generation (eval mode) are unaffected.
+            # Non-reentrant checkpointing needs no input gradients under a frozen base.
+            # transformers 5 renamed the method (the old name warns); 4.x has the old one.
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model, tokenizer
 
     # --- unlearned -------------------------------------------------------------------------
 

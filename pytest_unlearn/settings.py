@@ -64,6 +64,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_worker_gpus", ("--unlearn-worker-gpus",), "auto",
            "under pytest-xdist, give worker gwK the (K mod G)-th GPU via CUDA_VISIBLE_DEVICES: "
            "'auto' (the visible GPUs), 'off', or GPU ids such as 0,1,2,3"),
+    Option("unlearn_gradient_checkpointing", ("--unlearn-gradient-checkpointing",), "auto",
+           "recompute activations in the backward pass to save memory when training a "
+           "pretrained model: auto (on for a pretrained model on a GPU), on, off"),
     Option("unlearn_dtype", ("--unlearn-dtype",), "auto",
            "dtype: " + ", ".join(DTYPES) + " (auto: float32 on CPU, bfloat16 on GPU)"),
     Option("unlearn_seed", ("--unlearn-seed",), "0", "random seed of injection and unlearning"),
@@ -139,6 +142,7 @@ class Settings:
     cache_dir: Path
     device: str
     worker_gpus: str
+    gradient_checkpointing: str
     dtype: str
     seed: int
     seeds: int
@@ -247,6 +251,9 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         cache_dir=_cache_dir(str(raw["unlearn_cache_dir"]).strip(), sources, rootdir),
         device=_choice("--unlearn-device", str(raw["unlearn_device"]), DEVICES),
         worker_gpus=str(raw["unlearn_worker_gpus"]).strip() or "auto",
+        gradient_checkpointing=_choice("--unlearn-gradient-checkpointing",
+                                       str(raw["unlearn_gradient_checkpointing"]),
+                                       ("auto", "on", "off")),
         dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
         seed=_non_negative("--unlearn-seed", str(raw["unlearn_seed"])),
         seeds=_positive("--unlearn-seeds", str(raw["unlearn_seeds"])),

@@ -123,3 +123,40 @@ def test_corrupt_checkpoint_folder_is_a_clear_error(local_model: Path, tmp_path:
                         trust_remote_code=False)
     assert f"could not load model {str(folder)!r}" in str(error.value)
     assert expected in str(error.value)
+
+
+def test_gradient_checkpointing_changes_memory_not_results(local_model: Path) -> None:
+    """--unlearn-gradient-checkpointing=on reaches the model, and LoRA training with it gives
+    the same adapter as without (so it is not part of the cache key)."""
+    import torch
+
+    from pytest_unlearn.cache import ModelCache
+    from pytest_unlearn.data import load_domain
+    from pytest_unlearn.encoding import encode_all
+    from pytest_unlearn.models import attach_lora, get_tensors, lora_tensor_names, set_trainable
+    from pytest_unlearn.pipeline import Pipeline
+    from pytest_unlearn.settings import settings_for_script
+    from pytest_unlearn.training import TrainSettings, Trainer, answer_nll
+
+    records = load_domain("builtin", "privacy").splits["unlearn_train"][:8]
+    adapters = {}
+    for choice in ("off", "on"):
+        settings = settings_for_script(unlearn_model=str(local_model), unlearn_device="cpu",
+                                       unlearn_gradient_checkpointing=choice)
+        pipeline = Pipeline(settings, ModelCache(Path("unused")), lambda message: None)
+        base, tokenizer = pipeline._load_base()
+        assert base.is_activation_checkpointing == (choice == "on")
+        torch.manual_seed(0)
+        model = attach_lora(base)
+        names = lora_tensor_names(model)
+        set_trainable(model, names)
+        encoded = encode_all(tokenizer, records, 256, "probe")
+        pad = tokenizer.pad_token_id
+        Trainer(model, encoded, lambda batch: answer_nll(model, batch, pad),
+                TrainSettings(lr=1e-3, epochs=1, batch_size=4, grad_accum=1, shuffle=False),
+                0, "probe").run()
+        adapters[choice] = get_tensors(model, names)
+    assert all(torch.equal(adapters["off"][name], adapters["on"][name])
+               for name in adapters["off"])
+    assert any(tensor.abs().sum() > 0 for name, tensor in adapters["on"].items()
+               if "lora_B" in name)  # it trained
