@@ -31,7 +31,7 @@ def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float]:
     command = [sys.executable, "-m", "pytest", args.suite, "-q", "-p", "no:cacheprovider",
                f"--unlearn-method={args.methods}", f"--model={args.model}",
                f"--unlearn-data={args.data}", f"--unlearn-seed={args.seed}",
-               f"--unlearn-json={report}"]
+               f"--unlearn-seeds={args.seeds}", f"--unlearn-json={report}"]
     if args.config:
         command.append(f"--unlearn-config={args.config}")
     started = time.perf_counter()
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--suite", default="suites/privacy")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", default="0")
+    parser.add_argument("--seeds", default="1", help="--unlearn-seeds: seeds per method")
     parser.add_argument("--config", default="")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -82,9 +83,11 @@ def main() -> None:
     status, seconds = run_suite(args, report)
     if status > 1:
         raise SystemExit(f"the suite run failed with exit status {status}")
-    rows = {row["method"]: row for row in json.loads(report.read_text())["rows"]}
+    summary = json.loads(report.read_text())
+    rows = {row["method"]: row for row in summary["rows"]}
     command = " ".join(["python", "benchmarks/fidelity.py", *sys.argv[1:]])
-    lines = [f"### {args.suite} on {args.data}, model {args.model}, seed {args.seed}", "",
+    seeds = ", ".join(str(seed) for seed in summary["run"]["seeds"])
+    lines = [f"### {args.suite} on {args.data}, model {args.model}, seeds {seeds}", "",
              f"Command: `{command}` ({seconds:.0f} s on {platform.machine()}, Python "
              f"{platform.python_version()}). Raw report: `{report.name}`.", "",
              "| method | Unlearn Succ | Retention Succ | Avg | UL Succ (tok) | RT Succ (tok) | "
@@ -97,6 +100,25 @@ def main() -> None:
             f"{row['retention_success_token']:.1%} | {row['unlearn_ppl']:.3g} | "
             f"{row['retention_ppl']:.3g} | "
             + (f"{paper[0]:.1f} / {paper[1]:.1f} |" if paper else "- |"))
+    if any(row.get("intervals") for row in rows.values()):
+        lines += ["", "Means over seeds with 95% intervals (percentile bootstrap over seeds "
+                  "and items, `pytest_unlearn/stats.py`), in percent:", "",
+                  "| method | Unlearn Succ | Retention Succ | Avg | per seed (UL / RT) |",
+                  "|---|---|---|---|---|"]
+        for method, row in rows.items():
+            cells = []
+            for key in ("unlearn_success", "retention_success", "avg_success"):
+                each = row["intervals"].get(key)
+                cells.append(f"{row[key]:.1%} [{each['lower']:.1%}, {each['upper']:.1%}]"
+                             if each else f"{row[key]:.1%}")
+            per_seed = "; ".join(f"{seed}: {figures['unlearn_success']:.1%} / "
+                                 f"{figures['retention_success']:.1%}"
+                                 for seed, figures in row["per_seed"].items())
+            lines.append(f"| {method} | {' | '.join(cells)} | {per_seed} |")
+    for domain, verdict in summary.get("localization_verdict", {}).items():
+        lines += ["", f"Does MemFlex's localization do the work ({domain})? The plugin's "
+                  "verdict, as printed at the end of the run:", "", "```", *verdict["lines"],
+                  "```"]
     lines += ["", "Findings of the paper, checked on these numbers:", ""]
     for claim, holds, evidence in findings(rows):
         lines.append(f"- {'holds' if holds else 'DOES NOT HOLD'}: {claim} ({evidence})")

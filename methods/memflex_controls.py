@@ -7,7 +7,8 @@ forget/retain pairs. What differs is which tensors train:
 - ``memflex_all_tensors``: every trainable tensor, no localization. Does confining the
   update to a region matter at all?
 - ``memflex_random_region``: as many tensors as MemFlex's region, drawn uniformly at random
-  from every trainable tensor with a generator seeded by ``region_seed``. Does it matter
+  from every trainable tensor with a generator seeded by ``region_seed`` and the run's seed
+  (so under --unlearn-seeds each seed draws its own region). Does it matter
   which tensors, or only how many?
 - ``memflex_inverse_region``: as many tensors as MemFlex's region, taken from the other end
   of its ranking: the highest cos(G_UL, G_RT), where MemFlex keeps cos < mu (ties: the
@@ -67,7 +68,8 @@ class MemFlexRandomRegion(MemFlex):
 
     def choose_region(self, context: UnlearnContext, trainable: list[str]) -> dict[str, Any]:
         memflex_region = super().choose_region(context, trainable)
-        drawn = set(random.Random(self.config.region_seed).sample(
+        generator = random.Random(f"region {self.config.region_seed} seed {context.seed}")
+        drawn = set(generator.sample(
             trainable, memflex_region["n_selected"]))
         selected = [name for name in trainable if name in drawn]
         return _control_record("random-region", selected, memflex_region,

@@ -186,8 +186,8 @@ def test_a_loss_on_one_scope_is_named_and_a_loss_on_average_loses():
     assert list(by_control) == ["memflex_all_tensors", "memflex_inverse_region"]
     inverse = by_control["memflex_inverse_region"]
     assert [d.outcome for d in inverse.differences] == ["beats", "loses", "beats"]
-    assert inverse.conclusion == ("localization does not beat memflex_inverse_region (better on "
-                                  "avg success, but worse on unlearn success)")
+    assert inverse.conclusion == ("localization beats memflex_inverse_region on avg success, "
+                                  "at a cost: it is worse on unlearn success")
     assert by_control["memflex_all_tensors"].differences[0].outcome == "loses"
     assert by_control["memflex_all_tensors"].conclusion.startswith("localization loses to")
 
