@@ -84,12 +84,17 @@ def main() -> None:
     if status > 1:
         raise SystemExit(f"the suite run failed with exit status {status}")
     summary = json.loads(report.read_text())
+    # The per-item outcomes (megabytes over several seeds) stay out of the repository: the
+    # committed report keeps the run, the rows (with intervals) and the verdicts.
+    report.write_text(json.dumps({key: value for key, value in summary.items()
+                                  if key != "items"}, indent=1) + "\n")
     rows = {row["method"]: row for row in summary["rows"]}
     command = " ".join(["python", "benchmarks/fidelity.py", *sys.argv[1:]])
     seeds = ", ".join(str(seed) for seed in summary["run"]["seeds"])
     lines = [f"### {args.suite} on {args.data}, model {args.model}, seeds {seeds}", "",
              f"Command: `{command}` ({seconds:.0f} s on {platform.machine()}, Python "
-             f"{platform.python_version()}). Raw report: `{report.name}`.", "",
+             f"{platform.python_version()}). Report (without the per-item outcomes): "
+             f"`{report.name}`.", "",
              "| method | Unlearn Succ | Retention Succ | Avg | UL Succ (tok) | RT Succ (tok) | "
              "UL PPL | RT PPL | paper UL / RT |", "|---|---|---|---|---|---|---|---|---|"]
     for method, row in rows.items():

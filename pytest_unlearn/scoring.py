@@ -57,22 +57,25 @@ def _answer_figures(logits: torch.Tensor, labels: torch.Tensor,
                     ) -> tuple[list[float], list[float], list[int]]:
     """Per item of the batch: token accuracy, mean answer-token log-prob, answer length.
 
-    Only answer positions are scored (argmax and cross-entropy over the vocabulary), and the
+    Only answer positions are scored (argmax and log-sum-exp over the vocabulary), and the
     per-item sums are gathered in one pass, so the cost beyond the forward pass stays small.
     """
     import torch
-    import torch.nn.functional as F
 
     shifted_labels = labels[:, 1:]
     mask = shifted_labels != IGNORE_INDEX
     answer_logits = logits[:, :-1, :][mask].float()
     targets = shifted_labels[mask]
-    rows = mask.nonzero()[:, 0]
+    rows = mask.nonzero()[:, 0].cpu()
     size = labels.shape[0]
-    losses = torch.zeros(size, dtype=torch.float64).index_add_(
-        0, rows.cpu(), F.cross_entropy(answer_logits, targets, reduction="none").double().cpu())
+    # NLL = logsumexp - the target's logit, without writing out the log-softmax; torch.max
+    # gives the first maximal index, as argmax does.
+    target_logits = answer_logits.gather(1, targets[:, None]).squeeze(1)
+    nll = torch.logsumexp(answer_logits, dim=-1) - target_logits
+    predicted = answer_logits.max(dim=-1).indices
+    losses = torch.zeros(size, dtype=torch.float64).index_add_(0, rows, nll.double().cpu())
     hits = torch.zeros(size, dtype=torch.float64).index_add_(
-        0, rows.cpu(), (answer_logits.argmax(dim=-1) == targets).double().cpu())
+        0, rows, (predicted == targets).double().cpu())
     counts = mask.sum(dim=1).clamp(min=1).double().cpu()
     return ((hits / counts).tolist(), (-losses / counts).tolist(),
             mask.sum(dim=1).tolist())

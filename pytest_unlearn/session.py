@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from .scoring import ItemScore
 
 
+# Part of the cache key of stored scores: raise it when scoring computes anything differently.
+SCORING_VERSION = 2
+
+
 class UnlearnSession:
     def __init__(self, settings: Settings, progress: Callable[[str], None]) -> None:
         self.settings = settings
@@ -133,8 +137,11 @@ class UnlearnSession:
         """The cache key of the model after the relearning attack, known without loading."""
         from .cache import cache_key
 
-        return cache_key(self.pipeline.relearned_payload(
-            self.domain_data(domain), self.model_key(domain, method, seed), seed))
+        memo = (domain, f"{method} relearned", seed)
+        if memo not in self._model_keys:
+            self._model_keys[memo] = cache_key(self.pipeline.relearned_payload(
+                self.domain_data(domain), self.model_key(domain, method, seed), seed))
+        return self._model_keys[memo]
 
     def relearned_model(self, domain: str, method: str, seed: int) -> ModelHandle:
         """The unlearned model after the relearning attack (--unlearn-attack)."""
@@ -244,7 +251,8 @@ class UnlearnSession:
             data = self.domain_data(domain)
             ids = [item.id for item in data.items()]
             prefix = prompt_prefix(prompt, domain)
-            payload = {"kind": "item_scores", "model": model_key, "data": data.content_hash(),
+            payload = {"kind": "item_scores", "scoring": SCORING_VERSION, "model": model_key,
+                       "data": data.content_hash(),
                        "prefix": prefix, "max_length": MAX_LENGTH,
                        "max_new_tokens": self.settings.max_new_tokens,
                        "batch_size": self.settings.score_batch_size,
