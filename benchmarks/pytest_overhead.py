@@ -4,8 +4,8 @@ A synthetic privacy data set with --items val items (half per scope) is scored o
 tiny model (as it is, --unlearn-inject=never, no generation), which caches the scores. Then,
 side by side in this one invocation, with everything cached:
 
-  big    the privacy suite on all the items
-  small  the privacy suite on --small items
+  big    suites/privacy/test_privacy.py on all the items
+  small  the same on --small items
   plain  plain pytest (the plugin disabled) on as many trivial parametrized tests
 
 The per-item cost is (big - small) / (items - small): the fixed costs (interpreter, imports,
@@ -81,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
         cache = work / "cache"
-        suite = str(ROOT / "suites" / "privacy")
+        suite = str(ROOT / "suites" / "privacy" / "test_privacy.py")  # the paper's tests
         runs: dict[str, list[str]] = {}
         for name, count in (("big", args.items), ("small", args.small)):
             data = write_data(work / f"data-{name}", count)
