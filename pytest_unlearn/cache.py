@@ -18,9 +18,12 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import UnlearnError
+
+if TYPE_CHECKING:
+    from .distributed import World
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -61,9 +64,14 @@ class ModelCache:
         """Return (entry folder, whether it was built now). ``build`` fills an empty folder."""
         from filelock import FileLock
 
+        from .distributed import world
+
         key = cache_key(payload)
         final = self.entry_path(kind, key)
         (self.root / "locks").mkdir(parents=True, exist_ok=True)
+        group = world()
+        if group is not None:
+            return self._get_or_build_together(group, kind, key, final, payload, build)
         with FileLock(str(self.root / "locks" / f"{key}.lock")):
             problem = self._valid(final, key)
             if problem is None and not self._must_rebuild(final):
@@ -75,6 +83,35 @@ class ModelCache:
                 warnings.warn(CacheWarning(f"cache entry {final} was corrupt ({problem}); "
                                            "it has been rebuilt"), stacklevel=2)
             return final, True
+
+    def _get_or_build_together(self, group: World, kind: str, key: str, final: Path,
+                               payload: dict[str, Any], build: Callable[[Path], None],
+                               ) -> tuple[Path, bool]:
+        """``get_or_build`` for processes that train together (``distributed.world()``).
+
+        The main process decides whether the entry must be built. If so, every process runs
+        ``build`` (training needs all of them) and the main one publishes its folder under the
+        lock; the others build into a scratch folder they delete.
+        """
+        from filelock import FileLock
+
+        needed = False
+        if group.is_main:
+            needed = self._valid(final, key) is not None or self._must_rebuild(final)
+        if not group.main_says(needed):
+            return final, False
+        if group.is_main:
+            with FileLock(str(self.root / "locks" / f"{key}.lock")):
+                self._build(final, key, payload, build)
+        else:
+            scratch = self.root / "tmp" / f"{key}-rank{group.rank}-{uuid.uuid4().hex[:8]}"
+            scratch.mkdir(parents=True)
+            try:
+                build(scratch)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        group.barrier()  # the entry is published before any process reads it
+        return final, True
 
     def _must_rebuild(self, final: Path) -> bool:
         if not self.rebuild:

@@ -77,8 +77,14 @@ def encode_all(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record], ma
 
 
 def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu",
-            ) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; labels are the ids on answer tokens and IGNORE_INDEX elsewhere."""
+            left: bool = False) -> dict[str, torch.Tensor]:
+    """Pad a batch on the right (or, with ``left``, on the left); labels are the ids on
+    answer tokens and IGNORE_INDEX elsewhere.
+
+    Left padding puts every answer at the end of its row, so the answers' logits are the last
+    few positions of the batch; it adds ``position_ids`` that count real tokens only, so a
+    padded row is computed as it would be alone.
+    """
     import torch
 
     width = max(len(enc.input_ids) for enc in batch)
@@ -87,12 +93,15 @@ def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = 
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
     for row, enc in enumerate(batch):
         ids = torch.tensor(enc.input_ids, dtype=torch.long)
-        input_ids[row, : len(ids)] = ids
-        attention[row, : len(ids)] = 1
+        start = width - len(ids) if left else 0
+        input_ids[row, start: start + len(ids)] = ids
+        attention[row, start: start + len(ids)] = 1
         answer = ids[enc.prompt_length:] if enc.targets is None else torch.tensor(enc.targets)
-        labels[row, enc.prompt_length: len(ids)] = answer
-    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device),
-            "labels": labels.to(device)}
+        labels[row, start + enc.prompt_length: start + len(ids)] = answer
+    out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    if left:
+        out["position_ids"] = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return {name: tensor.to(device) for name, tensor in out.items()}
 
 
 def length_buckets(encoded: Sequence[Encoded], batch_size: int) -> list[list[int]]:

@@ -118,7 +118,8 @@ def resolve_device(name: str) -> torch.device:
 
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            # The current GPU: under a launcher, each process's own (distributed.world()).
+            return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
     if name in ("cuda", "balanced") and not torch.cuda.is_available():
         raise UnlearnError(f"--unlearn-device={name}, but torch sees no CUDA device; use "
@@ -128,6 +129,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise UnlearnError("--unlearn-device=mps, but MPS is not available; use "
                            "--unlearn-device=cpu")
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .session import UnlearnSession
 
 SESSION_KEY = pytest.StashKey["UnlearnSession"]()
+# The models an --unlearn-build-only run built or found, one line each.
+BUILT_KEY = pytest.StashKey[list[str]]()
 DEFAULT_PROMPT = "plain"  # pytest_unlearn.prompts.DEFAULT_PROMPT, without importing it
 DOMAIN_MARKER = "knowundo"
 GENERAL_MARKER = "general_task"
@@ -72,6 +74,23 @@ def pytest_configure(config: pytest.Config) -> None:
     # A rebuilt cache entry is news, not a failure: keep it a warning under -W error.
     config.addinivalue_line("filterwarnings", "default::pytest_unlearn.cache.CacheWarning")
     resolved = _settings.resolve(config)
+    from .distributed import launched_world_size
+
+    if launched_world_size() > 1:
+        # Under accelerate launch / torchrun: join the group, and take this process's GPU,
+        # before any device is resolved.
+        from .distributed import world
+
+        if not resolved.build_only:
+            raise pytest.UsageError(
+                f"{launched_world_size()} processes (WORLD_SIZE) under a launcher: add "
+                "--unlearn-build-only, so that they train the models together; then run "
+                "pytest once more without the launcher to score and test them from the cache "
+                "(with GPUs: -n N --unlearn-worker-gpus)")
+        try:
+            world()
+        except UnlearnError as error:
+            raise pytest.UsageError(str(error)) from None
     if _is_worker(config):
         from .workers import pin_worker_gpu
 
@@ -381,6 +400,43 @@ def _or_fail(build: Any) -> Any:
         pytest.fail(str(error), pytrace=False)
 
 
+# --- --unlearn-build-only ------------------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --unlearn-build-only: build every model the selected tests need, then deselect
+    them all. Under accelerate launch or torchrun every process takes part in the training."""
+    unlearn = config.stash[SESSION_KEY]
+    if not unlearn.settings.build_only:
+        return
+    needed: dict[tuple[str, str, int], bool] = {}
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        if "unlearn_domain" not in params or "unlearn_method" not in params:
+            continue
+        model = (params["unlearn_domain"], params["unlearn_method"],
+                 params.get("unlearn_seed", unlearn.settings.seed))
+        attack = bool({"attacked_score", "relearned_model"} & set(item.fixturenames))
+        needed[model] = needed.get(model, False) or attack
+    try:
+        lines = unlearn.build_models([(*model, attack) for model, attack in needed.items()])
+    except UnlearnError as error:
+        pytest.exit(f"--unlearn-build-only: {error}", returncode=pytest.ExitCode.TESTS_FAILED)
+    config.stash[BUILT_KEY] = lines
+    config.hook.pytest_deselected(items=list(items))
+    items[:] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A build-only run that built what it had to succeeded, though it ran no test."""
+    if BUILT_KEY in session.config.stash and \
+            session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
+
+
 # --- reporting (controller only) -----------------------------------------------------------
 
 
@@ -428,6 +484,7 @@ class UnlearnReporter:
         self.general: list[dict[str, Any]] = []
         # Failures the gate does not judge (anything but item and general-task tests).
         self.other_failures = 0
+        self.plots_error = ""
 
     @property
     def unlearn(self) -> UnlearnSession:
@@ -482,10 +539,18 @@ class UnlearnReporter:
         if settings.plots_dir is not None and self.summary["rows"]:
             from .plots import write_plots
 
-            self.summary["plots"] = [str(path) for path in
-                                     write_plots(settings.plots_dir, self.summary["rows"])]
+            try:
+                self.summary["plots"] = [str(path) for path in
+                                         write_plots(settings.plots_dir, self.summary["rows"])]
+            except (OSError, ImportError) as error:
+                # The gate and the reports still follow; the exit status says it went wrong.
+                self.plots_error = (f"--unlearn-plots={settings.plots_dir}: could not write "
+                                    f"the plots ({error}); choose a writable folder")
+                self.summary["plots_error"] = self.plots_error
         if self.unlearn.gate is not None:
             self._apply_gate(session)
+        if self.plots_error:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
         xml = _junit_xml(self.config)
         if xml is not None:
             for name, value in suite_properties(self.summary):
@@ -513,6 +578,12 @@ class UnlearnReporter:
             session.exitstatus = pytest.ExitCode.OK
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .distributed import main_process
+
+        if BUILT_KEY in self.config.stash and main_process():
+            terminalreporter.write_sep("=", "unlearn: models built (--unlearn-build-only)")
+            for line in self.config.stash[BUILT_KEY]:
+                terminalreporter.write_line(line)
         if getattr(self, "error", None):
             terminalreporter.write_sep("=", "unlearning summary")
             terminalreporter.write_line(f"ERROR: {self.error}", red=True)
@@ -598,6 +669,8 @@ class UnlearnReporter:
             "generations against the answers")
         for path in self.summary.get("plots", []):
             terminalreporter.write_line(f"plot: {path}")
+        if self.plots_error:
+            terminalreporter.write_line(f"ERROR: {self.plots_error}", red=True)
         if settings.json_path is not None:
             terminalreporter.write_line(f"JSON report: {settings.json_path}")
 
@@ -680,7 +753,9 @@ class _ProgressWriter:
         self.last = 0.0
 
     def __call__(self, message: str) -> None:
-        if self.config.get_verbosity() < 0 or _is_worker(self.config):
+        from .distributed import main_process
+
+        if self.config.get_verbosity() < 0 or _is_worker(self.config) or not main_process():
             return
         now = time.monotonic()
         if " step " in message and now - self.last < 2.0:

@@ -99,14 +99,13 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
     try:
         with torch.inference_mode():
             for indices in length_buckets(encoded, batch_size):
-                batch = collate([encoded[i] for i in indices], pad_id, device)
+                batch = collate([encoded[i] for i in indices], pad_id, device, left=True)
                 try:
-                    logits = model(input_ids=batch["input_ids"],
-                                   attention_mask=batch["attention_mask"]).logits
+                    logits, labels = answer_logits(model, batch)
                 except torch.OutOfMemoryError:
                     raise _out_of_memory("scoring", batch["input_ids"].shape,
                                          batch_size) from None
-                token_accuracy, mean_logprob, counts = _answer_figures(logits, batch["labels"])
+                token_accuracy, mean_logprob, counts = _answer_figures(logits, labels)
                 for row, index in enumerate(indices):
                     results[index] = ItemScore(token_accuracy=token_accuracy[row],
                                                mean_logprob=mean_logprob[row],
@@ -114,6 +113,38 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
     finally:
         model.train(was_training)
     return [result for result in results if result is not None]
+
+
+def answer_logits(model: PreTrainedModel, batch: dict[str, torch.Tensor],
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of a left-padded batch (``collate(..., left=True)``) at the positions that
+    predict answer tokens only, and the labels cut to match.
+
+    The answers end every row, so the last (longest answer + 1) positions hold every
+    prediction of an answer token. A model whose forward takes ``logits_to_keep`` (the
+    transformers causal LMs) computes its output layer on those positions only: with a large
+    vocabulary the logits of the question tokens are most of the output layer's work and
+    memory. Other models are run in full and their logits cut.
+    """
+    labels = batch["labels"]
+    answer_lengths = (labels != IGNORE_INDEX).sum(dim=1)
+    keep = min(int(answer_lengths.max()) + 1, labels.shape[1])
+    takes = _forward_takes(model)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if "position_ids" in takes:
+        inputs["position_ids"] = batch["position_ids"]
+    if "logits_to_keep" in takes:
+        inputs["logits_to_keep"] = keep
+    logits = model(**inputs).logits
+    return logits[:, -keep:], labels[:, -keep:]
+
+
+def _forward_takes(model: PreTrainedModel) -> set[str]:
+    """The named parameters of the model's forward (a PEFT model's: its base model's)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
 
 
 def _out_of_memory(stage: str, shape: Sequence[int], batch_size: int) -> UnlearnError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import __version__
 from .data import DomainData, Item, load_domain
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 # Part of the cache key of stored scores: raise it when scoring computes anything differently.
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 
 
 class UnlearnSession:
@@ -148,6 +148,35 @@ class UnlearnSession:
         return self.pipeline.load_relearned(
             self.domain_data(domain), lambda: self.unlearned_model(domain, method, seed),
             self.model_key(domain, method, seed), seed)
+
+    def build_models(self, needed: Sequence[tuple[str, str, int, bool]]) -> list[str]:
+        """Build (or find in the cache) the models of ``needed``: (domain, method, seed, with
+        the relearning attack); one line per model says which it was (--unlearn-build-only).
+        No model is scored and no general task is run."""
+        lines = []
+        for domain, method, seed, attack in needed:
+            data = self.domain_data(domain)
+            kind = "vanilla" if method == "none" else "unlearned"
+            key = self.model_key(domain, method, seed)
+            cached = self.pipeline.cache.lookup(kind, key) is not None
+
+            def load(method: str = method, seed: int = seed) -> ModelHandle:
+                if method == "none":
+                    return self.pipeline.load_vanilla(data)
+                return self.pipeline.load_unlearned(data, method, self.registry.get(method),
+                                                    self.method_config(method), seed)
+
+            load().release()
+            lines.append(f"{domain} {method} seed {seed}: "
+                         f"{'in the cache' if cached else 'built'} ({key[:12]})")
+            if attack:
+                key = self.relearned_key(domain, method, seed)
+                cached = self.pipeline.cache.lookup("unlearned", key) is not None
+                self.pipeline.load_relearned(data, load, self.model_key(domain, method, seed),
+                                             seed).release()
+                lines.append(f"{domain} {method} seed {seed} after the relearning attack: "
+                             f"{'in the cache' if cached else 'built'} ({key[:12]})")
+        return lines
 
     # --- general tasks -------------------------------------------------------------------
 

@@ -128,6 +128,10 @@ OPTIONS: tuple[Option, ...] = (
            "allow a hub model to run its own code (off unless you pass this)", "bool"),
     Option("unlearn_rebuild", ("--unlearn-rebuild",), "false",
            "ignore cached models and build them again", "bool"),
+    Option("unlearn_build_only", ("--unlearn-build-only",), "false",
+           "build (or find in the cache) every model the selected tests need, then run no "
+           "test; under accelerate launch or torchrun the processes train together, data "
+           "parallel", "bool"),
 )
 
 
@@ -165,6 +169,7 @@ class Settings:
     compare_baseline: str | None
     trust_remote_code: bool
     rebuild: bool
+    build_only: bool
 
     @property
     def unlearn_seeds(self) -> list[int]:
@@ -268,7 +273,7 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         attack=_attack(str(raw["unlearn_attack"])),
         json_path=Path(raw["unlearn_json"]).expanduser() if raw["unlearn_json"] else None,
         curve_every=_non_negative("--unlearn-curve-every", str(raw["unlearn_curve_every"])),
-        plots_dir=Path(raw["unlearn_plots"]).expanduser() if raw["unlearn_plots"] else None,
+        plots_dir=_plots_dir(str(raw["unlearn_plots"])),
         config_path=_existing_file("--unlearn-config", str(raw["unlearn_config"])),
         general_tasks=str(raw["unlearn_general_tasks"]).strip() or "auto",
         general_limit=(_positive("--unlearn-general-limit", str(raw["unlearn_general_limit"]))
@@ -280,7 +285,20 @@ def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Setti
         compare_baseline=_baseline_name("--unlearn-compare", str(raw["unlearn_compare"])),
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
+        build_only=bool(raw["unlearn_build_only"]),
     )
+
+
+def _plots_dir(text: str) -> Path | None:
+    """--unlearn-plots needs matplotlib, an optional extra: say so before any model is built."""
+    if not text.strip():
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UnlearnError(f"--unlearn-plots={text}: drawing plots needs matplotlib, which is "
+                           "not installed; install it with: pip install 'pytest-unlearn[plots]'")
+    return Path(text).expanduser()
 
 
 def _attack(text: str) -> dict[str, float]:

@@ -70,9 +70,10 @@ class TrainLog:
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    processes: int = 1  # how many processes trained together (distributed.world())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "epochs_run": self.epochs_run,
+        return {"steps": self.steps, "epochs_run": self.epochs_run, "processes": self.processes,
                 "first_loss": self.losses[0] if self.losses else None,
                 "last_loss": self.losses[-1] if self.losses else None,
                 "mean_step_seconds": (sum(self.step_seconds) / len(self.step_seconds)
@@ -134,7 +135,10 @@ class Trainer(Generic[Example]):
             schedule = get_constant_schedule_with_warmup(optimizer, warmup)
         order_rng = random.Random(self.seed)
         torch.manual_seed(self.seed)
-        log = TrainLog()
+        from .distributed import world
+
+        group = world()
+        log = TrainLog(processes=1 if group is None else group.size)
         if self.after_step is not None:
             self.after_step(0)
         self.model.train()
@@ -160,22 +164,40 @@ class Trainer(Generic[Example]):
                 if self.after_step is not None:
                     self.after_step(log.steps)
             log.epochs_run = epoch + 1
-            if after_epoch is not None and epoch + 1 < settings.epochs and after_epoch(epoch):
+            if after_epoch is not None and epoch + 1 < settings.epochs and \
+                    self._main_decides(after_epoch(epoch)):
                 log.stopped_early = True
                 break
         self.model.eval()
         return log
 
+    @staticmethod
+    def _main_decides(stop: bool) -> bool:
+        """Every process stops when the main one does (they must take the same steps)."""
+        from .distributed import world
+
+        group = world()
+        return stop if group is None else group.main_says(stop)
+
     def _step(self, items: list[Example], optimizer: torch.optim.Optimizer) -> float:
         """One optimizer step; with a non-finite loss it returns before stepping, so the
-        weights never see it (the caller stops training)."""
+        weights never see it (the caller stops training).
+
+        Under a launcher (``distributed.world()``), each process takes its share of the
+        step's items; each share's loss is divided by the step's full item count, so the
+        gradients summed across processes are those of the step's mean, as in one process.
+        """
         import torch
 
+        from .distributed import world
+
+        group = world()
         optimizer.zero_grad(set_to_none=True)
         total_loss = 0.0
         micro = self.settings.micro_batch_size
-        for start in range(0, len(items), micro):
-            batch = items[start: start + micro]
+        mine = items if group is None else group.share(items)
+        for start in range(0, len(mine), micro):
+            batch = mine[start: start + micro]
             try:
                 losses = self.item_losses(batch)
                 # The step's loss is the mean over its items: each micro-batch adds its share.
@@ -188,6 +210,20 @@ class Trainer(Generic[Example]):
                     "average, and so the result, does not change), use --unlearn-dtype=bfloat16 "
                     "on a GPU, or a device with more memory.") from None
             total_loss += float(loss.detach())
+        if group is not None:
+            device = next(self.model.parameters()).device
+            trainable = [p for group_ in optimizer.param_groups for p in group_["params"]]
+            # A tensor no process computed a gradient for stays without one, as in one
+            # process (AdamW skips it); otherwise a process without one adds zeros.
+            has_grad = torch.tensor([float(p.grad is not None) for p in trainable],
+                                    dtype=torch.float64, device=device)
+            group.sum_([has_grad])
+            trainable = [p for p, count in zip(trainable, has_grad.tolist()) if count > 0]
+            for parameter in trainable:
+                if parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
+            group.sum_([p.grad for p in trainable])
+            total_loss = group.sum_float(total_loss, device)
         if math.isfinite(total_loss):
             optimizer.step()
         return total_loss

@@ -211,7 +211,8 @@ def test_report_header_shows_resolved_settings(suite_dir: Path, pytester: pytest
     text = text_of(result)
     assert result.ret == pytest.ExitCode.OK, text
     assert "unlearn: methods=none,gradient_ascent model=tiny data=builtin" in text
-    assert "unlearn: criterion=token>=0.9 inject=auto seed=7 device=cpu dtype=auto" in text
+    assert ("unlearn: criterion=token>=0.9 inject=auto seed=7 seeds=1 prompts=plain "
+            "device=cpu dtype=auto") in text
     assert f"cache={unlearn_cache_dir.resolve()}" in text
 
 

@@ -45,7 +45,7 @@ def test_failing_gate_names_the_threshold_and_the_value(
                                            "--unlearn-gate=gate.yaml", "--unlearn-json=r.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, output_of(result)
     result.stdout.fnmatch_lines(["*unlearn gate FAILED*",
-                                 "FAIL none/privacy unlearn_success = 0 (needs >= 0.8)"])
+                                 "FAIL none/privacy unlearn_success = 0 (95% interval [[]0, 0], 1 seed; needs >= 0.8)"])
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["gate"]["passed"] is False
 

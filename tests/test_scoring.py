@@ -1,6 +1,7 @@
 """Teacher-forced scoring against hand-built logits, and perplexity."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -81,3 +82,53 @@ def test_length_buckets_cover_every_index_once():
 def test_item_score_token_threshold():
     assert ItemScore(0.95, -0.1, 20).recalled(0.9)
     assert not ItemScore(0.95, -0.1, 20).recalled(1.0)
+
+
+def _loop_scores(model: torch.nn.Module, encoded: list[Encoded]) -> list[tuple[float, float]]:
+    """One unpadded item at a time with every logit computed: the reference."""
+    out = []
+    with torch.inference_mode():
+        for enc in encoded:
+            ids = torch.tensor([enc.input_ids])
+            logits = model(input_ids=ids).logits[0, enc.prompt_length - 1: -1].float()
+            answer = ids[0, enc.prompt_length:]
+            out.append(((logits.argmax(-1) == answer).float().mean().item(),
+                        -torch.nn.functional.cross_entropy(logits, answer).item()))
+    return out
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2", "llama+lora"])
+def test_answer_only_logits_of_left_padded_batches_equal_one_item_at_a_time(architecture):
+    # Left padding with position ids, and the output layer on answer positions only, give
+    # the figures of unpadded full forward passes, for rotary (LLaMA) and absolute (GPT-2)
+    # positions, and through a PEFT wrapper.
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if architecture.startswith("llama"):
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4,
+                                           n_positions=64, bos_token_id=1, eos_token_id=1))
+    if architecture.endswith("lora"):
+        from peft import LoraConfig, get_peft_model
+
+        with warnings.catch_warnings():  # peft 0.21 calls a transformers alias deprecated in 5
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                     init_lora_weights=False))
+    model.eval()
+    generator = torch.Generator().manual_seed(1)
+    encoded = []
+    for length, prompt in [(9, 4), (17, 12), (5, 2), (13, 3), (20, 15), (6, 5)]:
+        ids = tuple(torch.randint(1, 97, (length,), generator=generator).tolist())
+        encoded.append(Encoded(ids, prompt, False))
+    batched = score(model, encoded, pad_id=0, batch_size=4)
+    for enc, (accuracy, logprob), result in zip(encoded, _loop_scores(model, encoded), batched):
+        assert result.answer_tokens == enc.answer_length
+        assert round(accuracy * result.answer_tokens) == \
+            round(result.token_accuracy * result.answer_tokens)
+        assert result.mean_logprob == pytest.approx(logprob, abs=1e-5)

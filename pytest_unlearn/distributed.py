@@ -1,0 +1,142 @@
+"""Data-parallel training over several processes, started by ``accelerate launch`` or
+``torchrun`` (one process per GPU, or several CPU processes).
+
+Every process holds the whole model. Each optimizer step's items are dealt out across the
+processes, each computes the gradient of its share of the step's mean loss, and the
+gradients are summed across processes before the optimizer steps: every replica applies the
+same update and stays identical to the others. Only the main process writes cache entries.
+
+accelerate's ``PartialState`` sets up the process group (NCCL on GPUs, gloo on CPUs) and the
+device of each process. accelerate's FSDP and DeepSpeed configs are refused with a clear
+error: this trainer does not shard the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Sequence, TypeVar
+
+from .errors import UnlearnError
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
+
+# Gradients are summed in chunks of at most this many elements, so a fully trained large
+# model does not need a second copy of all its gradients at once.
+_CHUNK_ELEMENTS = 1 << 25
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes that train together."""
+
+    rank: int
+    size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, items: Sequence[T]) -> list[T]:
+        """This process's items of a step: every ``size``-th one, starting at ``rank``."""
+        return list(items[self.rank:: self.size])
+
+    def sum_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Sum same-shaped tensors across processes, in place, in a few large messages."""
+        import torch
+        import torch.distributed as dist
+
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for tensor in tensors:
+            by_dtype.setdefault(tensor.dtype, []).append(tensor)
+        for group in by_dtype.values():
+            start = 0
+            while start < len(group):
+                end, size = start, 0
+                while end < len(group) and (end == start
+                                            or size + group[end].numel() <= _CHUNK_ELEMENTS):
+                    size += group[end].numel()
+                    end += 1
+                chunk = group[start:end]
+                flat = torch.cat([each.reshape(-1) for each in chunk])
+                dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+                offset = 0
+                for each in chunk:
+                    each.copy_(flat[offset: offset + each.numel()].view_as(each))
+                    offset += each.numel()
+                start = end
+
+    def sum_float(self, value: float, device: torch.device) -> float:
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return float(tensor.item())
+
+    def main_says(self, flag: bool) -> bool:
+        """The main process's ``flag``, on every process."""
+        import torch.distributed as dist
+
+        box = [flag]
+        dist.broadcast_object_list(box, src=0)
+        return bool(box[0])
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def launched_world_size() -> int:
+    """The number of processes a launcher (accelerate launch, torchrun) started; 1 if none."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return int(text)
+    except ValueError:
+        raise UnlearnError(f"WORLD_SIZE={text!r} in the environment is not a number of "
+                           "processes; unset it or launch with accelerate launch / torchrun")
+
+
+def check_launch_config() -> None:
+    """Refuse accelerate's FSDP and DeepSpeed configs rather than silently ignore them."""
+    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"),
+                           ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+            raise UnlearnError(
+                f"accelerate launch with {name} ({variable}={os.environ[variable]}): not "
+                "supported. pytest-unlearn trains data-parallel: every process holds the whole "
+                "model (LoRA on a 7B model fits one GPU). Launch with a plain multi-GPU config "
+                "(accelerate launch --multi_gpu --num_processes N), or, for a model larger than "
+                "one GPU, run one process with --unlearn-device=balanced.")
+
+
+@lru_cache(maxsize=1)
+def world() -> World | None:
+    """The group of processes started by a launcher, set up on first use; None for a
+    single process (no launcher, or one process)."""
+    if launched_world_size() <= 1:
+        return None
+    check_launch_config()
+    import torch
+    from accelerate import PartialState
+
+    # init_process_group (NCCL with GPUs, gloo without), and each process's own GPU.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes != launched_world_size():
+        raise UnlearnError(
+            f"the launcher started {launched_world_size()} processes (WORLD_SIZE), but "
+            f"accelerate set up {state.num_processes}; launch with torchrun or accelerate "
+            "launch --multi_gpu")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(state.local_process_index)
+    return World(rank=state.process_index, size=state.num_processes)
+
+
+def main_process() -> bool:
+    """Whether this process prints and writes: the main one, or the only one."""
+    return int(os.environ.get("RANK", "0") or 0) == 0

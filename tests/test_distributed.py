@@ -1,0 +1,145 @@
+"""--unlearn-build-only, alone and with two processes training together under torchrun
+(gloo on CPU: the data-parallel path that GPUs take with NCCL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pytest_unlearn.distributed import World
+
+
+def _private_cache(small_data_cache: tuple[Path, Path], folder: Path) -> tuple[Path, Path]:
+    """The small data and a copy of its cache (vanilla model only), for this test alone."""
+    data, cache = small_data_cache
+    copy = folder / "cache"
+    shutil.copytree(cache / "vanilla", copy / "vanilla")
+    return data, copy
+
+
+def _unlearned_weights(cache: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {path.parent.name: load_file(str(path))
+            for path in sorted((cache / "unlearned").glob("*/*/weights.safetensors"))}
+
+
+def test_build_only_builds_then_tests_load_from_the_cache(
+        suite_dir: Path, pytester: pytest.Pytester,
+        small_data_cache: tuple[Path, Path]) -> None:
+    data, cache = _private_cache(small_data_cache, pytester.path)
+    common = ("--unlearn-method=none,gradient_ascent", f"--unlearn-data={data}",
+              f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0")
+    first = pytester.runpytest_subprocess(*common, "--unlearn-build-only")
+    assert first.ret == pytest.ExitCode.OK
+    first.stdout.fnmatch_lines(["*unlearn: models built (--unlearn-build-only)*",
+                                "privacy none seed 0: in the cache (*)",
+                                "privacy gradient_ascent seed 0: built (*)",
+                                "*deselected*"])
+    assert len(_unlearned_weights(cache)) == 1
+
+    again = pytester.runpytest_subprocess(*common, "--unlearn-build-only")
+    again.stdout.fnmatch_lines(["privacy gradient_ascent seed 0: in the cache (*)"])
+
+    tests = pytester.runpytest_subprocess(*common, "--unlearn-json=r.json")
+    assert tests.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    assert "unlearn privacy: gradient_ascent" not in "\n".join(tests.outlines)  # no training
+    rows = json.loads((pytester.path / "r.json").read_text())["rows"]
+    [built] = _unlearned_weights(cache)
+    assert {row["method"]: row["model_cache_key"] for row in rows}["gradient_ascent"] == built
+
+
+def test_build_only_with_the_attack_builds_the_relearned_model_too(
+        suite_dir: Path, pytester: pytest.Pytester,
+        small_data_cache: tuple[Path, Path]) -> None:
+    data, cache = _private_cache(small_data_cache, pytester.path)
+    pytester.makepyfile(test_attack=(Path(__file__).parent.parent / "suites" / "privacy" /
+                                     "test_attack.py").read_text())
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["privacy gradient_ascent seed 0: built (*)",
+                                 "privacy gradient_ascent seed 0 after the relearning attack: "
+                                 "built (*)"])
+    assert len(_unlearned_weights(cache)) == 2
+
+
+def _torchrun(folder: Path, *args: str, processes: int = 2) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc_per_node={processes}", "-m", "pytest", str(folder), "-p",
+         "no:cacheprovider", *args],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_two_processes_train_the_model_that_one_process_trains(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    # Two torchrun processes (gloo) split each step's items and sum their gradients: the
+    # weights are those of one process up to float rounding, and one cache entry is written.
+    data, together = _private_cache(small_data_cache, pytester.path)
+    _, alone = _private_cache(small_data_cache, tmp_path)
+    # Several steps at a high lr, so that the weights move well beyond float rounding.
+    pytester.makefile(".yaml", unlearn="gradient_ascent: {lr: 1.0e-3, epochs: 5}\n")
+    common = ("--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
+              "--unlearn-build-only", "--unlearn-config=unlearn.yaml")
+    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}")
+    output = launched.stdout + launched.stderr
+    assert launched.returncode == 0, output[-6000:]
+    assert output.count("privacy gradient_ascent seed 0: built") == 1, output[-6000:]
+    single = pytester.runpytest_subprocess(*common, f"--unlearn-cache-dir={alone}")
+    assert single.ret == pytest.ExitCode.OK
+
+    [(key, parallel)] = _unlearned_weights(together).items()
+    [(single_key, serial)] = _unlearned_weights(alone).items()
+    assert key == single_key  # the same model, by what determines it
+    logs = [json.loads(next((cache / "unlearned").glob("*/*/method_log.json")).read_text())
+            for cache in (together, alone)]
+    assert [log["train"]["processes"] for log in logs] == [2, 1]
+    assert logs[0]["train"]["steps"] == logs[1]["train"]["steps"] == 5
+    vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
+    moved = 0.0
+    for name, tensor in serial.items():
+        assert torch.allclose(parallel[name], tensor, rtol=1e-4, atol=1e-6), name
+        moved = max(moved, (tensor - vanilla[name]).abs().max().item())
+    assert moved > 1e-3  # training changed the model: the comparison is not vacuous
+    assert not list((together / "tmp").glob("*rank*"))  # the other process's scratch is gone
+
+
+def test_a_launch_without_build_only_is_a_usage_error(suite_dir: Path,
+                                                      pytester: pytest.Pytester,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = pytester.runpytest_subprocess("--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*2 processes (WORLD_SIZE) under a launcher: add "
+                                 "--unlearn-build-only*"])
+
+
+@pytest.mark.parametrize("variable,name", [("ACCELERATE_USE_FSDP", "FSDP"),
+                                           ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+def test_sharded_launch_configs_are_refused(suite_dir: Path, pytester: pytest.Pytester,
+                                            monkeypatch: pytest.MonkeyPatch, variable: str,
+                                            name: str) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv(variable, "true")
+    result = pytester.runpytest_subprocess("--unlearn-build-only", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*accelerate launch with {name} ({variable}=true): not "
+                                 "supported*"])
+
+
+def test_each_process_takes_every_nth_item_of_a_step() -> None:
+    items = list(range(7))
+    shares = [World(rank, 3).share(items) for rank in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert sorted(sum(shares, [])) == items
