@@ -78,13 +78,17 @@ class World:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return float(tensor.item())
 
-    def main_says(self, flag: bool) -> bool:
-        """The main process's ``flag``, on every process."""
+    def main_value(self, value: T) -> T:
+        """The main process's ``value`` (anything picklable), on every process."""
         import torch.distributed as dist
 
-        box = [flag]
+        box = [value]
         dist.broadcast_object_list(box, src=0)
-        return bool(box[0])
+        return box[0]
+
+    def main_says(self, flag: bool) -> bool:
+        """The main process's ``flag``, on every process."""
+        return bool(self.main_value(flag))
 
     def barrier(self) -> None:
         import torch.distributed as dist

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
+    from .distributed import World
+
 Example = TypeVar("Example")
 
 
@@ -138,6 +140,8 @@ class Trainer(Generic[Example]):
         from .distributed import world
 
         group = world()
+        if group is not None:
+            self._check_same_tensors(group)
         log = TrainLog(processes=1 if group is None else group.size)
         if self.after_step is not None:
             self.after_step(0)
@@ -170,6 +174,22 @@ class Trainer(Generic[Example]):
                 break
         self.model.eval()
         return log
+
+    def _check_same_tensors(self, group: World) -> None:
+        """Processes that train together must train the same tensors (a method that picks
+        them, as MemFlex does, must pick the same in each)."""
+        import hashlib
+
+        names = [name for name, p in self.model.named_parameters() if p.requires_grad]
+        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+        device = next(self.model.parameters()).device
+        differing = group.sum_float(float(group.main_value(digest) != digest), device)
+        if differing:
+            raise UnlearnError(
+                f"{self.stage}: {differing:.0f} of {group.size} processes train other "
+                "tensors than the main process; a method that chooses its tensors (MemFlex's "
+                "localization) chose differently in different processes, e.g. through "
+                "non-deterministic GPU kernels. Build this model in one process.")
 
     @staticmethod
     def _main_decides(stop: bool) -> bool:

@@ -143,3 +143,41 @@ def test_each_process_takes_every_nth_item_of_a_step() -> None:
     shares = [World(rank, 3).share(items) for rank in range(3)]
     assert shares == [[0, 3, 6], [1, 4], [2, 5]]
     assert sorted(sum(shares, [])) == items
+
+
+PICKY_METHOD = """
+import os
+
+from pytest_unlearn_methods.gradient_ascent import GradientAscent
+
+
+class Picky(GradientAscent):
+    '''Gradient ascent that freezes one more tensor in the second process only: as if a
+    method's choice of tensors depended on non-deterministic kernels.'''
+
+    name = "picky"
+
+    def unlearn(self, context):
+        if os.environ.get("RANK") == "1":
+            name, parameter = next((n, p) for n, p in context.model.named_parameters()
+                                   if p.requires_grad)
+            parameter.requires_grad_(False)
+        return super().unlearn(context)
+
+
+def pytest_unlearn_register_methods(registry):
+    registry.register("picky", Picky)
+"""
+
+
+def test_processes_that_would_train_different_tensors_stop_with_an_error(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
+    data, cache = _private_cache(small_data_cache, pytester.path)
+    pytester.makeconftest(PICKY_METHOD)
+    launched = _torchrun(pytester.path, "--unlearn-method=picky", f"--unlearn-data={data}",
+                         f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
+    output = launched.stdout + launched.stderr
+    assert launched.returncode != 0, output[-6000:]
+    assert "1 of 2 processes train other tensors than the main process" in output, \
+        output[-6000:]
+    assert not _unlearned_weights(cache)  # nothing was published
