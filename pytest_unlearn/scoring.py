@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 from .encoding import IGNORE_INDEX, SEPARATOR, Encoded, collate, length_buckets
@@ -139,12 +140,18 @@ def answer_logits(model: PreTrainedModel, batch: dict[str, torch.Tensor],
     return logits[:, -keep:], labels[:, -keep:]
 
 
-def _forward_takes(model: PreTrainedModel) -> set[str]:
+def _forward_takes(model: PreTrainedModel) -> frozenset[str]:
     """The named parameters of the model's forward (a PEFT model's: its base model's)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _forward_parameters(type(base))
+
+
+@lru_cache(maxsize=None)
+def _forward_parameters(model_class: type) -> frozenset[str]:
+    """Read once per model class: scoring asks on every batch."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
+    return frozenset(inspect.signature(model_class.forward).parameters)
 
 
 def _out_of_memory(stage: str, shape: Sequence[int], batch_size: int) -> UnlearnError:

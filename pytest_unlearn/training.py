@@ -113,6 +113,7 @@ class Trainer(Generic[Example]):
         # Called with 0 before the first step and with each step's number after it (training
         # curves); it must leave the model's weights and mode as it found them.
         self.after_step = after_step
+        self.group: World | None = None  # the processes training together, set by run()
 
     @property
     def steps_per_epoch(self) -> int:
@@ -139,10 +140,10 @@ class Trainer(Generic[Example]):
         torch.manual_seed(self.seed)
         from .distributed import world
 
-        group = world()
-        if group is not None:
-            self._check_same_tensors(group)
-        log = TrainLog(processes=1 if group is None else group.size)
+        self.group = world()
+        if self.group is not None:
+            self._check_same_tensors(self.group)
+        log = TrainLog(processes=1 if self.group is None else self.group.size)
         if self.after_step is not None:
             self.after_step(0)
         self.model.train()
@@ -191,13 +192,9 @@ class Trainer(Generic[Example]):
                 "localization) chose differently in different processes, e.g. through "
                 "non-deterministic GPU kernels. Build this model in one process.")
 
-    @staticmethod
-    def _main_decides(stop: bool) -> bool:
+    def _main_decides(self, stop: bool) -> bool:
         """Every process stops when the main one does (they must take the same steps)."""
-        from .distributed import world
-
-        group = world()
-        return stop if group is None else group.main_says(stop)
+        return stop if self.group is None else self.group.main_says(stop)
 
     def _step(self, items: list[Example], optimizer: torch.optim.Optimizer) -> float:
         """One optimizer step; with a non-finite loss it returns before stepping, so the
@@ -209,9 +206,7 @@ class Trainer(Generic[Example]):
         """
         import torch
 
-        from .distributed import world
-
-        group = world()
+        group = self.group
         optimizer.zero_grad(set_to_none=True)
         total_loss = 0.0
         micro = self.settings.micro_batch_size
@@ -231,22 +226,28 @@ class Trainer(Generic[Example]):
                     "on a GPU, or a device with more memory.") from None
             total_loss += float(loss.detach())
         if group is not None:
-            device = next(self.model.parameters()).device
-            trainable = [p for group_ in optimizer.param_groups for p in group_["params"]]
-            # A tensor no process computed a gradient for stays without one, as in one
-            # process (AdamW skips it); otherwise a process without one adds zeros.
-            has_grad = torch.tensor([float(p.grad is not None) for p in trainable],
-                                    dtype=torch.float64, device=device)
-            group.sum_([has_grad])
-            trainable = [p for p, count in zip(trainable, has_grad.tolist()) if count > 0]
-            for parameter in trainable:
-                if parameter.grad is None:
-                    parameter.grad = torch.zeros_like(parameter)
-            group.sum_([p.grad for p in trainable])
-            total_loss = group.sum_float(total_loss, device)
+            self._sum_gradients(group, optimizer)
+            total_loss = group.sum_float(total_loss, next(self.model.parameters()).device)
         if math.isfinite(total_loss):
             optimizer.step()
         return total_loss
+
+    @staticmethod
+    def _sum_gradients(group: World, optimizer: torch.optim.Optimizer) -> None:
+        """Sum every process's gradients. A tensor no process computed a gradient for stays
+        without one, as in one process (AdamW skips it); otherwise a process without one
+        adds zeros."""
+        import torch
+
+        trainable = [p for params in optimizer.param_groups for p in params["params"]]
+        has_grad = torch.tensor([float(p.grad is not None) for p in trainable],
+                                dtype=torch.float64, device=trainable[0].device)
+        group.sum_([has_grad])
+        trainable = [p for p, count in zip(trainable, has_grad.tolist()) if count > 0]
+        for parameter in trainable:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+        group.sum_([p.grad for p in trainable])
 
     def _report(self, log: TrainLog, total: int, started: float) -> None:
         elapsed = time.perf_counter() - started
