@@ -199,9 +199,11 @@ def _domain_of(metafunc: pytest.Metafunc) -> tuple[str, str | None]:
 
 
 @pytest.fixture(scope="session")
-def unlearn_session(pytestconfig: pytest.Config) -> UnlearnSession:
+def unlearn_session(request: pytest.FixtureRequest) -> UnlearnSession:
     """The run's state: settings, methods, data and model pipeline."""
-    return pytestconfig.stash[SESSION_KEY]
+    # request, not pytestconfig: pytest resolves a cached fixture's whole dependency chain
+    # again for every test, and item tests come by the ten thousand.
+    return request.config.stash[SESSION_KEY]
 
 
 @pytest.fixture(scope="session")

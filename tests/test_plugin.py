@@ -294,6 +294,11 @@ def test_vanilla_run_junit_and_json_agree(suite_dir: Path, pytester: pytest.Pyte
         # A forget test passes exactly when the answer is not recalled; a retain test when it is.
         recalled = props["recalled"] == "True"
         assert bad == (recalled if function == "test_forgets" else not recalled), props
+        failure = case.find("failure")
+        if failure is not None:  # the item's message is the whole failure: no traceback
+            verdict = "still recalls" if function == "test_forgets" else "no longer recalls"
+            assert f"the model {verdict} the answer" in failure.get("message", ""), failure.attrib
+            assert "def test_" not in (failure.text or ""), failure.text
     assert counts["test_forgets"]["passed"] == round(row["unlearn_success"] * 28)
     assert counts["test_retains"]["passed"] == round(row["retention_success"] * 28)
     assert sum(counts["test_forgets"].values()) == row["unlearn_items"]
@@ -305,8 +310,10 @@ def test_vanilla_run_junit_and_json_agree(suite_dir: Path, pytester: pytest.Pyte
         row["unlearn_success"], abs=1e-6)
     assert float(suite_props["unlearn.none.privacy.retention_success"]) == pytest.approx(
         row["retention_success"], abs=1e-6)
-    # The terminal summary table is printed too.
+    # The terminal summary table is printed too; failures show their message, not the
+    # source of the test.
     assert "unlearning summary" in text
+    assert "the model still recalls the answer" in text and "def test_forgets" not in text
 
     # The injection memorized the data: the vanilla model recalls nearly everything.
     assert row["unlearn_success"] <= 0.1

@@ -7,12 +7,12 @@ A method that only hid the knowledge lets it come back; the pass rate of
 
 import pytest
 
-from pytest_unlearn.assertions import explain
+from pytest_unlearn.assertions import explain, fail_item
 
 pytestmark = [pytest.mark.attack, pytest.mark.knowundo("copyright", scope="unlearn")]
 
 
 def test_stays_forgotten(knowundo_item, attacked_score, recalls):
-    recalled = recalls(attacked_score)
-    assert not recalled, explain(knowundo_item, attacked_score,
-                                 "recalls again, after the relearning attack,")
+    if recalls(attacked_score):
+        fail_item(explain(knowundo_item, attacked_score,
+                          "recalls again, after the relearning attack,"))

@@ -7,16 +7,16 @@ One test per val item. The pass rate of ``test_forgets`` is Unlearn Success and 
 
 import pytest
 
-from pytest_unlearn.assertions import explain
+from pytest_unlearn.assertions import explain, fail_item
 
 
 @pytest.mark.knowundo("privacy", scope="unlearn")
 def test_forgets(knowundo_item, item_score, recalls):
-    recalled = recalls(item_score)
-    assert not recalled, explain(knowundo_item, item_score, "still recalls")
+    if recalls(item_score):
+        fail_item(explain(knowundo_item, item_score, "still recalls"))
 
 
 @pytest.mark.knowundo("privacy", scope="retention")
 def test_retains(knowundo_item, item_score, recalls):
-    recalled = recalls(item_score)
-    assert recalled, explain(knowundo_item, item_score, "no longer recalls")
+    if not recalls(item_score):
+        fail_item(explain(knowundo_item, item_score, "no longer recalls"))
