@@ -1,10 +1,13 @@
-"""Data-parallel training over several processes, started by ``accelerate launch`` or
-``torchrun`` (one process per GPU, or several CPU processes).
+"""Data-parallel training and evaluation over several processes, started by ``accelerate
+launch`` or ``torchrun`` (one process per GPU, or several CPU processes).
 
 Every process holds the whole model. Each optimizer step's items are dealt out across the
 processes, each computes the gradient of its share of the step's mean loss, and the
 gradients are summed across processes before the optimizer steps: every replica applies the
-same update and stays identical to the others. Only the main process writes cache entries.
+same update and stays identical to the others. Item scoring deals out the items the same way
+and gathers the scores on the main process; lm-eval's general tasks split their requests
+across the processes (lm-eval's own data-parallel mode, through accelerate). Only the main
+process writes cache entries.
 
 accelerate's ``PartialState`` sets up the process group (NCCL on GPUs, gloo on CPUs) and the
 device of each process. accelerate's FSDP and DeepSpeed configs are refused with a clear
@@ -85,6 +88,15 @@ class World:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather_to_main(self, value: T) -> list[T] | None:
+        """Every process's ``value`` (anything picklable), in rank order, on the main
+        process; None on the others."""
+        import torch.distributed as dist
+
+        gathered: list[T] | None = [value] * self.size if self.is_main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered
 
     def main_says(self, flag: bool) -> bool:
         """The main process's ``flag``, on every process."""

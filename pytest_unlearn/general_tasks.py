@@ -41,6 +41,8 @@ from .errors import UnlearnError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from .distributed import World
+
 __all__ = ["DEFAULT_REAL_TASKS", "BUILTIN_TASKS", "METRIC", "write_builtin_tasks", "evaluate"]
 
 # The paper's general-ability tasks (lm-eval names); their data comes from the hub.
@@ -241,9 +243,13 @@ def write_builtin_tasks(folder: Path) -> list[str]:
 
 def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[str],
              *, include_path: Path | None, limit: int | None, batch_size: int = 8,
-             ) -> dict[str, dict[str, Any]]:
+             world: World | None = None) -> dict[str, dict[str, Any]] | None:
     """Score an in-memory model on lm-eval tasks; return ``{task: {"metric", "value",
     "stderr", "n"}}`` in the order of ``tasks``.
+
+    With ``world`` (processes started by a launcher, each holding the same model), lm-eval
+    runs data-parallel: each process answers its share of the requests, and the main process
+    gathers the results and returns them; the others return None.
 
     ``model`` is a `transformers` causal LM or a peft ``PeftModel`` wrapping one; it is scored
     where it is (device and dtype unchanged) and left in the train/eval mode it came in.
@@ -273,7 +279,14 @@ def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: 
         with _seeded_then_restored(model):  # task loading draws from the generators too
             loaded = _load_tasks(manager, names, shown)
             lm = _wrap_model(model, tokenizer, batch_size)
+            if world is not None:
+                _split_across(lm, world)
             results = _run(lm, loaded, limit)
+    if results is None:
+        if world is not None and not world.is_main:
+            return None  # the main process has the results
+        raise UnlearnError("lm-eval returned no results (this process is not rank 0); run the "
+                           "general-ability evaluation in a single process")
     return {name: _score(results, name) for name in names}
 
 
@@ -406,6 +419,20 @@ def _wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                            "are expected.") from None
 
 
+def _split_across(lm: Any, world: World) -> None:
+    """Put an HFLM around an in-memory model into lm-eval's data-parallel mode, which it
+    otherwise enters only when it loads the model itself under ``accelerate launch``: its
+    rank and world size decide each process's share of the requests, and its accelerator
+    gathers the counts and results (the process group is the one ``distributed.world`` set
+    up)."""
+    import torch
+    from accelerate import Accelerator
+
+    lm.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    lm._rank = world.rank
+    lm._world_size = world.size
+
+
 def _context_length(model: Any, tokenizer: Any) -> int | None:
     """The longest input the model takes: its config's position limit, lowered to the
     tokenizer's ``model_max_length`` when that is set to something real."""
@@ -447,17 +474,14 @@ def _seeded_then_restored(model: Any) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
-def _run(lm: Any, loaded: Any, limit: int | None) -> dict[str, Any]:
+def _run(lm: Any, loaded: Any, limit: int | None) -> dict[str, Any] | None:
     """lm-eval's evaluator loop (without simple_evaluate's environment report, which shells
     out to git and collects system information)."""
     from lm_eval import evaluator
 
-    results = evaluator.evaluate(lm=lm, task_dict=loaded, limit=limit, log_samples=False,
-                                 bootstrap_iters=1000)
-    if results is None:  # only on a non-zero rank of a distributed run
-        raise UnlearnError("lm-eval returned no results (this process is not rank 0); run the "
-                           "general-ability evaluation in a single process")
-    return results
+    # None on every process but the main one of a data-parallel run.
+    return evaluator.evaluate(lm=lm, task_dict=loaded, limit=limit, log_samples=False,
+                              bootstrap_iters=1000)
 
 
 def _score(results: dict[str, Any], name: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from .models import (ModelHandle, ModelSpec, all_tensor_names, attach_lora, buil
                      tokenizer_texts, train_tiny_tokenizer)
 from .scoring import score
 from .settings import Settings
-from .training import TrainSettings, Trainer, answer_nll
+from .training import TRAINING_VERSION, TrainSettings, Trainer, answer_nll
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -128,6 +128,7 @@ class Pipeline:
             else None,
             "seed": self.settings.seed,
             "dtype": str(self.dtype),
+            "training": TRAINING_VERSION,
             "versions": library_versions(),
         }
 

@@ -407,23 +407,32 @@ def _or_fail(build: Any) -> Any:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --unlearn-build-only: build every model the selected tests need, then deselect
-    them all. Under accelerate launch or torchrun every process takes part in the training."""
+    """With --unlearn-build-only: build every model the selected tests need, and compute
+    what they read from it (item scores, generations, general-task scores), then deselect
+    them all. Under accelerate launch or torchrun every process takes part."""
+    from .session import ModelNeeds
+
     unlearn = config.stash[SESSION_KEY]
     if not unlearn.settings.build_only:
         return
-    needed: dict[tuple[str, str, int], bool] = {}
+    needed: dict[tuple[str, str, int], ModelNeeds] = {}
     for item in items:
         params = getattr(item, "callspec", None)
         params = params.params if params is not None else {}
         if "unlearn_domain" not in params or "unlearn_method" not in params:
             continue
-        model = (params["unlearn_domain"], params["unlearn_method"],
-                 params.get("unlearn_seed", unlearn.settings.seed))
-        attack = bool({"attacked_score", "relearned_model"} & set(item.fixturenames))
-        needed[model] = needed.get(model, False) or attack
+        needs = needed.setdefault((params["unlearn_domain"], params["unlearn_method"],
+                                   params.get("unlearn_seed", unlearn.settings.seed)),
+                                  ModelNeeds())
+        fixtures = set(item.fixturenames)
+        if "item_score" in fixtures:
+            needs.prompts.add(params.get("unlearn_prompt", DEFAULT_PROMPT))
+        needs.leak |= "leak_check" in fixtures
+        needs.general |= "general_result" in fixtures
+        needs.attack |= bool({"attacked_score", "relearned_model"} & fixtures)
+        needs.attack_scores |= "attacked_score" in fixtures
     try:
-        lines = unlearn.build_models([(*model, attack) for model, attack in needed.items()])
+        lines = unlearn.build_models(needed)
     except UnlearnError as error:
         pytest.exit(f"--unlearn-build-only: {error}", returncode=pytest.ExitCode.TESTS_FAILED)
     config.stash[BUILT_KEY] = lines
@@ -583,7 +592,7 @@ class UnlearnReporter:
         from .distributed import main_process
 
         if BUILT_KEY in self.config.stash and main_process():
-            terminalreporter.write_sep("=", "unlearn: models built (--unlearn-build-only)")
+            terminalreporter.write_sep("=", "unlearn: models built and scored (--unlearn-build-only)")
             for line in self.config.stash[BUILT_KEY]:
                 terminalreporter.write_line(line)
         if getattr(self, "error", None):

@@ -7,6 +7,7 @@ globals.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -26,6 +27,35 @@ if TYPE_CHECKING:
 
 # Part of the cache key of stored scores: raise it when scoring computes anything differently.
 SCORING_VERSION = 3
+
+
+@dataclass
+class ModelNeeds:
+    """What the selected tests read from one model (--unlearn-build-only prepares it)."""
+
+    prompts: set[str] = field(default_factory=set)  # item scores under these prompt variants
+    leak: bool = False  # greedy and sampled generations of the unlearn items
+    general: bool = False  # general-task scores (and those of the reference)
+    attack: bool = False  # the model after the relearning attack
+    attack_scores: bool = False  # and its item scores
+
+
+class _HeldOnce:
+    """A model loaded on first ``get()`` and held until ``release()``."""
+
+    def __init__(self, load: Callable[[], ModelHandle]) -> None:
+        self.load = load
+        self.handle: ModelHandle | None = None
+
+    def get(self) -> ModelHandle:
+        if self.handle is None:
+            self.handle = self.load()
+        return self.handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.release()
+            self.handle = None
 
 
 class UnlearnSession:
@@ -149,12 +179,14 @@ class UnlearnSession:
             self.domain_data(domain), lambda: self.unlearned_model(domain, method, seed),
             self.model_key(domain, method, seed), seed)
 
-    def build_models(self, needed: Sequence[tuple[str, str, int, bool]]) -> list[str]:
-        """Build (or find in the cache) the models of ``needed``: (domain, method, seed, with
-        the relearning attack); one line per model says which it was (--unlearn-build-only).
-        No model is scored and no general task is run."""
+    def build_models(self, needed: dict[tuple[str, str, int], ModelNeeds]) -> list[str]:
+        """Build (or find in the cache) each model of ``needed`` (domain, method, seed), and
+        compute (or find) what its tests read: item scores, leak generations, general-task
+        scores, the model after the relearning attack and its scores (--unlearn-build-only).
+        One line per model says what was done. Under a launcher every process takes part,
+        in the same order."""
         lines = []
-        for domain, method, seed, attack in needed:
+        for (domain, method, seed), needs in needed.items():
             data = self.domain_data(domain)
             kind = "vanilla" if method == "none" else "unlearned"
             key = self.model_key(domain, method, seed)
@@ -166,17 +198,48 @@ class UnlearnSession:
                 return self.pipeline.load_unlearned(data, method, self.registry.get(method),
                                                     self.method_config(method), seed)
 
-            load().release()
+            if needs.general:  # the reference's scores first: one model in memory at a time
+                self.reference_general_scores(domain)
+            model = _HeldOnce(load)
+            try:
+                model.get()
+                ready = self._prepare(domain, key, model.get, needs.prompts, needs.leak,
+                                      needs.general)
+            finally:
+                model.release()
             lines.append(f"{domain} {method} seed {seed}: "
-                         f"{'in the cache' if cached else 'built'} ({key[:12]})")
-            if attack:
+                         f"{'in the cache' if cached else 'built'} ({key[:12]}){ready}")
+            if needs.attack:
                 key = self.relearned_key(domain, method, seed)
                 cached = self.pipeline.cache.lookup("unlearned", key) is not None
-                self.pipeline.load_relearned(data, load, self.model_key(domain, method, seed),
-                                             seed).release()
+                relearned = _HeldOnce(lambda: self.pipeline.load_relearned(
+                    data, load, self.model_key(domain, method, seed), seed))
+                try:
+                    relearned.get()
+                    ready = self._prepare(domain, key, relearned.get,
+                                          {DEFAULT_PROMPT} if needs.attack_scores else set(),
+                                          False, False)
+                finally:
+                    relearned.release()
                 lines.append(f"{domain} {method} seed {seed} after the relearning attack: "
-                             f"{'in the cache' if cached else 'built'} ({key[:12]})")
+                             f"{'in the cache' if cached else 'built'} ({key[:12]}){ready}")
         return lines
+
+    def _prepare(self, domain: str, key: str, load: Callable[[], ModelHandle],
+                 prompts: set[str], leak: bool, general: bool) -> str:
+        """Compute (or find in the cache) a model's item scores under ``prompts``, its leak
+        generations and its general-task scores; say which, for the build-only summary."""
+        done = []
+        for prompt in sorted(prompts):
+            self.item_scores(domain, key, load, prompt)
+            done.append(f"item scores ({prompt})")
+        if leak and self.settings.max_new_tokens > 0:
+            self.leak_generations(domain, key, load)
+            done.append("leak generations")
+        if general:
+            self.model_general_scores(key, load)
+            done.append("general tasks")
+        return f"; scored: {', '.join(done)}" if done else ""
 
     # --- general tasks -------------------------------------------------------------------
 
@@ -192,8 +255,10 @@ class UnlearnSession:
             return list(DEFAULT_REAL_TASKS)
         return [name.strip() for name in choice.split(",") if name.strip()]
 
-    def general_scores(self, handle: ModelHandle) -> dict[str, Any]:
-        """lm-eval scores of an in-memory model on every selected task."""
+    def general_scores(self, handle: ModelHandle) -> dict[str, Any] | None:
+        """lm-eval scores of an in-memory model on every selected task. Under a launcher the
+        processes split the work, and only the main one gets the scores (None elsewhere)."""
+        from .distributed import world
         from .general_tasks import evaluate, write_builtin_tasks
 
         folder = self.settings.cache_dir / "general_tasks"
@@ -202,7 +267,7 @@ class UnlearnSession:
         self.progress(f"general tasks: {', '.join(tasks)} "
                       f"(limit {self.settings.general_limit or 'none'})")
         return evaluate(handle.model, handle.tokenizer, tasks, include_path=folder,
-                        limit=self.settings.general_limit)
+                        limit=self.settings.general_limit, world=world())
 
     def model_general_scores(self, model_key: str, load: Callable[[], ModelHandle],
                              release: bool = False) -> dict[str, Any]:
@@ -224,7 +289,8 @@ class UnlearnSession:
                 finally:
                     if release:
                         handle.release()
-                (folder / "scores.json").write_text(json.dumps(scores, indent=1))
+                if scores is not None:  # None: another process than the main one
+                    (folder / "scores.json").write_text(json.dumps(scores, indent=1))
 
             path, _ = self.pipeline.cache.get_or_build("scores", payload, build)
             self._general[model_key] = json.loads((path / "scores.json").read_text())
@@ -289,8 +355,9 @@ class UnlearnSession:
 
             def build(folder: Path) -> None:
                 scores = self._compute_item_scores(load(), domain, prompt, prefix)
-                (folder / "item_scores.json").write_text(json.dumps(
-                    {"items": ids, "scores": [dataclasses.asdict(each) for each in scores]}))
+                if scores is not None:  # None: another process than the main one
+                    (folder / "item_scores.json").write_text(json.dumps(
+                        {"items": ids, "scores": [dataclasses.asdict(each) for each in scores]}))
 
             path, built = self.pipeline.cache.get_or_build("scores", payload, build)
             if not built:
@@ -304,14 +371,32 @@ class UnlearnSession:
         return self._scores[memory_key]
 
     def _compute_item_scores(self, handle: ModelHandle, domain: str, prompt: str,
-                             prefix: str) -> list[ItemScore]:
+                             prefix: str) -> list[ItemScore] | None:
+        """Every val item's score, in data order. Under a launcher each process scores
+        every N-th item and the main one gathers them all; the others get None."""
+        from .distributed import world
+
+        group = world()
+        items = self.domain_data(domain).items()
+        if group is None:
+            return self._score_items(handle, domain, items, prompt, prefix)
+        shares = group.gather_to_main(self._score_items(handle, domain, group.share(items),
+                                                        prompt, prefix))
+        if shares is None:
+            return None
+        scores: list[ItemScore] = [None] * len(items)  # type: ignore[list-item]
+        for rank, share in enumerate(shares):
+            scores[rank:: group.size] = share
+        return scores
+
+    def _score_items(self, handle: ModelHandle, domain: str, items: Sequence[Item],
+                     prompt: str, prefix: str) -> list[ItemScore]:
         import dataclasses
 
         from .encoding import encode_all
         from .pipeline import MAX_LENGTH
         from .scoring import generate, rouge_l, score
 
-        items = self.domain_data(domain).items()
         encoded = encode_all(handle.tokenizer, [item.record for item in items], MAX_LENGTH,
                              f"{domain} val", prefix)
         self.progress(f"score {domain}: {len(items)} items, prompt {prompt}")
@@ -333,8 +418,14 @@ class UnlearnSession:
                        load: Callable[[], ModelHandle]) -> list[str]:
         """The model's greedy generation for an unlearn val item, then its
         --unlearn-leak-samples sampled ones (seeded); cached like the scores."""
+        return self.leak_generations(domain, model_key, load)[item.id]
+
+    def leak_generations(self, domain: str, model_key: str, load: Callable[[], ModelHandle],
+                         ) -> dict[str, list[str]]:
+        """``generations_of`` for every unlearn val item, by item id."""
         import json
 
+        from .distributed import main_process
         from .pipeline import MAX_LENGTH, library_versions
 
         if self.settings.max_new_tokens == 0:
@@ -352,7 +443,10 @@ class UnlearnSession:
                        "versions": library_versions()}
 
             def build(folder: Path) -> None:
-                texts = self._compute_generations(load(), domain, items)
+                handle = load()  # every process loads: loading is collective under a launcher
+                if not main_process():
+                    return  # sampling is not split across processes; the main one does it
+                texts = self._compute_generations(handle, domain, items)
                 (folder / "generations.json").write_text(json.dumps(
                     {"items": [each.id for each in items], "generations": texts}))
 
@@ -360,7 +454,7 @@ class UnlearnSession:
             stored = json.loads((path / "generations.json").read_text())
             self._generations[(model_key, "leak")] = dict(zip(stored["items"],
                                                                stored["generations"]))
-        return self._generations[(model_key, "leak")][item.id]
+        return self._generations[(model_key, "leak")]
 
     def _compute_generations(self, handle: ModelHandle, domain: str,
                              items: list[Item]) -> list[list[str]]:

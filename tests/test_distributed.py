@@ -38,7 +38,7 @@ def test_build_only_builds_then_tests_load_from_the_cache(
               f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0")
     first = pytester.runpytest_subprocess(*common, "--unlearn-build-only")
     assert first.ret == pytest.ExitCode.OK
-    first.stdout.fnmatch_lines(["*unlearn: models built (--unlearn-build-only)*",
+    first.stdout.fnmatch_lines(["*unlearn: models built and scored (--unlearn-build-only)*",
                                 "privacy none seed 0: in the cache (*)",
                                 "privacy gradient_ascent seed 0: built (*)",
                                 "*deselected*"])
@@ -107,12 +107,67 @@ def test_two_processes_train_the_model_that_one_process_trains(
     assert [log["train"]["processes"] for log in logs] == [2, 1]
     assert logs[0]["train"]["steps"] == logs[1]["train"]["steps"] == 5
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
-    moved = 0.0
-    for name, tensor in serial.items():
-        assert torch.allclose(parallel[name], tensor, rtol=1e-4, atol=1e-6), name
-        moved = max(moved, (tensor - vanilla[name]).abs().max().item())
+    moved = max((tensor - vanilla[name]).abs().max().item() for name, tensor in serial.items())
     assert moved > 1e-3  # training changed the model: the comparison is not vacuous
+    # Each process's micro-batches are padded to other widths than one process's, so float
+    # rounding differs, and AdamW, which divides each gradient by its own running scale,
+    # turns rounding in near-zero gradients into steps of up to lr. Measured: at most 1.4% of
+    # the largest move; a process that stepped on its own half of the gradient would be off
+    # by about half of it.
+    for name, tensor in serial.items():
+        difference = (parallel[name] - tensor).abs().max().item()
+        assert difference <= 0.05 * moved, (name, difference, moved)
     assert not list((together / "tmp").glob("*rank*"))  # the other process's scratch is gone
+
+
+def _stored(cache: Path, name: str) -> list[dict]:
+    """The content of every scores entry holding ``name`` (item_scores.json, scores.json)."""
+    return [json.loads(path.read_text()) for path in sorted((cache / "scores").glob(f"*/*/{name}"))]
+
+
+def test_two_processes_score_and_evaluate_as_one_process_does(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    # Build-only also computes what the selected tests read. Under torchrun each process
+    # scores every 2nd item and lm-eval splits its requests across both (its data-parallel
+    # mode); the main process gathers and stores the results, which equal one process's.
+    data, together = _private_cache(small_data_cache, pytester.path)
+    _, alone = _private_cache(small_data_cache, tmp_path)
+    general = Path(__file__).parent.parent / "suites" / "general"
+    (pytester.path / "test_general.py").write_text((general / "test_general.py").read_text())
+    (pytester.path / "thresholds.yaml").write_text((general / "thresholds.yaml").read_text())
+    common = ("--unlearn-method=none", f"--unlearn-data={data}", "--unlearn-build-only",
+              "--unlearn-general-limit=30", "--unlearn-max-new-tokens=8")
+    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}")
+    output = launched.stdout + launched.stderr
+    assert launched.returncode == 0, output[-6000:]
+    assert output.count("privacy none seed 0: in the cache") == 1, output[-6000:]
+    assert "scored: item scores (plain), general tasks" in output, output[-6000:]
+    single = pytester.runpytest_subprocess(*common, f"--unlearn-cache-dir={alone}")
+    assert single.ret == pytest.ExitCode.OK
+
+    [parallel], [serial] = _stored(together, "item_scores.json"), _stored(alone, "item_scores.json")
+    assert parallel["items"] == serial["items"] and len(serial["items"]) > 2
+    for mine, theirs in zip(parallel["scores"], serial["scores"]):
+        assert mine["token_accuracy"] == pytest.approx(theirs["token_accuracy"], abs=1e-9)
+        assert mine["mean_logprob"] == pytest.approx(theirs["mean_logprob"], abs=1e-4)
+        assert mine["generation"] == theirs["generation"]
+    [parallel], [serial] = _stored(together, "scores.json"), _stored(alone, "scores.json")
+    assert parallel.keys() == serial.keys() and len(serial) == 3
+    for task, score in serial.items():
+        assert parallel[task]["n"] == score["n"] == 30, task
+        # The same answers, up to a near-tie that float rounding in other batches could flip.
+        assert abs(parallel[task]["value"] - score["value"]) <= 1 / 30 + 1e-9, task
+    assert not list((together / "tmp").glob("*rank*"))
+
+    # The tests then read it all from the cache: no model is loaded, nothing is scored.
+    tests = pytester.runpytest_subprocess("--unlearn-method=none", f"--unlearn-data={data}",
+                                          f"--unlearn-cache-dir={together}",
+                                          "--unlearn-general-limit=30",
+                                          "--unlearn-max-new-tokens=8")
+    text = "\n".join(tests.outlines + tests.errlines)
+    assert tests.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text[-4000:]
+    assert "from the cache" in text and "general tasks:" not in text, text[-4000:]
 
 
 def test_a_launch_without_build_only_is_a_usage_error(suite_dir: Path,

@@ -97,11 +97,8 @@ def _loop_scores(model: torch.nn.Module, encoded: list[Encoded]) -> list[tuple[f
     return out
 
 
-@pytest.mark.parametrize("architecture", ["llama", "gpt2", "llama+lora"])
-def test_answer_only_logits_of_left_padded_batches_equal_one_item_at_a_time(architecture):
-    # Left padding with position ids, and the output layer on answer positions only, give
-    # the figures of unpadded full forward passes, for rotary (LLaMA) and absolute (GPT-2)
-    # positions, and through a PEFT wrapper.
+def _small_model(architecture: str) -> torch.nn.Module:
+    """A random LLaMA (rotary positions) or GPT-2 (absolute positions), optionally LoRA-wrapped."""
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -120,15 +117,64 @@ def test_answer_only_logits_of_left_padded_batches_equal_one_item_at_a_time(arch
                                     category=FutureWarning)
             model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
                                                      init_lora_weights=False))
-    model.eval()
+    return model
+
+
+def _random_records() -> list[Encoded]:
+    """Records of different prompt and answer lengths, so a batch needs padding."""
     generator = torch.Generator().manual_seed(1)
     encoded = []
     for length, prompt in [(9, 4), (17, 12), (5, 2), (13, 3), (20, 15), (6, 5)]:
         ids = tuple(torch.randint(1, 97, (length,), generator=generator).tolist())
         encoded.append(Encoded(ids, prompt, False))
+    return encoded
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2", "llama+lora"])
+def test_answer_only_logits_of_left_padded_batches_equal_one_item_at_a_time(architecture):
+    # Left padding with position ids, and the output layer on answer positions only, give
+    # the figures of unpadded full forward passes, for rotary (LLaMA) and absolute (GPT-2)
+    # positions, and through a PEFT wrapper.
+    model = _small_model(architecture)
+    model.eval()
+    encoded = _random_records()
     batched = score(model, encoded, pad_id=0, batch_size=4)
     for enc, (accuracy, logprob), result in zip(encoded, _loop_scores(model, encoded), batched):
         assert result.answer_tokens == enc.answer_length
         assert round(accuracy * result.answer_tokens) == \
             round(result.token_accuracy * result.answer_tokens)
         assert result.mean_logprob == pytest.approx(logprob, abs=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2", "llama+lora"])
+def test_training_loss_and_gradients_of_a_padded_batch_equal_one_item_at_a_time(architecture):
+    # The training loss (left-padded, answer-only logits) gives each item the NLL, and the
+    # batch the gradient, of unpadded full forward passes one item at a time.
+    from pytest_unlearn.objectives import answer_logprob_and_length
+    from pytest_unlearn.training import answer_nll
+
+    model = _small_model(architecture)
+    model.eval()  # no dropout, so the two computations see the same function
+    encoded = _random_records()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    reference_nll = []
+    for enc in encoded:
+        ids = torch.tensor([enc.input_ids])
+        logits = model(input_ids=ids).logits[0, enc.prompt_length - 1: -1]
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, enc.prompt_length:])
+        nll.backward()
+        reference_nll.append(nll.item())
+    reference_grads = [p.grad.clone() for p in trainable]
+    model.zero_grad(set_to_none=True)
+
+    nll = answer_nll(model, encoded, pad_id=0)
+    nll.sum().backward()
+    assert nll.tolist() == pytest.approx(reference_nll, abs=1e-5)
+    for parameter, expected in zip(trainable, reference_grads):
+        torch.testing.assert_close(parameter.grad, expected, rtol=1e-4, atol=1e-6)
+
+    with torch.no_grad():
+        logprob, length = answer_logprob_and_length(model, encoded, pad_id=0)
+    assert length.tolist() == [enc.answer_length for enc in encoded]
+    assert (-logprob / length).tolist() == pytest.approx(reference_nll, abs=1e-5)
