@@ -62,6 +62,7 @@ def _answer_figures(logits: torch.Tensor, labels: torch.Tensor,
     per-item sums are gathered in one pass, so the cost beyond the forward pass stays small.
     """
     import torch
+    import torch.nn.functional as F
 
     shifted_labels = labels[:, 1:]
     mask = shifted_labels != IGNORE_INDEX
@@ -69,11 +70,10 @@ def _answer_figures(logits: torch.Tensor, labels: torch.Tensor,
     targets = shifted_labels[mask]
     rows = mask.nonzero()[:, 0].cpu()
     size = labels.shape[0]
-    # NLL = logsumexp - the target's logit, without writing out the log-softmax; torch.max
-    # gives the first maximal index, as argmax does.
-    target_logits = answer_logits.gather(1, targets[:, None]).squeeze(1)
-    nll = torch.logsumexp(answer_logits, dim=-1) - target_logits
-    predicted = answer_logits.max(dim=-1).indices
+    # torch's fused cross-entropy: about 3x faster on CPU than logsumexp minus the target's
+    # logit with a 4k-word vocabulary, 12% with 49k words (benchmarks/scoring_speed.py).
+    nll = F.cross_entropy(answer_logits, targets, reduction="none")
+    predicted = answer_logits.argmax(dim=-1)  # the first maximal index, on ties
     losses = torch.zeros(size, dtype=torch.float64).index_add_(0, rows, nll.double().cpu())
     hits = torch.zeros(size, dtype=torch.float64).index_add_(
         0, rows, (predicted == targets).double().cpu())
