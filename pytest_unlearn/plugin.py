@@ -592,7 +592,8 @@ class UnlearnReporter:
         from .distributed import main_process
 
         if BUILT_KEY in self.config.stash and main_process():
-            terminalreporter.write_sep("=", "unlearn: models built and scored (--unlearn-build-only)")
+            terminalreporter.write_sep(
+                "=", "unlearn: models built and scored (--unlearn-build-only)")
             for line in self.config.stash[BUILT_KEY]:
                 terminalreporter.write_line(line)
         if getattr(self, "error", None):
