@@ -36,7 +36,7 @@ from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
 from pytest_unlearn.models import pad_token_id, set_trainable
 from pytest_unlearn.objectives import (encode_records, interleave, random_token_ids,
                                        train_and_report, weighted_nll)
-from pytest_unlearn.scoring import answer_logits, per_item_nll
+from pytest_unlearn.scoring import per_item_nll
 from pytest_unlearn.training import TrainSettings
 from pytest_unlearn_methods.presets import TINY_MEMFLEX_LR
 
@@ -163,9 +163,9 @@ def mean_gradient(model: torch.nn.Module, copies: Sequence[Encoded], pad_id: int
     model.zero_grad(set_to_none=True)
     device = next(model.parameters()).device
     for start in range(0, len(copies), micro_batch_size):
-        batch = collate(copies[start: start + micro_batch_size], pad_id, device, left=True)
-        logits, labels = answer_logits(model, batch)
-        (per_item_nll(logits, labels).sum() / len(copies)).backward()
+        batch = collate(copies[start: start + micro_batch_size], pad_id, device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        (per_item_nll(logits, batch["labels"]).sum() / len(copies)).backward()
     gradients = {}
     for name in names:
         grad = parameters[name].grad

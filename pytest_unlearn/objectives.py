@@ -46,11 +46,12 @@ def answer_logprob_and_length(model: PreTrainedModel, batch: Sequence[Encoded], 
                               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer-token log-probability of each item, log p(y|x) teacher-forced (with
     gradients), and each item's number of answer tokens; both of shape (len(batch),)."""
-    from .scoring import answer_logits, answer_token_losses
+    from .scoring import answer_token_losses
 
     device = next(model.parameters()).device
-    logits, labels = answer_logits(model, collate(batch, pad_id, device, left=True))
-    losses, mask = answer_token_losses(logits, labels)
+    inputs = collate(batch, pad_id, device)
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    losses, mask = answer_token_losses(logits, inputs["labels"])
     return -losses.sum(dim=1), mask.sum(dim=1)
 
 

@@ -32,7 +32,7 @@ from .models import (ModelHandle, ModelSpec, all_tensor_names, attach_lora, buil
                      tokenizer_texts, train_tiny_tokenizer)
 from .scoring import score
 from .settings import Settings
-from .training import TRAINING_VERSION, TrainSettings, Trainer, answer_nll
+from .training import TrainSettings, Trainer, answer_nll
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -49,17 +49,14 @@ RESERVED_FILES = {"method_log", "method_config", "manifest", "injection", "model
 
 @dataclass(frozen=True)
 class InjectionConfig:
-    """How knowledge is injected. The tiny model trains until it recalls every answer
-    exactly; LoRA injection follows paper Table 7 per domain."""
+    """How knowledge is injected. The tiny model trains until it recalls (almost) every
+    answer token; LoRA injection follows paper Table 7 per domain."""
 
     # Cosine decay over at most 40 epochs settles the last few tokens that a constant lr
     # keeps flipping; training stops early once the target is reached.
     tiny: TrainSettings = TrainSettings(lr=1e-3, epochs=40, batch_size=16, grad_accum=1,
                                         weight_decay=0.0, warmup_ratio=0.0, scheduler="cosine")
-    # The share of records whose every answer token is the argmax. A mean token accuracy of
-    # 0.999 (the target until training version 2) left one val item of the builtin data
-    # short of exact recall, so the vanilla model failed a retention test.
-    tiny_target_exact_share: float = 1.0
+    tiny_target_token_accuracy: float = 0.999
     # The tiny model stands in for a pretrained one, which already models general text: it
     # also learns the builtin general text, so that out-of-distribution retain data (GA+GD
     # and GA+KL OOD) is text it knows, as in the paper. Without this, its NLL on that text
@@ -131,7 +128,6 @@ class Pipeline:
             else None,
             "seed": self.settings.seed,
             "dtype": str(self.dtype),
-            "training": TRAINING_VERSION,
             "versions": library_versions(),
         }
 
@@ -175,21 +171,21 @@ class Pipeline:
 
         if self.spec.is_tiny:
             settings = self.injection.tiny
-            target = self.injection.tiny_target_exact_share
+            target = self.injection.tiny_target_token_accuracy
         else:
             settings = (self.injection.lora_privacy if data.domain == "privacy"
                         else self.injection.lora_copyright)
             target = None
+        accuracy: dict[str, float] = {}
 
         def reached_target(epoch: int) -> bool:
             if target is None or (epoch + 1) % 2:
                 return False
             scores = score(model, encoded, pad)
-            token = sum(s.token_accuracy for s in scores) / len(scores)
-            exact = sum(s.token_accuracy == 1.0 for s in scores) / len(scores)
+            accuracy["token"] = sum(s.token_accuracy for s in scores) / len(scores)
             self.progress(f"inject {data.domain}: epoch {epoch + 1} token accuracy "
-                          f"{token:.4f}, recalled exactly {exact:.4f} (target {target})")
-            return exact >= target
+                          f"{accuracy['token']:.4f} (target {target})")
+            return accuracy["token"] >= target
 
         trainer = Trainer(model, encoded, lambda batch: answer_nll(model, batch, pad), settings,
                           self.settings.seed, f"inject {data.domain}", self.progress)

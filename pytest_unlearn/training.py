@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Sequence, TypeVar
 
 from .encoding import Encoded, collate
 from .errors import UnlearnError
-from .scoring import answer_logits, per_item_nll
+from .scoring import per_item_nll
 
 if TYPE_CHECKING:
     import torch
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from .distributed import World
 
 Example = TypeVar("Example")
-# Part of every cached model's key: bump it when a change to training changes the weights it
-# gives (2: left padding and answer-only logits, equal up to float rounding).
-TRAINING_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -87,15 +84,11 @@ class TrainLog:
 
 
 def answer_nll(model: PreTrainedModel, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:
-    """Mean answer-token NLL of each encoded record of ``batch``, with gradients.
-
-    Left-padded, with the output layer computed on the answer positions only
-    (``scoring.answer_logits``): the loss needs no other logits, and with a large vocabulary
-    those of the question would be most of the output layer's memory and work.
-    """
+    """Mean answer-token NLL of each encoded record of ``batch``, with gradients."""
     device = next(model.parameters()).device
-    logits, labels = answer_logits(model, collate(batch, pad_id, device, left=True))
-    return per_item_nll(logits, labels)
+    inputs = collate(batch, pad_id, device)
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    return per_item_nll(logits, inputs["labels"])
 
 
 class Trainer(Generic[Example]):

@@ -148,8 +148,8 @@ def test_answer_only_logits_of_left_padded_batches_equal_one_item_at_a_time(arch
 
 @pytest.mark.parametrize("architecture", ["llama", "gpt2", "llama+lora"])
 def test_training_loss_and_gradients_of_a_padded_batch_equal_one_item_at_a_time(architecture):
-    # The training loss (left-padded, answer-only logits) gives each item the NLL, and the
-    # batch the gradient, of unpadded full forward passes one item at a time.
+    # The training losses of a padded batch give each item the NLL, and the batch the
+    # gradient, of unpadded forward passes one item at a time.
     from pytest_unlearn.objectives import answer_logprob_and_length
     from pytest_unlearn.training import answer_nll
 
