@@ -10,7 +10,9 @@ forget and 8 retain items). MemFlex's localization runs before its steps and is 
     python benchmarks/memflex_step.py --model tiny --data builtin
     python benchmarks/memflex_step.py --model smollm2 --data builtin --records 32 --epochs 1
 
-Peak memory is the resident set (VmHWM) after the first step, reset when step 1 ends, minus
+On a GPU (--device cuda) peak memory is torch's max_memory_allocated from the first step on,
+minus what was allocated before the method started. On the CPU it is the resident set (VmHWM)
+after the first step, reset when step 1 ends, minus
 the resident set just before the method started (model loaded, data encoded): it covers
 gradients, optimizer state and activations. "accounted" is the exact size of the gradients
 and AdamW state of the tensors that train (fp32: 3 x 4 bytes per trained parameter).
@@ -59,8 +61,9 @@ def child(args: argparse.Namespace) -> None:
     model_spec = smollm2_path() if args.model == "smollm2" else args.model
     settings = settings_for_script(
         unlearn_model=model_spec, unlearn_data=args.data, unlearn_cache_dir=args.cache_dir,
-        unlearn_device="cpu", unlearn_dtype="float32",
+        unlearn_device=args.device, unlearn_dtype=args.dtype,
         unlearn_inject="auto" if args.model == "tiny" else "never")
+    on_gpu = args.device.startswith("cuda")
     steps: list[float] = []
     marks: dict[str, float] = {}
 
@@ -68,7 +71,10 @@ def child(args: argparse.Namespace) -> None:
         if ": step " in message:
             steps.append(time.perf_counter())
             if len(steps) == 1:
-                Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM)
+                if on_gpu:
+                    torch.cuda.reset_peak_memory_stats()
+                else:
+                    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM)
         elif "localizing" in message and "localize" not in marks:
             marks["localize"] = time.perf_counter()
 
@@ -92,10 +98,10 @@ def child(args: argparse.Namespace) -> None:
         config = dataclasses.replace(config, epochs=args.epochs)
     method = session.registry.get(args.child)(config)
     torch.manual_seed(0)
-    baseline = rss_kib("VmRSS")
+    baseline = torch.cuda.memory_allocated() // 1024 if on_gpu else rss_kib("VmRSS")
     started = time.perf_counter()
     result = method.unlearn(context)
-    peak = rss_kib("VmHWM")
+    peak = torch.cuda.max_memory_allocated() // 1024 if on_gpu else rss_kib("VmHWM")
     trained = result.log.get("region", {}).get("selected", handle.trainable)
     parameters = dict(result.model.named_parameters())
     trained_numel = sum(parameters[name].numel() for name in trained)
@@ -109,7 +115,8 @@ def child(args: argparse.Namespace) -> None:
         "trained_tensors": len(trained), "all_tensors": len(handle.trainable),
         "trained_parameters": trained_numel,
         "accounted_mib": trained_numel * 12 / 2 ** 20,
-        "threads": torch.get_num_threads()}))
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if on_gpu else "cpu"}))
 
 
 def main() -> None:
@@ -122,6 +129,8 @@ def main() -> None:
                         help="use only the first N records of each split (0: all)")
     parser.add_argument("--epochs", type=int, default=0, help="override epochs (0: preset)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (--unlearn-device)")
+    parser.add_argument("--dtype", default="float32", help="--unlearn-dtype, e.g. bfloat16")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -130,7 +139,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in METHODS}
     forwarded = [f"--model={args.model}", f"--data={args.data}", f"--domain={args.domain}",
                  f"--cache-dir={args.cache_dir}", f"--records={args.records}",
-                 f"--epochs={args.epochs}"]
+                 f"--epochs={args.epochs}", f"--device={args.device}", f"--dtype={args.dtype}"]
     def run_child(name: str) -> subprocess.CompletedProcess[str]:
         completed = subprocess.run([sys.executable, __file__, *forwarded, f"--child={name}"],
                                    cwd=ROOT, capture_output=True, text=True)
@@ -144,7 +153,8 @@ def main() -> None:
             runs[name].append(json.loads(run_child(name).stdout.strip().splitlines()[-1]))
     print(f"command: python benchmarks/memflex_step.py {' '.join(sys.argv[1:])}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-          f"{platform.python_version()}, {runs['memflex'][0]['threads']} torch threads")
+          f"{platform.python_version()}, {runs['memflex'][0]['threads']} torch threads, "
+          f"device {runs['memflex'][0]['device']}, dtype {args.dtype}")
     summary = {}
     for name, results in runs.items():
         first = results[0]

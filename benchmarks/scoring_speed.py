@@ -38,10 +38,14 @@ def smollm2_path() -> str:
 
 
 def median_seconds(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    import torch
+
     times, result = [], None
     for _ in range(repeats):
         started = time.perf_counter()
         result = run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # GPU work is asynchronous: time it to its end
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
 
@@ -52,9 +56,10 @@ def item_at_a_time_scores(model: Any, encoded: Sequence[Any]) -> list[tuple[floa
     import torch.nn.functional as F
 
     results = []
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for enc in encoded:
-            ids = torch.tensor([enc.input_ids])
+            ids = torch.tensor([enc.input_ids], device=device)
             logits = model(input_ids=ids).logits[0, enc.prompt_length - 1: -1].float()
             answer = ids[0, enc.prompt_length:]
             accuracy = (logits.argmax(-1) == answer).float().mean().item()
@@ -75,9 +80,10 @@ def raw_batched_forwards(model: Any, encoded: Sequence[Any], pad_id: int,
     from pytest_unlearn.encoding import collate, length_buckets
     from pytest_unlearn.scoring import answer_logits
 
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for indices in length_buckets(encoded, batch_size):
-            batch = collate([encoded[i] for i in indices], pad_id, left=answers_only)
+            batch = collate([encoded[i] for i in indices], pad_id, device, left=answers_only)
             if answers_only:
                 answer_logits(model, batch)
             else:
@@ -91,9 +97,10 @@ def item_at_a_time_generations(model: Any, tokenizer: Any, prompts: Sequence[Seq
     from pytest_unlearn.encoding import SEPARATOR
 
     texts = []
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for prompt, length in zip(prompts, lengths):
-            ids = torch.tensor([list(prompt)])
+            ids = torch.tensor([list(prompt)], device=device)
             output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                     max_new_tokens=length, do_sample=False, use_cache=True,
                                     pad_token_id=tokenizer.pad_token_id or 0,
@@ -115,6 +122,8 @@ def main() -> None:
     parser.add_argument("--generate-items", type=int, default=64,
                         help="items for the generation comparison (the first N val items)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (--unlearn-device)")
+    parser.add_argument("--dtype", default="float32", help="--unlearn-dtype, e.g. bfloat16")
     args = parser.parse_args()
 
     import torch
@@ -128,7 +137,7 @@ def main() -> None:
     model_spec = smollm2_path() if args.model == "smollm2" else args.model
     settings = settings_for_script(
         unlearn_model=model_spec, unlearn_data=args.data, unlearn_cache_dir=args.cache_dir,
-        unlearn_device="cpu", unlearn_dtype="float32",
+        unlearn_device=args.device, unlearn_dtype=args.dtype,
         unlearn_inject="auto" if args.model == "tiny" else "never")
     session = UnlearnSession(settings, progress=lambda message: None)
     data = session.domain_data(args.domain)
@@ -170,7 +179,10 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, Python "
           f"{platform.python_version()}")
-    print(f"model: {args.model} ({parameters / 1e6:.1f}M parameters, {model.dtype}); data: "
+    if model.device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(model.device)}")
+    print(f"model: {args.model} ({parameters / 1e6:.1f}M parameters, {model.dtype}, "
+          f"{model.device}); data: "
           f"{args.data} {args.domain} val, {len(encoded)} items, {tokens} tokens; batch size "
           f"{args.batch_size}; median of {args.repeats}")
     print("teacher-forced scoring (token accuracy, exact recall and NLL per item):")

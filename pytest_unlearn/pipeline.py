@@ -102,7 +102,7 @@ class Pipeline:
         self.progress = progress
         self.spec = ModelSpec.parse(settings.model)
         self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device, tiny=self.spec.is_tiny)
         if self.device.type == "cpu":
             share_cpu_between_workers()
         self.injection = InjectionConfig()
@@ -142,6 +142,8 @@ class Pipeline:
 
     def _build_vanilla(self, data: DomainData, folder: Path) -> None:
         if self.spec.is_tiny:
+            self.progress(f"building the tiny model for {data.domain} on {self.device}, "
+                          f"{str(self.dtype).removeprefix('torch.')}")
             # Trained on the domain and the builtin general text: any other text still
             # tokenizes (byte-level), and the vanilla model does not depend on --unlearn-ood-data.
             tokenizer = train_tiny_tokenizer(
@@ -221,12 +223,16 @@ class Pipeline:
         return ModelHandle(model, tokenizer, spec, [], f"reference:{spec.requested}")
 
     def _load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        self.progress(f"loading {self.spec.requested} ({self.spec.location})")
+        choice = self.settings.gradient_checkpointing
+        checkpointing = choice == "on" or (choice == "auto" and self.device.type == "cuda")
+        self.progress(f"loading {self.spec.requested} ({self.spec.location}) on "
+                      f"{'balanced GPUs' if self.settings.device == 'balanced' else self.device}"
+                      f", {str(self.dtype).removeprefix('torch.')}"
+                      f"{', gradient checkpointing in training' if checkpointing else ''}")
         model, tokenizer = load_pretrained(self.spec, self.device, self.dtype,
                                            self.settings.trust_remote_code,
                                            balanced=self.settings.device == "balanced")
-        choice = self.settings.gradient_checkpointing
-        if choice == "on" or (choice == "auto" and self.device.type == "cuda"):
+        if checkpointing:
             # Only in training mode: scoring and generation (eval mode) are unaffected.
             # Non-reentrant checkpointing needs no input gradients under a frozen base.
             # transformers 5 renamed the method (the old name warns); 4.x has the old one.
