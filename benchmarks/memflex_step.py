@@ -10,11 +10,11 @@ forget and 8 retain items). MemFlex's localization runs before its steps and is 
     python benchmarks/memflex_step.py --model tiny --data builtin
     python benchmarks/memflex_step.py --model smollm2 --data builtin --records 32 --epochs 1
 
-On a GPU (--device cuda) peak memory is torch's max_memory_allocated from the first step on,
-minus what was allocated before the method started. On the CPU it is the resident set (VmHWM)
-after the first step, reset when step 1 ends, minus
-the resident set just before the method started (model loaded, data encoded): it covers
-gradients, optimizer state and activations. "accounted" is the exact size of the gradients
+Peak memory on the CPU is the resident set (VmHWM) after the first step, reset when step 1
+ends, minus the resident set just before the method started (model loaded, data encoded); on
+a GPU (--device cuda) it is torch's max_memory_allocated from the first step on, minus what
+was allocated before the method started. Either covers gradients, optimizer state and
+activations. "accounted" is the exact size of the gradients
 and AdamW state of the tensors that train (fp32: 3 x 4 bytes per trained parameter).
 """
 
@@ -140,6 +140,7 @@ def main() -> None:
     forwarded = [f"--model={args.model}", f"--data={args.data}", f"--domain={args.domain}",
                  f"--cache-dir={args.cache_dir}", f"--records={args.records}",
                  f"--epochs={args.epochs}", f"--device={args.device}", f"--dtype={args.dtype}"]
+
     def run_child(name: str) -> subprocess.CompletedProcess[str]:
         completed = subprocess.run([sys.executable, __file__, *forwarded, f"--child={name}"],
                                    cwd=ROOT, capture_output=True, text=True)
