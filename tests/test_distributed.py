@@ -17,6 +17,14 @@ from safetensors.torch import load_file
 from pytest_unlearn.distributed import World
 
 
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def _add_suite_file(pytester: pytest.Pytester, relative: str) -> None:
+    """Copy a file of the repository's suites/ (e.g. 'privacy/test_attack.py') into the run."""
+    (pytester.path / Path(relative).name).write_text((SUITES / relative).read_text())
+
+
 def _private_cache(small_data_cache: tuple[Path, Path], folder: Path) -> tuple[Path, Path]:
     """The small data and a copy of its cache (vanilla model only), for this test alone."""
     data, cache = small_data_cache
@@ -59,8 +67,7 @@ def test_build_only_with_the_attack_builds_the_relearned_model_too(
         suite_dir: Path, pytester: pytest.Pytester,
         small_data_cache: tuple[Path, Path]) -> None:
     data, cache = _private_cache(small_data_cache, pytester.path)
-    pytester.makepyfile(test_attack=(Path(__file__).parent.parent / "suites" / "privacy" /
-                                     "test_attack.py").read_text())
+    _add_suite_file(pytester, "privacy/test_attack.py")
     result = pytester.runpytest_subprocess(
         "--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
         f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
@@ -75,8 +82,7 @@ def test_build_only_for_leak_tests_without_generation_is_the_leak_tests_error(
         suite_dir: Path, pytester: pytest.Pytester,
         small_data_cache: tuple[Path, Path]) -> None:
     data, cache = _private_cache(small_data_cache, pytester.path)
-    pytester.makepyfile(test_leaks=(Path(__file__).parent.parent / "suites" / "privacy" /
-                                    "test_leaks.py").read_text())
+    _add_suite_file(pytester, "privacy/test_leaks.py")
     result = pytester.runpytest_subprocess(
         "--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
         "--unlearn-max-new-tokens=0", "--unlearn-build-only")
@@ -143,9 +149,8 @@ def test_two_processes_score_and_evaluate_as_one_process_does(
     # mode); the main process gathers and stores the results, which equal one process's.
     data, together = _private_cache(small_data_cache, pytester.path)
     _, alone = _private_cache(small_data_cache, tmp_path)
-    general = Path(__file__).parent.parent / "suites" / "general"
-    (pytester.path / "test_general.py").write_text((general / "test_general.py").read_text())
-    (pytester.path / "thresholds.yaml").write_text((general / "thresholds.yaml").read_text())
+    _add_suite_file(pytester, "general/test_general.py")
+    _add_suite_file(pytester, "general/thresholds.yaml")
     common = ("--unlearn-method=none", f"--unlearn-data={data}", "--unlearn-build-only",
               "--unlearn-general-limit=30", "--unlearn-max-new-tokens=8")
     launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}")
