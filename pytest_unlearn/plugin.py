@@ -84,8 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if not resolved.build_only:
             raise pytest.UsageError(
                 f"{launched_world_size()} processes (WORLD_SIZE) under a launcher: add "
-                "--unlearn-build-only, so that they train the models together; then run "
-                "pytest once more without the launcher to score and test them from the cache "
+                "--unlearn-build-only, so that they build and score the models together; then "
+                "run pytest once more without the launcher to test them from the cache "
                 "(with GPUs: -n N --unlearn-worker-gpus)")
         try:
             world()

@@ -70,8 +70,8 @@ def _answer_figures(logits: torch.Tensor, labels: torch.Tensor,
     targets = shifted_labels[mask]
     rows = mask.nonzero()[:, 0].cpu()
     size = labels.shape[0]
-    # torch's fused cross-entropy: about 3x faster on CPU than logsumexp minus the target's
-    # logit with a 4k-word vocabulary, 12% with 49k words (benchmarks/scoring_speed.py).
+    # torch's fused cross-entropy: cheaper than logsumexp minus the target's logit (the
+    # tiny model's harness overhead fell from 30% to 21-25%, docs/performance.md).
     nll = F.cross_entropy(answer_logits, targets, reduction="none")
     predicted = answer_logits.argmax(dim=-1)  # the first maximal index, on ties
     losses = torch.zeros(size, dtype=torch.float64).index_add_(0, rows, nll.double().cpu())

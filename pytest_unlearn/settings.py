@@ -129,9 +129,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlearn_rebuild", ("--unlearn-rebuild",), "false",
            "ignore cached models and build them again", "bool"),
     Option("unlearn_build_only", ("--unlearn-build-only",), "false",
-           "build (or find in the cache) every model the selected tests need, then run no "
-           "test; under accelerate launch or torchrun the processes train together, data "
-           "parallel", "bool"),
+           "build (or find in the cache) every model the selected tests need and compute what "
+           "they read (item scores, generations, general-task scores), then run no test; "
+           "under accelerate launch or torchrun the processes do it together, data parallel",
+           "bool"),
 )
 
 
