@@ -73,6 +73,7 @@ class TrainLog:
     step_seconds: list[float] = field(default_factory=list)
     stopped_early: bool = False
     processes: int = 1  # how many processes trained together (distributed.world())
+    optimizer_state_bytes: int = 0  # the AdamW state this process held (its share, if several)
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "epochs_run": self.epochs_run, "processes": self.processes,
@@ -80,7 +81,19 @@ class TrainLog:
                 "last_loss": self.losses[-1] if self.losses else None,
                 "mean_step_seconds": (sum(self.step_seconds) / len(self.step_seconds)
                                       if self.step_seconds else None),
-                "stopped_early": self.stopped_early}
+                "stopped_early": self.stopped_early,
+                "optimizer_state_bytes": self.optimizer_state_bytes}
+
+
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the optimizer state this process holds (a ZeroRedundancyOptimizer's: its
+    local part's)."""
+    import torch
+
+    local = getattr(optimizer, "optim", optimizer)
+    return sum(value.numel() * value.element_size() for state in local.state.values()
+               for value in state.values()
+               if isinstance(value, torch.Tensor) and value.dim() > 0)
 
 
 def answer_nll(model: PreTrainedModel, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:
@@ -128,8 +141,12 @@ class Trainer(Generic[Example]):
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         if not parameters:
             raise UnlearnError(f"{self.stage}: the model has no trainable parameter")
-        optimizer = torch.optim.AdamW(parameters, lr=settings.lr,
-                                      weight_decay=settings.weight_decay)
+        from .distributed import world
+
+        self.group = world()
+        if self.group is not None:
+            self._check_same_tensors(self.group)
+        optimizer = self._optimizer(parameters)
         total = self.steps_per_epoch * settings.epochs
         warmup = math.ceil(settings.warmup_ratio * total)
         if settings.scheduler == "cosine":
@@ -138,11 +155,6 @@ class Trainer(Generic[Example]):
             schedule = get_constant_schedule_with_warmup(optimizer, warmup)
         order_rng = random.Random(self.seed)
         torch.manual_seed(self.seed)
-        from .distributed import world
-
-        self.group = world()
-        if self.group is not None:
-            self._check_same_tensors(self.group)
         log = TrainLog(processes=1 if self.group is None else self.group.size)
         if self.after_step is not None:
             self.after_step(0)
@@ -174,7 +186,47 @@ class Trainer(Generic[Example]):
                 log.stopped_early = True
                 break
         self.model.eval()
+        log.optimizer_state_bytes = _state_bytes(optimizer)
+        if self.group is not None:
+            self._check_replicas_agree(self.group)
         return log
+
+    def _optimizer(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """AdamW; under a launcher, each process keeps the AdamW state (two tensors the size
+        of the trained ones) of its own part of the trained tensors only: torch's
+        ZeroRedundancyOptimizer (ZeRO stage 1) steps each part in its owner process and
+        broadcasts the new values, so every replica still applies the same update."""
+        import torch
+
+        settings = self.settings
+        if self.group is None:
+            return torch.optim.AdamW(parameters, lr=settings.lr,
+                                     weight_decay=settings.weight_decay)
+        import warnings
+
+        with warnings.catch_warnings():
+            # Its package scripts functional optimizers with the deprecated torch.jit.script.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+        return ZeroRedundancyOptimizer(parameters, optimizer_class=torch.optim.AdamW,
+                                       lr=settings.lr, weight_decay=settings.weight_decay)
+
+    def _check_replicas_agree(self, group: World) -> None:
+        """The processes end with the same weights (each scores its share of the items with
+        its own replica); a difference is a bug, not float rounding: every replica takes the
+        same values from the optimizer step."""
+        import torch
+
+        with torch.no_grad():
+            checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters()
+                           if p.requires_grad)
+        device = next(self.model.parameters()).device
+        differing = group.sum_float(float(group.main_value(checksum) != checksum), device)
+        if differing:
+            raise UnlearnError(
+                f"{self.stage}: after training, {differing:.0f} of {group.size} processes hold "
+                "other weights than the main process. Please report this with the command; "
+                "meanwhile, build this model in one process.")
 
     def _check_same_tensors(self, group: World) -> None:
         """Processes that train together must train the same tensors (a method that picks

@@ -127,6 +127,9 @@ def test_two_processes_train_the_model_that_one_process_trains(
             for cache in (together, alone)]
     assert [log["train"]["processes"] for log in logs] == [2, 1]
     assert logs[0]["train"]["steps"] == logs[1]["train"]["steps"] == 5
+    # Each process keeps the AdamW state of about half the trained tensors (ZeRO stage 1).
+    main_share, whole = (log["train"]["optimizer_state_bytes"] for log in logs)
+    assert 0.3 * whole < main_share < 0.7 * whole
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
     moved = 0.0
     for name, tensor in serial.items():
