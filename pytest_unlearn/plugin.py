@@ -87,6 +87,12 @@ def pytest_configure(config: pytest.Config) -> None:
                 "--unlearn-build-only, so that they build and score the models together; then "
                 "run pytest once more without the launcher to test them from the cache "
                 "(with GPUs: -n N --unlearn-worker-gpus)")
+        if resolved.device == "balanced":
+            raise pytest.UsageError(
+                f"--unlearn-device=balanced under a launcher ({launched_world_size()} "
+                "processes): balanced spreads one model over every GPU, while each launched "
+                "process holds the whole model on its own GPU. Run one process without the "
+                "launcher for balanced, or launch with --unlearn-device=auto (or cuda).")
         try:
             world()
         except UnlearnError as error:

@@ -198,6 +198,17 @@ def test_a_launch_without_build_only_is_a_usage_error(suite_dir: Path,
                                  "--unlearn-build-only*"])
 
 
+def test_balanced_under_a_launcher_is_a_usage_error(suite_dir: Path,
+                                                    pytester: pytest.Pytester,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = pytester.runpytest_subprocess("--unlearn-build-only", "--unlearn-device=balanced",
+                                           "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--unlearn-device=balanced under a launcher (2 processes)*"
+                                 "launch with --unlearn-device=auto (or cuda)*"])
+
+
 @pytest.mark.parametrize("variable,name", [("ACCELERATE_USE_FSDP", "FSDP"),
                                            ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
 def test_sharded_launch_configs_are_refused(suite_dir: Path, pytester: pytest.Pytester,
