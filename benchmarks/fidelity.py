@@ -91,9 +91,11 @@ def main() -> None:
     rows = {row["method"]: row for row in summary["rows"]}
     command = " ".join(["python", "benchmarks/fidelity.py", *sys.argv[1:]])
     seeds = ", ".join(str(seed) for seed in summary["run"]["seeds"])
-    lines = [f"### {args.suite} on {args.data}, model {args.model}, seeds {seeds}", "",
+    plural = "s" if len(summary["run"]["seeds"]) > 1 else ""
+    lines = [f"### {args.suite} on {args.data}, model {args.model}, seed{plural} {seeds}", "",
              f"Command: `{command}` ({seconds:.0f} s on {platform.machine()}, Python "
-             f"{platform.python_version()}). Report (without the per-item outcomes): "
+             f"{platform.python_version()}; what the cache already held was loaded, not "
+             "rebuilt). Report (without the per-item outcomes): "
              f"`{report.name}`.", "",
              "| method | Unlearn Succ | Retention Succ | Avg | UL Succ (tok) | RT Succ (tok) | "
              "UL PPL | RT PPL | paper UL / RT |", "|---|---|---|---|---|---|---|---|---|"]

@@ -212,14 +212,15 @@ class Trainer(Generic[Example]):
                                        lr=settings.lr, weight_decay=settings.weight_decay)
 
     def _check_replicas_agree(self, group: World) -> None:
-        """The processes end with the same weights (each scores its share of the items with
-        its own replica); a difference is a bug, not float rounding: every replica takes the
-        same values from the optimizer step."""
+        """The processes end with the same weights, trained and frozen (each scores its
+        share of the items with its own replica). A difference is not float rounding: every
+        replica takes the trained values from the optimizer step's broadcast, and the frozen
+        ones from the same start."""
         import torch
 
         with torch.no_grad():
-            checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters()
-                           if p.requires_grad)
+            checksum = float(torch.stack([p.detach().sum(dtype=torch.float64)
+                                          for p in self.model.parameters()]).sum())
         device = next(self.model.parameters()).device
         differing = group.sum_float(float(group.main_value(checksum) != checksum), device)
         if differing:

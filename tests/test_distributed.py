@@ -265,3 +265,44 @@ def test_processes_that_would_train_different_tensors_stop_with_an_error(
     assert "1 of 2 processes train other tensors than the main process" in output, \
         output[-6000:]
     assert not _unlearned_weights(cache)  # nothing was published
+
+
+DRIFTING_METHOD = """
+import os
+
+import torch
+
+from pytest_unlearn_methods.gradient_ascent import GradientAscent
+
+
+class Drifting(GradientAscent):
+    '''Gradient ascent with one tensor frozen in every process, and that tensor changed in
+    the second process only: as if the processes had loaded different weights.'''
+
+    name = "drifting"
+
+    def unlearn(self, context):
+        name, parameter = next(iter(context.model.named_parameters()))
+        parameter.requires_grad_(False)
+        if os.environ.get("RANK") == "1":
+            with torch.no_grad():
+                parameter.add_(1.0)
+        return super().unlearn(context)
+
+
+def pytest_unlearn_register_methods(registry):
+    registry.register("drifting", Drifting)
+"""
+
+
+def test_processes_that_end_with_different_weights_stop_with_an_error(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
+    data, cache = _private_cache(small_data_cache, pytester.path)
+    pytester.makeconftest(DRIFTING_METHOD)
+    launched = _torchrun(pytester.path, "--unlearn-method=drifting", f"--unlearn-data={data}",
+                         f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
+    output = launched.stdout + launched.stderr
+    assert launched.returncode != 0, output[-6000:]
+    assert "after training, 1 of 2 processes hold other weights than the main process" in \
+        output, output[-6000:]
+    assert not _unlearned_weights(cache)  # nothing was published
