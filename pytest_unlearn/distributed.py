@@ -6,10 +6,10 @@ processes, each computes the gradient of its share of the step's mean loss, and 
 gradients are summed across processes before the optimizer steps. The AdamW state is
 sharded (ZeRO stage 1, torch's ZeroRedundancyOptimizer): each process keeps and steps the
 state of its own part of the trained tensors and broadcasts their new values, so every
-replica ends each step identical to the others (checked after training). Item scoring deals out the items the same way
-and gathers the scores on the main process; lm-eval's general tasks split their requests
-across the processes (lm-eval's own data-parallel mode, through accelerate). Only the main
-process writes cache entries.
+replica ends each step identical to the others (checked after training). Item scoring
+deals out the items the same way and gathers the scores on the main process; lm-eval's
+general tasks split their requests across the processes (lm-eval's own data-parallel mode,
+through accelerate). Only the main process writes cache entries.
 
 accelerate's ``PartialState`` sets up the process group (NCCL on GPUs, gloo on CPUs) and the
 device of each process. accelerate's FSDP and DeepSpeed configs are refused with a clear
@@ -129,9 +129,9 @@ def check_launch_config() -> None:
                 f"accelerate launch with {name} ({variable}={os.environ[variable]}): not "
                 "supported. pytest-unlearn trains data-parallel: every process holds the whole "
                 "model and its gradients, and 1/N of the AdamW state (LoRA on a 7B model fits "
-                "one GPU). Launch with a plain multi-GPU config "
-                "(accelerate launch --multi_gpu --num_processes N), or, for a model larger than "
-                "one GPU, run one process with --unlearn-device=balanced.")
+                "one GPU). Launch with a plain multi-GPU config (accelerate launch --multi_gpu "
+                "--num_processes N), or, for a model larger than one GPU, run one process with "
+                "--unlearn-device=balanced.")
 
 
 @lru_cache(maxsize=1)
