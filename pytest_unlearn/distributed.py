@@ -100,6 +100,11 @@ class World:
         dist.gather_object(value, gathered, dst=0)
         return gathered
 
+    def differing_from_main(self, value: object, device: torch.device) -> int:
+        """How many processes hold another ``value`` (picklable, compared with ==) than the
+        main process; the same count on every process."""
+        return round(self.sum_float(float(self.main_value(value) != value), device))
+
     def main_says(self, flag: bool) -> bool:
         """The main process's ``flag``, on every process."""
         return bool(self.main_value(flag))

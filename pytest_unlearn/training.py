@@ -221,11 +221,10 @@ class Trainer(Generic[Example]):
         with torch.no_grad():
             checksum = float(torch.stack([p.detach().sum(dtype=torch.float64)
                                           for p in self.model.parameters()]).sum())
-        device = next(self.model.parameters()).device
-        differing = group.sum_float(float(group.main_value(checksum) != checksum), device)
+        differing = group.differing_from_main(checksum, next(self.model.parameters()).device)
         if differing:
             raise UnlearnError(
-                f"{self.stage}: after training, {differing:.0f} of {group.size} processes hold "
+                f"{self.stage}: after training, {differing} of {group.size} processes hold "
                 "other weights than the main process. Please report this with the command; "
                 "meanwhile, build this model in one process.")
 
@@ -236,11 +235,10 @@ class Trainer(Generic[Example]):
 
         names = [name for name, p in self.model.named_parameters() if p.requires_grad]
         digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
-        device = next(self.model.parameters()).device
-        differing = group.sum_float(float(group.main_value(digest) != digest), device)
+        differing = group.differing_from_main(digest, next(self.model.parameters()).device)
         if differing:
             raise UnlearnError(
-                f"{self.stage}: {differing:.0f} of {group.size} processes train other "
+                f"{self.stage}: {differing} of {group.size} processes train other "
                 "tensors than the main process; a method that chooses its tensors (MemFlex's "
                 "localization) chose differently in different processes, e.g. through "
                 "non-deterministic GPU kernels. Build this model in one process.")

@@ -254,17 +254,24 @@ def pytest_unlearn_register_methods(registry):
 """
 
 
-def test_processes_that_would_train_different_tensors_stop_with_an_error(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
+def _launch_failing_method(pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
+                           conftest: str, method: str, message: str) -> None:
+    """Two processes build ``method`` (defined in ``conftest``): they stop with ``message``
+    and publish nothing."""
     data, cache = _private_cache(small_data_cache, pytester.path)
-    pytester.makeconftest(PICKY_METHOD)
-    launched = _torchrun(pytester.path, "--unlearn-method=picky", f"--unlearn-data={data}",
+    pytester.makeconftest(conftest)
+    launched = _torchrun(pytester.path, f"--unlearn-method={method}", f"--unlearn-data={data}",
                          f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
     output = launched.stdout + launched.stderr
     assert launched.returncode != 0, output[-6000:]
-    assert "1 of 2 processes train other tensors than the main process" in output, \
-        output[-6000:]
-    assert not _unlearned_weights(cache)  # nothing was published
+    assert message in output, output[-6000:]
+    assert not _unlearned_weights(cache)
+
+
+def test_processes_that_would_train_different_tensors_stop_with_an_error(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
+    _launch_failing_method(pytester, small_data_cache, PICKY_METHOD, "picky",
+                           "1 of 2 processes train other tensors than the main process")
 
 
 DRIFTING_METHOD = """
@@ -297,12 +304,6 @@ def pytest_unlearn_register_methods(registry):
 
 def test_processes_that_end_with_different_weights_stop_with_an_error(
         suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
-    data, cache = _private_cache(small_data_cache, pytester.path)
-    pytester.makeconftest(DRIFTING_METHOD)
-    launched = _torchrun(pytester.path, "--unlearn-method=drifting", f"--unlearn-data={data}",
-                         f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
-    output = launched.stdout + launched.stderr
-    assert launched.returncode != 0, output[-6000:]
-    assert "after training, 1 of 2 processes hold other weights than the main process" in \
-        output, output[-6000:]
-    assert not _unlearned_weights(cache)  # nothing was published
+    _launch_failing_method(
+        pytester, small_data_cache, DRIFTING_METHOD, "drifting",
+        "after training, 1 of 2 processes hold other weights than the main process")
