@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--tb", default="auto",
                         help="pytest's --tb for every run (pytest's own failure summary is "
                              "quadratic in the number of failures unless this is line or no)")
+    parser.add_argument("--pytest-option", action="append", default=[],
+                        help="one more pytest option for every run, e.g. "
+                             "--pytest-option=-p --pytest-option=no:logging (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
@@ -93,14 +96,15 @@ def main() -> None:
                           "--unlearn-method=none", "--model=tiny", "--unlearn-inject=never",
                           f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
                           "--unlearn-max-new-tokens=0", f"--junitxml={work / (name + '.xml')}",
-                          f"--tb={args.tb}"]
+                          f"--tb={args.tb}", *args.pytest_option]
         for name, count in (("plain big", args.items), ("plain small", args.small)):
             folder = work / name.replace(" ", "-")
             folder.mkdir()
             (folder / "test_plain.py").write_text(PLAIN.format(n=count))
             runs[name] = [sys.executable, "-m", "pytest", str(folder), "-q", "-p",
                           "no:cacheprovider", "-p", "no:unlearn",
-                          f"--junitxml={folder / 'plain.xml'}", f"--tb={args.tb}"]
+                          f"--junitxml={folder / 'plain.xml'}", f"--tb={args.tb}",
+                          *args.pytest_option]
         for name in ("big", "small"):  # build the model and cache its scores
             timed(runs[name], ROOT)
         seconds: dict[str, list[float]] = {name: [] for name in runs}
@@ -114,7 +118,8 @@ def main() -> None:
     print(f"command: python benchmarks/pytest_overhead.py {' '.join(sys.argv[1:])}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, pytest {pytest_version()}")
-    print(f"every run with --junitxml --tb={args.tb}; half the tests fail; item runs: "
+    print(f"every run with --junitxml --tb={args.tb}{''.join(' ' + o for o in args.pytest_option)}; "
+          "half the tests fail; item runs: "
           "--unlearn-method=none --model=tiny --unlearn-inject=never "
           "--unlearn-max-new-tokens=0, scores cached")
     print(f"median of {args.repeats} runs:")
