@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -296,7 +296,9 @@ def write_json(path: Path, summary: dict[str, Any]) -> None:
 
 
 def outcomes_as_dicts(outcomes: Iterable[ItemOutcome]) -> list[dict[str, Any]]:
-    return [asdict(outcome) for outcome in outcomes]
+    # The fields are plain values: a shallow copy of each is what dataclasses.asdict's deep
+    # copy would give, at a fraction of its cost for ten thousand items.
+    return [dict(vars(outcome)) for outcome in outcomes]
 
 
 def _pass_rate(outcomes: list[ItemOutcome]) -> float:
