@@ -70,8 +70,8 @@ def test_mean_logprob_matches_cross_entropy():
 
 
 def test_the_cpu_and_gpu_ways_of_scoring_a_batch_agree_with_a_direct_computation():
-    # Left-padded rows: answers of 3, 1 and 0 tokens (the last row has none), and one answer
-    # with a token that is not scored (IGNORE_INDEX inside it, as a target may be).
+    # Left-padded rows: answers of 2, 1 and 0 tokens, and one whose middle position is not
+    # scored (IGNORE_INDEX inside the answer, as a target may be).
     torch.manual_seed(0)
     logits = torch.randn(4, 5, 11)
     logits[0, 2, 7] = 50.0  # row 0's first answer token (7, at position 3) is the argmax
