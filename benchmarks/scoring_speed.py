@@ -117,9 +117,9 @@ def figure_paths(model: Any, encoded: Sequence[Any], pad_id: int, batch_size: in
         for indices in length_buckets(encoded, batch_size):
             batch = collate([encoded[i] for i in indices], pad_id, device, left=True)
             logits, labels = answer_logits(model, batch)
-            timings = interleaved_medians({"by row": lambda: _answer_figures_by_row(logits, labels),
-                                           "batched": lambda: _answer_figures_batched(logits, labels)},
-                                          repeats)
+            timings = interleaved_medians(
+                {"by row": lambda: _answer_figures_by_row(logits, labels),
+                 "batched": lambda: _answer_figures_batched(logits, labels)}, repeats)
             by_row += timings["by row"][0]
             batched += timings["batched"][0]
     return by_row, batched
