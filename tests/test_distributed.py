@@ -63,14 +63,21 @@ def test_build_only_builds_then_tests_load_from_the_cache(
     assert {row["method"]: row["model_cache_key"] for row in rows}["gradient_ascent"] == built
 
 
+def _build_only_with(pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
+                     suite_file: str, *options: str) -> tuple[pytest.RunResult, Path]:
+    """One build-only run with a file of suites/ added to the run; its result and cache."""
+    data, cache = _private_cache(small_data_cache, pytester.path)
+    _add_suite_file(pytester, suite_file)
+    result = pytester.runpytest_subprocess(*options, f"--unlearn-data={data}",
+                                           f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
+    return result, cache
+
+
 def test_build_only_with_the_attack_builds_the_relearned_model_too(
         suite_dir: Path, pytester: pytest.Pytester,
         small_data_cache: tuple[Path, Path]) -> None:
-    data, cache = _private_cache(small_data_cache, pytester.path)
-    _add_suite_file(pytester, "privacy/test_attack.py")
-    result = pytester.runpytest_subprocess(
-        "--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
-        f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
+    result, cache = _build_only_with(pytester, small_data_cache, "privacy/test_attack.py",
+                                     "--unlearn-method=gradient_ascent")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["privacy gradient_ascent seed 0: built (*)",
                                  "privacy gradient_ascent seed 0 after the relearning attack: "
@@ -81,11 +88,8 @@ def test_build_only_with_the_attack_builds_the_relearned_model_too(
 def test_build_only_for_leak_tests_without_generation_is_the_leak_tests_error(
         suite_dir: Path, pytester: pytest.Pytester,
         small_data_cache: tuple[Path, Path]) -> None:
-    data, cache = _private_cache(small_data_cache, pytester.path)
-    _add_suite_file(pytester, "privacy/test_leaks.py")
-    result = pytester.runpytest_subprocess(
-        "--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-        "--unlearn-max-new-tokens=0", "--unlearn-build-only")
+    result, _ = _build_only_with(pytester, small_data_cache, "privacy/test_leaks.py",
+                                 "--unlearn-method=none", "--unlearn-max-new-tokens=0")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "--unlearn-build-only: the leak tests read the model's generations, and " \
            "--unlearn-max-new-tokens=0 turns generation off" in "\n".join(
