@@ -24,6 +24,7 @@ class AdversarialConfig(TrainSettings):
 class Adversarial(UnlearningMethod):
     name = "adversarial"
     config_class = AdversarialConfig
+    fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:

@@ -27,6 +27,7 @@ class GaGdConfig(TrainSettings):
 
 class _GaGd(UnlearningMethod):
     config_class = GaGdConfig
+    fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
     retain_source = "retain"
 

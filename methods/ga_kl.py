@@ -31,6 +31,9 @@ class GaKlConfig(TrainSettings):
 
 class _GaKl(UnlearningMethod):
     config_class = GaKlConfig
+    # Not under FSDP: a batch runs the model once or three times depending on its items, and
+    # the frozen reference swaps values into the model's tensors outside a forward pass.
+    fsdp_compatible = False
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
     retain_source = "retain"
 

@@ -20,6 +20,7 @@ class GradientAscentConfig(TrainSettings):
 class GradientAscent(UnlearningMethod):
     name = "gradient_ascent"
     config_class = GradientAscentConfig
+    fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:

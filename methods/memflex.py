@@ -78,6 +78,7 @@ class MemFlexConfig(MemFlexTraining):
 class MemFlex(UnlearningMethod):
     name = "memflex"
     config_class = MemFlexConfig
+    fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_MEMFLEX_LR}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:

@@ -15,6 +15,7 @@ class NoUnlearningConfig:
 class NoUnlearning(UnlearningMethod):
     name = "none"
     config_class = NoUnlearningConfig
+    fsdp_compatible = True  # it does not train
     unlearns = False
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:

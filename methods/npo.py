@@ -57,6 +57,7 @@ class NpoItem:
 class Npo(UnlearningMethod):
     name = "npo"
     config_class = NpoConfig
+    fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:

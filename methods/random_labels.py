@@ -20,6 +20,7 @@ class RandomLabelsConfig(TrainSettings):
 class RandomLabels(UnlearningMethod):
     name = "random_labels"
     config_class = RandomLabelsConfig
+    fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:

@@ -12,8 +12,9 @@ general tasks split their requests across the processes (lm-eval's own data-para
 through accelerate). Only the main process writes cache entries.
 
 accelerate's ``PartialState`` sets up the process group (NCCL on GPUs, gloo on CPUs) and the
-device of each process. accelerate's FSDP and DeepSpeed configs are refused with a clear
-error: this trainer shards the optimizer state only, not the weights or gradients.
+device of each process. With accelerate's FSDP config (version 2) the trainer shards the
+weights and gradients too, while it trains (``sharding.py``); DeepSpeed configs are refused
+with a clear error.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence, TypeVar
 
 from .errors import UnlearnError
+from .sharding import FsdpSettings, fsdp_from_environment
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +43,8 @@ class World:
 
     rank: int
     size: int
+    # Set when the launcher asked for FSDP: training shards the model across the processes.
+    fsdp: FsdpSettings | None = None
 
     @property
     def is_main(self) -> bool:
@@ -125,18 +129,19 @@ def launched_world_size() -> int:
                            "processes; unset it or launch with accelerate launch / torchrun")
 
 
-def check_launch_config() -> None:
-    """Refuse accelerate's FSDP and DeepSpeed configs rather than silently ignore them."""
-    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"),
-                           ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
-            raise UnlearnError(
-                f"accelerate launch with {name} ({variable}={os.environ[variable]}): not "
-                "supported. pytest-unlearn trains data-parallel: every process holds the whole "
-                "model and its gradients, and 1/N of the AdamW state (LoRA on a 7B model fits "
-                "one GPU). Launch with a plain multi-GPU config (accelerate launch --multi_gpu "
-                "--num_processes N), or, for a model larger than one GPU, run one process with "
-                "--unlearn-device=balanced.")
+def check_launch_config() -> FsdpSettings | None:
+    """The FSDP settings of accelerate's config, if it asks for FSDP; DeepSpeed is refused
+    rather than silently ignored."""
+    variable = "ACCELERATE_USE_DEEPSPEED"
+    if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+        raise UnlearnError(
+            f"accelerate launch with DeepSpeed ({variable}={os.environ[variable]}): not "
+            "supported. Launch with a plain multi-GPU config (accelerate launch --multi_gpu "
+            "--num_processes N: data parallel, the AdamW state sharded), with an FSDP config "
+            "(--use_fsdp --fsdp_version 2: weights, gradients and AdamW state sharded while "
+            "training), or, for a model larger than one GPU, run one process with "
+            "--unlearn-device=balanced.")
+    return fsdp_from_environment()
 
 
 @lru_cache(maxsize=1)
@@ -145,7 +150,7 @@ def world() -> World | None:
     single process (no launcher, or one process)."""
     if launched_world_size() <= 1:
         return None
-    check_launch_config()
+    fsdp = check_launch_config()
     import torch
     from accelerate import PartialState
 
@@ -158,7 +163,7 @@ def world() -> World | None:
             "launch --multi_gpu")
     if torch.cuda.is_available():
         torch.cuda.set_device(state.local_process_index)
-    return World(rank=state.process_index, size=state.num_processes)
+    return World(rank=state.process_index, size=state.num_processes, fsdp=fsdp)
 
 
 def main_process() -> bool:

@@ -77,6 +77,11 @@ class UnlearningMethod:
     version: ClassVar[str] = "1"
     # False only for methods that leave the model as it is (``none``).
     unlearns: ClassVar[bool] = True
+    # True when training with the model sharded across processes (FSDP) is safe: every
+    # call of the method's loss runs the model the same number of times whatever the batch
+    # holds (each forward pass communicates with every process), and the method touches
+    # the model's tensors only through forward passes while it trains.
+    fsdp_compatible: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

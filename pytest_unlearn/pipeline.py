@@ -354,6 +354,7 @@ class Pipeline:
     def _build_unlearned(self, data: DomainData, method_name: str,
                          method_class: type[UnlearningMethod], config: Any, seed: int,
                          folder: Path) -> dict[str, Any]:
+        self._check_fsdp_compatible(method_name, method_class)
         handle = self.load_vanilla(data)
         self.prepare_trainable(handle, seed)
         context = self.unlearn_context(data, handle, seed)
@@ -380,6 +381,19 @@ class Pipeline:
                                    f"not one of {', '.join(sorted(RESERVED_FILES))}")
             (folder / f"{name}.json").write_text(json.dumps(artifact, indent=1, default=str))
         return {"handle": handle}
+
+    @staticmethod
+    def _check_fsdp_compatible(method_name: str, method_class: type[UnlearningMethod]) -> None:
+        from .distributed import world
+
+        group = world()
+        if group is not None and group.fsdp is not None and not method_class.fsdp_compatible:
+            raise UnlearnError(
+                f"method {method_name!r} cannot train sharded (accelerate launch with FSDP): "
+                "under FSDP every forward pass communicates with every process, so a method "
+                "must run the model the same number of times for any batch, and its class "
+                "declares this with fsdp_compatible = True. Build it with a plain multi-GPU "
+                "config (accelerate launch --multi_gpu) or in one process.")
 
     def _curve_recorder(self, data: DomainData, handle: ModelHandle,
                         curve: list[dict[str, float]]) -> Callable[[int], None]:

@@ -7,10 +7,11 @@ answer-token log-probability (for perplexity).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .encoding import IGNORE_INDEX, SEPARATOR, Encoded, collate, length_buckets
 from .errors import UnlearnError
@@ -126,6 +127,17 @@ def per_item_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return losses.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
+def _inference(model: PreTrainedModel) -> contextlib.AbstractContextManager[Any]:
+    """``torch.inference_mode()``, or ``torch.no_grad()`` for a model sharded with FSDP
+    while it trains (training curves, a stop-early check): FSDP keeps the weights it gathers
+    for later passes, and a tensor made under inference mode cannot take part in training."""
+    import torch
+
+    from .sharding import is_sharded
+
+    return torch.no_grad() if is_sharded(model) else torch.inference_mode()
+
+
 def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
           batch_size: int = 32) -> list[ItemScore]:
     """Score every encoded record; results are in the order of ``encoded``."""
@@ -136,7 +148,7 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
     model.eval()
     results: list[ItemScore | None] = [None] * len(encoded)
     try:
-        with torch.inference_mode():
+        with _inference(model):
             for indices in length_buckets(encoded, batch_size):
                 batch = collate([encoded[i] for i in indices], pad_id, device, left=True)
                 try:
@@ -226,7 +238,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with _inference(model):
             for start in range(0, len(order), batch_size):
                 indices = order[start: start + batch_size]
                 width = max(len(prompts[i]) for i in indices)
@@ -283,7 +295,7 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with _inference(model):
             for batch_index, start in enumerate(range(0, len(order), batch_size)):
                 indices = order[start: start + batch_size]
                 input_ids, attention = _left_padded([prompts[i] for i in indices], pad_id)

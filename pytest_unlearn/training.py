@@ -8,6 +8,7 @@ schedule with linear warmup, and a hard stop on a loss that is not finite.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -73,10 +74,14 @@ class TrainLog:
     step_seconds: list[float] = field(default_factory=list)
     stopped_early: bool = False
     processes: int = 1  # how many processes trained together (distributed.world())
+    # What the processes split between them: "" (one process), "optimizer" (ZeRO stage 1:
+    # the AdamW state) or "fsdp" (weights, gradients and AdamW state, while training).
+    sharding: str = ""
     optimizer_state_bytes: int = 0  # the AdamW state this process held (its share, if several)
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "epochs_run": self.epochs_run, "processes": self.processes,
+                "sharding": self.sharding,
                 "first_loss": self.losses[0] if self.losses else None,
                 "last_loss": self.losses[-1] if self.losses else None,
                 "mean_step_seconds": (sum(self.step_seconds) / len(self.step_seconds)
@@ -90,8 +95,10 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     local part's)."""
     import torch
 
+    from .sharding import local_numel
+
     local = getattr(optimizer, "optim", optimizer)
-    return sum(value.numel() * value.element_size() for state in local.state.values()
+    return sum(local_numel(value) * value.element_size() for state in local.state.values()
                for value in state.values()
                if isinstance(value, torch.Tensor) and value.dim() > 0)
 
@@ -127,6 +134,7 @@ class Trainer(Generic[Example]):
         # curves); it must leave the model's weights and mode as it found them.
         self.after_step = after_step
         self.group: World | None = None  # the processes training together, set by run()
+        self.sharded = False  # whether run() trains the model sharded across them (FSDP)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -134,19 +142,33 @@ class Trainer(Generic[Example]):
 
     def run(self, after_epoch: Callable[[int], bool] | None = None) -> TrainLog:
         """Train; ``after_epoch(epoch)`` returning True stops early (e.g. target reached)."""
-        import torch
-        from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
-
-        settings = self.settings
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        if not parameters:
+        if not any(p.requires_grad for p in self.model.parameters()):
             raise UnlearnError(f"{self.stage}: the model has no trainable parameter")
         from .distributed import world
 
         self.group = world()
         if self.group is not None:
             self._check_same_tensors(self.group)
-        optimizer = self._optimizer(parameters)
+        sharding: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.group is not None and self.group.fsdp is not None:
+            from .sharding import ShardedTraining
+
+            sharding = ShardedTraining(self.model, self.group.fsdp, self.stage)
+            self.sharded = True
+        with sharding:
+            log = self._train(after_epoch)
+        self.model.eval()
+        if self.group is not None:
+            self._check_replicas_agree(self.group)
+        return log
+
+    def _train(self, after_epoch: Callable[[int], bool] | None) -> TrainLog:
+        import torch
+        from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+        settings = self.settings
+        # Taken after sharding: the optimizer steps each process's shards (FSDP).
+        optimizer = self._optimizer([p for p in self.model.parameters() if p.requires_grad])
         total = self.steps_per_epoch * settings.epochs
         warmup = math.ceil(settings.warmup_ratio * total)
         if settings.scheduler == "cosine":
@@ -155,7 +177,9 @@ class Trainer(Generic[Example]):
             schedule = get_constant_schedule_with_warmup(optimizer, warmup)
         order_rng = random.Random(self.seed)
         torch.manual_seed(self.seed)
-        log = TrainLog(processes=1 if self.group is None else self.group.size)
+        log = TrainLog(processes=1 if self.group is None else self.group.size,
+                       sharding="" if self.group is None else
+                       "fsdp" if self.sharded else "optimizer")
         if self.after_step is not None:
             self.after_step(0)
         self.model.train()
@@ -187,8 +211,6 @@ class Trainer(Generic[Example]):
                 break
         self.model.eval()
         log.optimizer_state_bytes = _state_bytes(optimizer)
-        if self.group is not None:
-            self._check_replicas_agree(self.group)
         return log
 
     def _optimizer(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -199,7 +221,7 @@ class Trainer(Generic[Example]):
         import torch
 
         settings = self.settings
-        if self.group is None:
+        if self.group is None or self.sharded:  # FSDP: each process holds its shards only
             return torch.optim.AdamW(parameters, lr=settings.lr,
                                      weight_decay=settings.weight_decay)
         import warnings
@@ -254,6 +276,9 @@ class Trainer(Generic[Example]):
         Under a launcher (``distributed.world()``), each process takes its share of the
         step's items; each share's loss is divided by the step's full item count, so the
         gradients summed across processes are those of the step's mean, as in one process.
+        Sharded (FSDP), every process runs as many micro-batches as the one with the most
+        items, since each forward and backward pass communicates with all of them; a
+        process with fewer items runs one of the step's items with weight 0.
         """
         import torch
 
@@ -262,13 +287,18 @@ class Trainer(Generic[Example]):
         total_loss = 0.0
         micro = self.settings.micro_batch_size
         mine = items if group is None else group.share(items)
-        for start in range(0, len(mine), micro):
-            batch = mine[start: start + micro]
+        batches = [(mine[start: start + micro], 1.0) for start in range(0, len(mine), micro)]
+        # FSDP averages the gradients of the processes: scale each one's up to sum them.
+        scale = group.size if self.sharded and group is not None else 1
+        if self.sharded and group is not None:
+            most = math.ceil(math.ceil(len(items) / group.size) / micro)
+            batches += [(items[:1], 0.0)] * (most - len(batches))
+        for batch, weight in batches:
             try:
                 losses = self.item_losses(batch)
                 # The step's loss is the mean over its items: each micro-batch adds its share.
-                loss = losses.sum() / len(items)
-                loss.backward()
+                loss = losses.sum() * weight / len(items)
+                (loss * scale if scale != 1 else loss).backward()
             except torch.OutOfMemoryError:
                 raise UnlearnError(
                     f"{self.stage}: out of memory on a micro-batch of {len(batch)} items. Lower "
@@ -277,7 +307,8 @@ class Trainer(Generic[Example]):
                     "on a GPU, or a device with more memory.") from None
             total_loss += float(loss.detach())
         if group is not None:
-            self._sum_gradients(group, optimizer)
+            if not self.sharded:  # FSDP sums them in each backward pass
+                self._sum_gradients(group, optimizer)
             total_loss = group.sum_float(total_loss, next(self.model.parameters()).device)
         if math.isfinite(total_loss):
             optimizer.step()

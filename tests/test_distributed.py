@@ -96,9 +96,17 @@ def test_build_only_for_leak_tests_without_generation_is_the_leak_tests_error(
                result.outlines + result.errlines)
 
 
-def _torchrun(folder: Path, *args: str, processes: int = 2) -> subprocess.CompletedProcess[str]:
+# What accelerate launch --use_fsdp --fsdp_version 2 puts in each process's environment.
+FSDP2_LAUNCH = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2",
+                "FSDP_RESHARD_AFTER_FORWARD": "true", "FSDP_OFFLOAD_PARAMS": "false",
+                "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP"}
+
+
+def _torchrun(folder: Path, *args: str, processes: int = 2,
+              launch_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     env["OMP_NUM_THREADS"] = "1"
+    env.update(launch_env or {})
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone",
          f"--nproc_per_node={processes}", "-m", "pytest", str(folder), "-p",
@@ -106,18 +114,28 @@ def _torchrun(folder: Path, *args: str, processes: int = 2) -> subprocess.Comple
         cwd=folder, env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.parametrize("sharding,config", [
+    ("optimizer", "{lr: 1.0e-3, epochs: 5}"),
+    # Steps of 3 items (all 3 forget items) in micro-batches of 1: the second process has
+    # one micro-batch fewer than the first in each step, and runs one with weight 0 (each
+    # FSDP pass communicates with both processes).
+    ("fsdp", "{lr: 1.0e-3, epochs: 5, grad_accum: 3, micro_batch_size: 1}"),
+])
 def test_two_processes_train_the_model_that_one_process_trains(
         suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-        tmp_path: Path) -> None:
+        tmp_path: Path, sharding: str, config: str) -> None:
     # Two torchrun processes (gloo) split each step's items and sum their gradients: the
     # weights are those of one process up to float rounding, and one cache entry is written.
+    # They split the AdamW state (ZeRO stage 1) or, under accelerate's FSDP config, the
+    # weights, gradients and AdamW state (FSDP2) while they train.
     data, together = _private_cache(small_data_cache, pytester.path)
     _, alone = _private_cache(small_data_cache, tmp_path)
     # Several steps at a high lr, so that the weights move well beyond float rounding.
-    pytester.makefile(".yaml", unlearn="gradient_ascent: {lr: 1.0e-3, epochs: 5}\n")
+    pytester.makefile(".yaml", unlearn=f"gradient_ascent: {config}\n")
     common = ("--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
               "--unlearn-build-only", "--unlearn-config=unlearn.yaml")
-    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}")
+    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}",
+                         launch_env=FSDP2_LAUNCH if sharding == "fsdp" else None)
     output = launched.stdout + launched.stderr
     assert launched.returncode == 0, output[-6000:]
     assert output.count("privacy gradient_ascent seed 0: built") == 1, output[-6000:]
@@ -130,8 +148,10 @@ def test_two_processes_train_the_model_that_one_process_trains(
     logs = [json.loads(next((cache / "unlearned").glob("*/*/method_log.json")).read_text())
             for cache in (together, alone)]
     assert [log["train"]["processes"] for log in logs] == [2, 1]
+    assert [log["train"]["sharding"] for log in logs] == [sharding, ""]
     assert logs[0]["train"]["steps"] == logs[1]["train"]["steps"] == 5
-    # Each process keeps the AdamW state of about half the trained tensors (ZeRO stage 1).
+    # Each process keeps the AdamW state of about half the trained tensors (ZeRO stage 1),
+    # or half of each trained tensor (FSDP).
     main_share, whole = (log["train"]["optimizer_state_bytes"] for log in logs)
     assert 0.3 * whole < main_share < 0.7 * whole
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
@@ -213,17 +233,21 @@ def test_balanced_under_a_launcher_is_a_usage_error(suite_dir: Path,
                                  "launch with --unlearn-device=auto (or cuda)*"])
 
 
-@pytest.mark.parametrize("variable,name", [("ACCELERATE_USE_FSDP", "FSDP"),
-                                           ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
-def test_sharded_launch_configs_are_refused(suite_dir: Path, pytester: pytest.Pytester,
-                                            monkeypatch: pytest.MonkeyPatch, variable: str,
-                                            name: str) -> None:
+@pytest.mark.parametrize("environment,message", [
+    ({"ACCELERATE_USE_DEEPSPEED": "true"},
+     "*accelerate launch with DeepSpeed (ACCELERATE_USE_DEEPSPEED=true): not supported*"),
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"},
+     "*accelerate launch with FSDP: FSDP_VERSION=1; pytest-unlearn shards with FSDP2*"),
+])
+def test_launch_configs_that_are_not_supported_are_refused(
+        suite_dir: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        environment: dict[str, str], message: str) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv(variable, "true")
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
     result = pytester.runpytest_subprocess("--unlearn-build-only", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*accelerate launch with {name} ({variable}=true): not "
-                                 "supported*"])
+    result.stderr.fnmatch_lines([message])
 
 
 def test_each_process_takes_every_nth_item_of_a_step() -> None:
@@ -259,13 +283,15 @@ def pytest_unlearn_register_methods(registry):
 
 
 def _launch_failing_method(pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-                           conftest: str, method: str, message: str) -> None:
+                           conftest: str, method: str, message: str,
+                           launch_env: dict[str, str] | None = None) -> None:
     """Two processes build ``method`` (defined in ``conftest``): they stop with ``message``
     and publish nothing."""
     data, cache = _private_cache(small_data_cache, pytester.path)
     pytester.makeconftest(conftest)
     launched = _torchrun(pytester.path, f"--unlearn-method={method}", f"--unlearn-data={data}",
-                         f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
+                         f"--unlearn-cache-dir={cache}", "--unlearn-build-only",
+                         launch_env=launch_env)
     output = launched.stdout + launched.stderr
     assert launched.returncode != 0, output[-6000:]
     assert message in output, output[-6000:]
@@ -311,3 +337,66 @@ def test_processes_that_end_with_different_weights_stop_with_an_error(
     _launch_failing_method(
         pytester, small_data_cache, DRIFTING_METHOD, "drifting",
         "after training, 1 of 2 processes hold other weights than the main process")
+
+
+def test_a_method_not_declared_fsdp_compatible_is_refused_under_fsdp(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
+    # GA+KL runs the model once or three times per batch, depending on the batch's items:
+    # sharded, the processes' collective operations would not pair up.
+    _launch_failing_method(pytester, small_data_cache, "", "ga_kl_id",
+                           "method 'ga_kl_id' cannot train sharded (accelerate launch with FSDP)",
+                           launch_env=FSDP2_LAUNCH)
+
+
+def _methods_that_train_sharded() -> list[str]:
+    from pytest_unlearn.registry import MethodRegistry
+
+    registry = MethodRegistry.from_entry_points()
+    return [name for name in registry.names()
+            if registry.get(name).fsdp_compatible and registry.get(name).unlearns]
+
+
+def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    # Each built-in method that declares fsdp_compatible, with its own settings, built by two
+    # processes under accelerate's FSDP config and by one process: the same weights; and
+    # the same for the relearning attack on each unlearned model.
+    methods = _methods_that_train_sharded()
+    assert {"gradient_ascent", "memflex", "npo", "ga_gd_id"} <= set(methods)
+    _add_suite_file(pytester, "privacy/test_attack.py")
+    data, together = _private_cache(small_data_cache, pytester.path)
+    _, alone = _private_cache(small_data_cache, tmp_path)
+    # Training curves too: they score the sharded model between steps, from step 0 on.
+    common = (f"--unlearn-method={','.join(methods)}", f"--unlearn-data={data}",
+              "--unlearn-build-only", "--unlearn-max-new-tokens=0", "--unlearn-curve-every=1")
+    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}",
+                         launch_env=FSDP2_LAUNCH)
+    output = launched.stdout + launched.stderr
+    assert launched.returncode == 0, output[-6000:]
+    single = pytester.runpytest_subprocess(*common, f"--unlearn-cache-dir={alone}")
+    assert single.ret == pytest.ExitCode.OK
+
+    sharded, serial = _unlearned_weights(together), _unlearned_weights(alone)
+    assert sharded.keys() == serial.keys() and len(serial) == 2 * len(methods)
+    logs = [{path.parent.name: json.loads(path.read_text())
+             for path in (cache / "unlearned").glob("*/*/method_log.json")}
+            for cache in (together, alone)]
+    for key, log in logs[1].items():
+        train, theirs = logs[0][key]["train"], log["train"]  # a method's, or the attack's
+        assert train["sharding"] == "fsdp", key
+        assert train["first_loss"] == pytest.approx(theirs["first_loss"], rel=1e-4), key
+        assert train["last_loss"] == pytest.approx(theirs["last_loss"], rel=1e-3, abs=1e-4), key
+        if "curve" in log:  # a method's (the attack records none)
+            assert len(logs[0][key]["curve"]) == len(log["curve"]) > 1, key
+    vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
+    for key, weights in serial.items():
+        # AdamW turns float rounding in a near-zero gradient into a step of the lr's size,
+        # so a tensor can differ by a few percent of training's change; a process's items
+        # left out, or weights not put back after sharding, differ by far more.
+        moved = max((tensor - vanilla[name]).abs().max().item()
+                    for name, tensor in weights.items())
+        differ = max((sharded[key][name] - tensor).abs().max().item()
+                     for name, tensor in weights.items())
+        assert moved > 1e-4, key  # each method (and attack) changed the model
+        assert differ < 0.1 * moved, (key, differ, moved)
