@@ -16,6 +16,7 @@ import torch
 
 from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
 from pytest_unlearn.models import pad_token_id
+from pytest_unlearn.sharding import is_sharded
 from pytest_unlearn.objectives import (FrozenReference, WeightedItem, encode_records,
                                        interleave, kl_to_reference, train_and_report)
 from pytest_unlearn.training import TrainSettings, answer_nll
@@ -31,9 +32,9 @@ class GaKlConfig(TrainSettings):
 
 class _GaKl(UnlearningMethod):
     config_class = GaKlConfig
-    # Not under FSDP: a batch runs the model once or three times depending on its items, and
-    # the frozen reference swaps values into the model's tensors outside a forward pass.
-    fsdp_compatible = False
+    # Sharded (FSDP), every batch runs the same passes (see item_losses), and the frozen
+    # reference swaps each process's shards.
+    fsdp_compatible = True
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
     retain_source = "retain"
 
@@ -49,15 +50,19 @@ class _GaKl(UnlearningMethod):
             losses = torch.zeros(len(batch), device=next(model.parameters()).device)
             forget_rows = [i for i, item in enumerate(batch) if item.kind == "forget"]
             retain_rows = [i for i, item in enumerate(batch) if item.kind == "retain"]
-            if forget_rows:
-                nll = answer_nll(model, [batch[i].encoded for i in forget_rows], pad)
-                losses = losses.index_add(0, _rows(forget_rows, losses),
-                                          _weights(batch, forget_rows, losses) * nll)
-            if retain_rows:
-                kl = kl_to_reference(model, reference, [batch[i].encoded for i in retain_rows],
-                                     pad)
-                losses = losses.index_add(0, _rows(retain_rows, losses),
-                                          _weights(batch, retain_rows, losses) * kl)
+            # Sharded, each pass of the model communicates with every process, so every
+            # batch runs both kinds' passes: a kind the batch lacks on its first item, at 0.
+            uniform = is_sharded(model)
+            if forget_rows or uniform:
+                rows, scale = (forget_rows, 1.0) if forget_rows else ([0], 0.0)
+                nll = answer_nll(model, [batch[i].encoded for i in rows], pad)
+                losses = losses.index_add(0, _rows(rows, losses),
+                                          scale * _weights(batch, rows, losses) * nll)
+            if retain_rows or uniform:
+                rows, scale = (retain_rows, 1.0) if retain_rows else ([0], 0.0)
+                kl = kl_to_reference(model, reference, [batch[i].encoded for i in rows], pad)
+                losses = losses.index_add(0, _rows(rows, losses),
+                                          scale * _weights(batch, rows, losses) * kl)
             return losses
 
         return train_and_report(context, self.name, self.config, items, item_losses,

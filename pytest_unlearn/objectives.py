@@ -127,13 +127,17 @@ class FrozenReference:
 
     ``logits`` runs the model with the starting values swapped in, then swaps the current
     values back. For a LoRA model that copy is the small adapter, not the whole model.
+    While the model is sharded (FSDP, ``sharding.py``) each process swaps its own shard of
+    each tensor, and every sharded module drops the weights it gathered before and after,
+    so that no forward pass sees stale values.
     """
 
     def __init__(self, model: PreTrainedModel, names: Sequence[str]) -> None:
         parameters = dict(model.named_parameters())
         self.model = model
-        self.parameters = {name: parameters[name] for name in names}
-        self.initial = {name: p.detach().clone() for name, p in self.parameters.items()}
+        self.names = list(names)
+        self.initial = {name: parameters[name].detach().clone() for name in self.names}
+        self._initial_shards: dict[str, torch.Tensor] = {}
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         import torch
@@ -144,6 +148,22 @@ class FrozenReference:
     def _swapped(self) -> _Swap:
         return _Swap(self)
 
+    def targets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Each tensor's current values as this process holds them (the whole tensor, or
+        its shard), and its starting values in the same form."""
+        from .sharding import is_sharded, local_shard
+
+        parameters = dict(self.model.named_parameters())
+        if not is_sharded(self.model):
+            return {name: (parameters[name].data, self.initial[name]) for name in self.names}
+        targets = {}
+        for name in self.names:
+            local, shard_of = local_shard(parameters[name])
+            if name not in self._initial_shards:
+                self._initial_shards[name] = shard_of(self.initial[name])
+            targets[name] = (local, self._initial_shards[name])
+        return targets
+
 
 class _Swap:
     def __init__(self, reference: FrozenReference) -> None:
@@ -151,13 +171,19 @@ class _Swap:
         self.current: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> None:
-        for name, parameter in self.reference.parameters.items():
-            self.current[name] = parameter.detach().clone()
-            parameter.data.copy_(self.reference.initial[name])
+        from .sharding import drop_gathered
+
+        drop_gathered(self.reference.model)
+        for name, (values, initial) in self.reference.targets().items():
+            self.current[name] = values.detach().clone()
+            values.copy_(initial)
 
     def __exit__(self, *exc_info: object) -> None:
-        for name, parameter in self.reference.parameters.items():
-            parameter.data.copy_(self.current[name])
+        from .sharding import drop_gathered
+
+        drop_gathered(self.reference.model)
+        for name, (values, _) in self.reference.targets().items():
+            values.copy_(self.current[name])
 
 
 def kl_to_reference(model: PreTrainedModel, reference: FrozenReference,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import UnlearnError
 
@@ -205,6 +205,35 @@ def is_sharded(model: Any) -> bool:
     By class name, so that a process that never shards does not import FSDP."""
     return any(cls.__name__ == "FSDPModule" and cls.__module__.startswith("torch.distributed")
                for cls in type(model).__mro__)
+
+
+def drop_gathered(model: Any) -> None:
+    """Free the weights each sharded module gathered and may keep for its next pass, so
+    that the next pass gathers again (after the shards were written to). No-op unsharded."""
+    if is_sharded(model):
+        for module in model.modules():
+            if is_sharded(module):
+                module.reshard()
+
+
+def local_shard(parameter: torch.Tensor,
+                ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """A sharded parameter's local values (writable in place), and a function that takes a
+    whole tensor of the parameter's shape to this process's shard of it."""
+    from torch.distributed.tensor import distribute_tensor
+
+    mesh, placements = parameter.device_mesh, parameter.placements  # type: ignore[attr-defined]
+    local = parameter.to_local()  # type: ignore[attr-defined]
+
+    def shard_of(whole: torch.Tensor) -> torch.Tensor:
+        # src_data_rank=None: each process cuts its shard from its own copy, no messages.
+        shard = distribute_tensor(whole, mesh, placements, src_data_rank=None).to_local()
+        if shard.shape != local.shape:
+            raise UnlearnError(f"a shard of shape {tuple(shard.shape)} for a parameter whose "
+                               f"local shard is {tuple(local.shape)}")
+        return shard
+
+    return local, shard_of
 
 
 def local_numel(tensor: torch.Tensor) -> int:

@@ -339,13 +339,32 @@ def test_processes_that_end_with_different_weights_stop_with_an_error(
         "after training, 1 of 2 processes hold other weights than the main process")
 
 
+UNDECLARED_METHOD = """
+from pytest_unlearn_methods.gradient_ascent import GradientAscent
+
+
+class Undeclared(GradientAscent):
+    # A third-party method that does not say whether it may train sharded.
+
+    name = "undeclared"
+    fsdp_compatible = False
+
+    def unlearn(self, context):
+        raise AssertionError("an FSDP build must stop before the method runs")
+
+
+def pytest_unlearn_register_methods(registry):
+    registry.register("undeclared", Undeclared)
+"""
+
+
 def test_a_method_not_declared_fsdp_compatible_is_refused_under_fsdp(
         suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
-    # GA+KL runs the model once or three times per batch, depending on the batch's items:
-    # sharded, the processes' collective operations would not pair up.
-    _launch_failing_method(pytester, small_data_cache, "", "ga_kl_id",
-                           "method 'ga_kl_id' cannot train sharded (accelerate launch with FSDP)",
-                           launch_env=FSDP2_LAUNCH)
+    # A method that runs the model a varying number of times per batch would leave the
+    # processes' collective operations unpaired under FSDP: it must not declare it may.
+    _launch_failing_method(pytester, small_data_cache, UNDECLARED_METHOD, "undeclared",
+                           "method 'undeclared' cannot train sharded (accelerate launch with "
+                           "FSDP)", launch_env=FSDP2_LAUNCH)
 
 
 def _methods_that_train_sharded() -> list[str]:
@@ -363,7 +382,7 @@ def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
     # processes under accelerate's FSDP config and by one process: the same weights; and
     # the same for the relearning attack on each unlearned model.
     methods = _methods_that_train_sharded()
-    assert {"gradient_ascent", "memflex", "npo", "ga_gd_id"} <= set(methods)
+    assert {"gradient_ascent", "memflex", "npo", "ga_gd_id", "ga_kl_id"} <= set(methods)
     _add_suite_file(pytester, "privacy/test_attack.py")
     data, together = _private_cache(small_data_cache, pytester.path)
     _, alone = _private_cache(small_data_cache, tmp_path)

@@ -194,3 +194,33 @@ def test_a_model_without_named_layers_is_an_error(one_process_group: None) -> No
         with ShardedTraining(model, FsdpSettings(), "probe"):
             pass
     assert type(model) is torch.nn.Sequential  # nothing was sharded
+
+
+@pytest.mark.parametrize("reshard", [True, False], ids=["reshard", "keep-gathered"])
+def test_the_frozen_reference_swaps_each_shard(one_process_group: None, reshard: bool) -> None:
+    # GA+KL's reference runs the model with the starting values swapped in: sharded, each
+    # process swaps its shards, and no pass may reuse weights gathered before a swap (with
+    # FSDP_RESHARD_AFTER_FORWARD=false, modules keep them after a forward pass).
+    from pytest_unlearn.encoding import Encoded
+    from pytest_unlearn.objectives import FrozenReference, kl_to_reference
+
+    model = _small_llama(lora=False)
+    plain = copy.deepcopy(model)
+    items = [Encoded(input_ids=(1, 5, 9, 13, 17, 21), prompt_length=3, truncated=False),
+             Encoded(input_ids=(2, 4, 6, 8, 10), prompt_length=2, truncated=False)]
+    tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    references = [FrozenReference(each, [n for n, p in each.named_parameters()])
+                  for each in (model, plain)]
+    with ShardedTraining(model, FsdpSettings(reshard_after_forward=reshard), "probe"):
+        _train(model, 2)
+        with torch.no_grad():
+            model(input_ids=tokens)  # gathered weights a module may keep
+            sharded_kl = kl_to_reference(model, references[0], items, pad_id=0)
+            sharded_logits = model(input_ids=tokens).logits
+    _train(plain, 2)
+    with torch.no_grad():
+        plain_kl = kl_to_reference(plain, references[1], items, pad_id=0)
+        plain_logits = plain(input_ids=tokens).logits
+    assert plain_kl.min() > 1e-4  # training moved the model away from its start
+    assert torch.allclose(sharded_kl, plain_kl, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(sharded_logits, plain_logits, rtol=1e-4, atol=1e-5)
