@@ -79,8 +79,8 @@ class UnlearningMethod:
     unlearns: ClassVar[bool] = True
     # True when training with the model sharded across processes (FSDP) is safe: every
     # call of the method's loss runs the model the same number of times whatever the batch
-    # holds (each forward pass communicates with every process), and the method touches
-    # the model's tensors only through forward passes while it trains.
+    # holds (each forward pass communicates with every process), and whatever it does to
+    # the model's tensors while it trains works on sharded ones (``FrozenReference`` does).
     fsdp_compatible: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
