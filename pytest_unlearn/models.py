@@ -253,6 +253,19 @@ def _load_failure(spec: ModelSpec, error: Exception) -> str:
                    "(*.safetensors); a truncated or corrupt weights file must be copied again.")
 
 
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute activations in the backward pass instead of keeping them. Only in training
+    mode: scoring and generation (eval mode) are unaffected. Non-reentrant checkpointing
+    needs no input gradients under a frozen base."""
+    # transformers 5 renamed the method (the old name warns); 4.x has the old one.
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def attach_lora(model: PreTrainedModel) -> PreTrainedModel:
     """Wrap a model with a fresh LoRA adapter (paper Table 7 settings)."""
     import warnings

@@ -27,9 +27,10 @@ from .encoding import encode_all
 from .errors import UnlearnError
 from .method import UnlearnContext, UnlearningMethod
 from .models import (ModelHandle, ModelSpec, all_tensor_names, attach_lora, build_tiny_model,
-                     get_tensors, load_pretrained, lora_tensor_names, pad_token_id, put_tensors,
-                     resolve_device, resolve_dtype, set_trainable, tiny_from_files,
-                     tokenizer_texts, train_tiny_tokenizer)
+                     enable_gradient_checkpointing, get_tensors, load_pretrained,
+                     lora_tensor_names, pad_token_id, put_tensors, resolve_device,
+                     resolve_dtype, set_trainable, tiny_from_files, tokenizer_texts,
+                     train_tiny_tokenizer)
 from .scoring import score
 from .settings import Settings
 from .training import TrainSettings, Trainer, answer_nll
@@ -233,15 +234,7 @@ class Pipeline:
                                            self.settings.trust_remote_code,
                                            balanced=self.settings.device == "balanced")
         if checkpointing:
-            # Only in training mode: scoring and generation (eval mode) are unaffected.
-            # Non-reentrant checkpointing needs no input gradients under a frozen base.
-            # transformers 5 renamed the method (the old name warns); 4.x has the old one.
-            enable = getattr(model, "activation_checkpointing_enable", None)
-            if enable is not None:
-                enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                model.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_gradient_checkpointing(model)
         return model, tokenizer
 
     # --- unlearned -------------------------------------------------------------------------

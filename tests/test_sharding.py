@@ -69,21 +69,17 @@ def one_process_group(tmp_path: Path) -> Iterator[None]:
 def _small_llama(lora: bool, checkpointed: bool = False) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pytest_unlearn.models import attach_lora, lora_tensor_names, set_trainable
+    from pytest_unlearn.models import (attach_lora, enable_gradient_checkpointing,
+                                       lora_tensor_names, set_trainable)
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
                                          num_hidden_layers=2, num_attention_heads=2,
                                          num_key_value_heads=2, max_position_embeddings=32))
     if checkpointed:  # as the pipeline turns it on (--unlearn-gradient-checkpointing)
-        enable = getattr(model, "activation_checkpointing_enable", None)
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-        assert (model.is_activation_checkpointing if enable is not None
-                else model.is_gradient_checkpointing)
+        enable_gradient_checkpointing(model)
+        assert getattr(model, "is_activation_checkpointing", None) or \
+            model.is_gradient_checkpointing
     if lora:
         model = attach_lora(model)
         set_trainable(model, lora_tensor_names(model))
