@@ -344,7 +344,8 @@ from pytest_unlearn_methods.gradient_ascent import GradientAscent
 
 
 class Undeclared(GradientAscent):
-    # A third-party method that does not say whether it may train sharded.
+    # A third-party method that does not declare that it may train sharded (False is the
+    # default; set here because gradient ascent's class declares it).
 
     name = "undeclared"
     fsdp_compatible = False
