@@ -130,8 +130,15 @@ def launched_world_size() -> int:
 
 
 def check_launch_config() -> FsdpSettings | None:
-    """The FSDP settings of accelerate's config, if it asks for FSDP; DeepSpeed is refused
-    rather than silently ignored."""
+    """The FSDP settings of accelerate's config, if it asks for FSDP; DeepSpeed and mixed
+    precision are refused rather than silently ignored."""
+    precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if precision != "no":
+        raise UnlearnError(
+            f"accelerate launch with mixed precision (ACCELERATE_MIXED_PRECISION={precision}): "
+            "not supported; the models train and score in --unlearn-dtype (bfloat16 on a GPU "
+            "by default). Set mixed_precision: 'no' in the accelerate config (or pass "
+            "--mixed_precision no) and choose the dtype with --unlearn-dtype.")
     variable = "ACCELERATE_USE_DEEPSPEED"
     if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
         raise UnlearnError(

@@ -238,6 +238,9 @@ def test_balanced_under_a_launcher_is_a_usage_error(suite_dir: Path,
      "*accelerate launch with DeepSpeed (ACCELERATE_USE_DEEPSPEED=true): not supported*"),
     ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"},
      "*accelerate launch with FSDP: FSDP_VERSION=1; pytest-unlearn shards with FSDP2*"),
+    ({"ACCELERATE_MIXED_PRECISION": "bf16"},
+     "*accelerate launch with mixed precision (ACCELERATE_MIXED_PRECISION=bf16): not "
+     "supported*--unlearn-dtype*"),
 ])
 def test_launch_configs_that_are_not_supported_are_refused(
         suite_dir: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,

@@ -220,3 +220,26 @@ def test_the_frozen_reference_swaps_each_shard(one_process_group: None, reshard:
     assert plain_kl.min() > 1e-4  # training moved the model away from its start
     assert torch.allclose(sharded_kl, plain_kl, rtol=1e-4, atol=1e-7)
     assert torch.allclose(sharded_logits, plain_logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("config,sharded", [("fsdp2.yaml", True), ("multi-gpu.yaml", False)])
+def test_the_documented_accelerate_configs_launch_what_they_say(config: str,
+                                                                sharded: bool) -> None:
+    # accelerate's own launcher turns each config of docs/accelerate/ into the environment
+    # of the processes it starts; the plugin reads that environment without an error.
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    from pytest_unlearn import distributed
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "accelerate" / config
+    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "pytest"])
+    args, _, _ = _validate_launch_command(args)
+    environment = prepare_multi_gpu_env(args)
+    assert environment["ACCELERATE_MIXED_PRECISION"] == "no"
+    settings = fsdp_from_environment(environment)
+    assert (settings == FsdpSettings()) if sharded else settings is None
+    with pytest.MonkeyPatch.context() as patch:
+        for variable, value in environment.items():
+            patch.setenv(variable, value)
+        assert distributed.check_launch_config() == settings
