@@ -134,7 +134,11 @@ class Trainer(Generic[Example]):
         # curves); it must leave the model's weights and mode as it found them.
         self.after_step = after_step
         self.group: World | None = None  # the processes training together, set by run()
-        self.sharded = False  # whether run() trains the model sharded across them (FSDP)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether run() trains the model sharded across the processes (FSDP)."""
+        return self.group is not None and self.group.fsdp is not None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -154,7 +158,6 @@ class Trainer(Generic[Example]):
             from .sharding import ShardedTraining
 
             sharding = ShardedTraining(self.model, self.group.fsdp, self.stage)
-            self.sharded = True
         with sharding:
             log = self._train(after_epoch)
         self.model.eval()
