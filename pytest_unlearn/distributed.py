@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence, TypeVar
 
 from .errors import UnlearnError
-from .sharding import FsdpSettings, fsdp_from_environment
+from .sharding import SWITCHED_ON, FsdpSettings, fsdp_from_environment
 
 if TYPE_CHECKING:
     import torch
@@ -140,7 +140,7 @@ def check_launch_config() -> FsdpSettings | None:
             "by default). Set mixed_precision: 'no' in the accelerate config (or pass "
             "--mixed_precision no) and choose the dtype with --unlearn-dtype.")
     variable = "ACCELERATE_USE_DEEPSPEED"
-    if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+    if os.environ.get(variable, "").lower() in SWITCHED_ON:
         raise UnlearnError(
             f"accelerate launch with DeepSpeed ({variable}={os.environ[variable]}): not "
             "supported. Launch with a plain multi-GPU config (accelerate launch --multi_gpu "

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-_TRUE = ("1", "true", "yes")
+# How accelerate launch and users spell an environment switch that is on.
+SWITCHED_ON = ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def fsdp_from_environment(environ: dict[str, str] | None = None) -> FsdpSettings
     FSDP. Settings that would change what is trained or where it lives, and that this
     module does not implement, are errors rather than ignored."""
     env = os.environ if environ is None else environ
-    if env.get("ACCELERATE_USE_FSDP", "").lower() not in _TRUE:
+    if env.get("ACCELERATE_USE_FSDP", "").lower() not in SWITCHED_ON:
         return None
     where = "accelerate launch with FSDP"
     version = env.get("FSDP_VERSION", "1")
@@ -71,7 +72,7 @@ def fsdp_from_environment(environ: dict[str, str] | None = None) -> FsdpSettings
                                          "(transformers' gradient checkpointing)",
     }
     for variable, why in refused.items():
-        if env.get(variable, "").lower() in _TRUE:
+        if env.get(variable, "").lower() in SWITCHED_ON:
             raise UnlearnError(f"{where}: {variable}={env[variable]}: {why}. Set it to false "
                                "in the accelerate config.")
     if env.get("FSDP_IGNORED_MODULES"):
