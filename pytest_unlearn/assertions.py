@@ -27,4 +27,5 @@ def fail_item(message: str) -> NoReturn:
     the same source lines per failure, and formatting it costs more than the rest of the
     test (benchmarks/pytest_overhead.py).
     """
+    __tracebackhide__ = True  # pytest reports the failure at the line of the test
     pytest.fail(message, pytrace=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
@@ -105,6 +106,8 @@ def pytest_configure(config: pytest.Config) -> None:
         except UnlearnError as error:
             raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = UnlearnSession(resolved, _ProgressWriter(config))
+    config.pluginmanager.register(_session_fixtures(config.stash[SESSION_KEY]),
+                                  "unlearn-fixtures")
     if not _is_worker(config):
         config.pluginmanager.register(UnlearnReporter(config), "unlearn-reporter")
 
@@ -174,7 +177,8 @@ def _parametrize_seeds(metafunc: pytest.Metafunc) -> None:
     """With --unlearn-seeds N > 1, one test per seed too (ids ``seed0``, ``seed1``, ...)."""
     seeds = metafunc.config.stash[SESSION_KEY].settings.unlearn_seeds
     if len(seeds) > 1 and "unlearn_seed" in metafunc.fixturenames:
-        metafunc.parametrize("unlearn_seed", seeds, indirect=True, scope="session",
+        # Direct: the values replace the unlearn_seed fixture's.
+        metafunc.parametrize("unlearn_seed", seeds, scope="session",
                              ids=[f"seed{seed}" for seed in seeds])
 
 
@@ -204,12 +208,30 @@ def _domain_of(metafunc: pytest.Metafunc) -> tuple[str, str | None]:
 # --- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def unlearn_session(request: pytest.FixtureRequest) -> UnlearnSession:
-    """The run's state: settings, methods, data and model pipeline."""
-    # request, not pytestconfig: pytest resolves a cached fixture's whole dependency chain
-    # again for every test, and item tests come by the ten thousand.
-    return request.config.stash[SESSION_KEY]
+def _session_fixtures(unlearn: UnlearnSession) -> ModuleType:
+    """The fixtures that hold the run's state, in a plugin module of their own that each
+    pytest run registers.
+
+    They take no ``request``: pytest resolves every dependency of a cached fixture again
+    for each test, and each ``request`` it resolves costs a new fixture definition; item
+    tests come by the ten thousand (benchmarks/pytest_overhead.py).
+    """
+
+    @pytest.fixture(scope="session")
+    def unlearn_session() -> UnlearnSession:
+        """The run's state: settings, methods, data and model pipeline."""
+        return unlearn
+
+    @pytest.fixture(scope="session")
+    def unlearn_seed() -> int:
+        """The seed of the unlearning run: --unlearn-seed, or with --unlearn-seeds N > 1 each
+        of the N seeds in turn (the tests are parametrized by it)."""
+        return unlearn.settings.seed
+
+    plugin = ModuleType(f"{__name__}.session_fixtures")
+    plugin.unlearn_session = unlearn_session  # type: ignore[attr-defined]
+    plugin.unlearn_seed = unlearn_seed  # type: ignore[attr-defined]
+    return plugin
 
 
 @pytest.fixture(scope="session")
@@ -225,14 +247,10 @@ def unlearn_domain(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def unlearn_seed(request: pytest.FixtureRequest, unlearn_session: UnlearnSession) -> int:
-    """The seed of the unlearning run (parametrized by --unlearn-seeds N > 1)."""
-    return getattr(request, "param", unlearn_session.settings.seed)
-
-
-@pytest.fixture
 def unlearn_prompt() -> str:
     """The prompt variant the item is asked under (parametrized by --unlearn-prompts)."""
+    # Session scope while it is not parametrized, so that it is set up once, not per test;
+    # the parametrization is function-scoped.
     return DEFAULT_PROMPT
 
 
@@ -477,6 +495,32 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                                                                    DEFAULT_PROMPT)),
                                      ("unlearn_test", _test_kind(item)),
                                      ("unlearn_item", knowundo.id)])
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """An item test failed with its message alone (``fail_item``, ``pytrace=False``): its
+    traceback starts at the test function.
+
+    pytest reports such a failure by its message, but first cuts its traceback down to the
+    test function anyway, finding and checking on disk the file of every frame above it
+    (pytest's and pluggy's, about twenty); with thousands of failing items that was most
+    of a failure's cost (benchmarks/pytest_overhead.py). Starting the traceback at the test
+    function, found by its code object, leaves pytest nothing to cut; the report is the
+    same.
+    """
+    excinfo = call.excinfo
+    if (excinfo is not None and isinstance(excinfo.value, pytest.fail.Exception)
+            and not excinfo.value.pytrace
+            and "knowundo_item" in getattr(item, "fixturenames", ())):
+        code = getattr(getattr(item, "obj", None), "__code__", None)
+        traceback = excinfo.traceback
+        for index, entry in enumerate(traceback):
+            if entry.frame.code.raw is code:
+                excinfo.traceback = traceback[index:]
+                break
+    return (yield)
 
 
 def _test_kind(item: pytest.Item) -> str:

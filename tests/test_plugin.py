@@ -320,6 +320,29 @@ def test_vanilla_run_junit_and_json_agree(suite_dir: Path, pytester: pytest.Pyte
     assert row["retention_success"] >= 0.9
 
 
+def test_item_failures_point_at_the_line_of_the_test(suite_dir: Path, pytester: pytest.Pytester,
+                                                    cache_arg: str,
+                                                    warm_cache: dict[str, Any]) -> None:
+    """The plugin starts a failed item test's traceback at the test function (pytest would
+    walk every frame above it): each failure is still reported by its message, at the
+    line of the suite that failed it."""
+    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg, "--tb=line")
+    text = text_of(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, text
+    suite = next(pytester.path.rglob("test_privacy.py"))
+    lines = suite.read_text().splitlines()
+    for verdict, scope in (("still recalls", "unlearn"), ("no longer recalls", "retention")):
+        line_number = 1 + next(index for index, line in enumerate(lines)
+                               if f'"{verdict}"' in line)
+        # --tb=line: "<file>:<line>: Failed: <message>" per failure
+        reported = [line for line in result.outlines if f": Failed: privacy-{scope}-" in line]
+        passed = warm_cache["rows"][0][f"{scope}_success"] * 28
+        assert len(reported) == 28 - round(passed), text
+        for line in reported:
+            assert line.startswith(f"{suite}:{line_number}: Failed: privacy-{scope}-"), line
+            assert f"the model {verdict} the answer" in line, line
+
+
 # --- i. a second identical run trains nothing ---------------------------------------------------
 
 
