@@ -65,8 +65,12 @@ class _GaKl(UnlearningMethod):
                                           scale * _weights(batch, rows, losses) * kl)
             return losses
 
-        return train_and_report(context, self.name, self.config, items, item_losses,
-                                retain_source=self.retain_source)
+        result = train_and_report(context, self.name, self.config, items, item_losses,
+                                  retain_source=self.retain_source)
+        # Starting values held by this process at the end: all of them, or under FSDP its
+        # shards of them.
+        result.log["reference_numel"] = reference.held_numel()
+        return result
 
 
 def _rows(rows: list[int], like: torch.Tensor) -> torch.Tensor:

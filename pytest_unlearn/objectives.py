@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .encoding import Encoded, collate
+from .errors import UnlearnError
 from .method import MethodResult
 from .training import TrainSettings, Trainer, answer_nll
 
@@ -63,8 +64,6 @@ def interleave(forget: Sequence[Encoded], retain: Sequence[Encoded], forget_weig
     unused, and when retain items are fewer they are reused in order (cycled).
     """
     if not retain:
-        from .errors import UnlearnError
-
         raise UnlearnError("no retain items to pair with the forget items")
     items = []
     for index, encoded in enumerate(forget):
@@ -129,7 +128,9 @@ class FrozenReference:
     values back. For a LoRA model that copy is the small adapter, not the whole model.
     While the model is sharded (FSDP, ``sharding.py``) each process swaps its own shard of
     each tensor, and every sharded module drops the weights it gathered before and after,
-    so that no forward pass sees stale values.
+    so that no forward pass sees stale values. The first sharded swap cuts the starting
+    values down to this process's shards, so that while training each process holds its
+    share of them only; the reference then serves that sharded training alone.
     """
 
     def __init__(self, model: PreTrainedModel, names: Sequence[str]) -> None:
@@ -138,6 +139,11 @@ class FrozenReference:
         self.names = list(names)
         self.initial = {name: parameters[name].detach().clone() for name in self.names}
         self._initial_shards: dict[str, torch.Tensor] = {}
+
+    def held_numel(self) -> int:
+        """How many starting values this process holds (whole tensors, or its shards)."""
+        return sum(tensor.numel() for tensor in [*self.initial.values(),
+                                                 *self._initial_shards.values()])
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         import torch
@@ -155,12 +161,18 @@ class FrozenReference:
 
         parameters = dict(self.model.named_parameters())
         if not is_sharded(self.model):
+            if self._initial_shards:
+                raise UnlearnError(
+                    "FrozenReference: its starting values were cut to this process's shards "
+                    "while the model was sharded (FSDP), so it cannot serve the whole model "
+                    "afterwards; make a new FrozenReference for each training run")
             return {name: (parameters[name].data, self.initial[name]) for name in self.names}
         targets = {}
         for name in self.names:
             local, shard_of = local_shard(parameters[name])
             if name not in self._initial_shards:
-                self._initial_shards[name] = shard_of(self.initial[name])
+                # A copy, so that the whole tensor's memory goes with it.
+                self._initial_shards[name] = shard_of(self.initial.pop(name)).clone()
             targets[name] = (local, self._initial_shards[name])
         return targets
 

@@ -401,6 +401,8 @@ def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
     assert single.ret == pytest.ExitCode.OK
 
     sharded, serial = _unlearned_weights(together), _unlearned_weights(alone)
+    assert any("reference_numel" in json.loads(path.read_text())  # GA+KL's, checked below
+               for path in (alone / "unlearned").glob("*/*/method_log.json"))
     assert sharded.keys() == serial.keys() and len(serial) == 2 * len(methods)
     logs = [{path.parent.name: json.loads(path.read_text())
              for path in (cache / "unlearned").glob("*/*/method_log.json")}
@@ -412,6 +414,11 @@ def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
         assert train["last_loss"] == pytest.approx(theirs["last_loss"], rel=1e-3, abs=1e-4), key
         if "curve" in log:  # a method's (the attack records none)
             assert len(logs[0][key]["curve"]) == len(log["curve"]) > 1, key
+        if "reference_numel" in log:  # GA+KL's frozen reference: its starting values
+            # One process holds every trained value; under FSDP each holds its shards, about
+            # half of them (a shard is padded up to an even cut).
+            held, whole = logs[0][key]["reference_numel"], log["reference_numel"]
+            assert 0.45 * whole <= held <= 0.55 * whole, (key, held, whole)
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
     for key, weights in serial.items():
         # AdamW turns float rounding in a near-zero gradient into a step of the lr's size,
