@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+# Per item of a batch: token accuracy, mean answer-token log-probability, answer tokens; as
+# lists, or as tensors on the model's device (``_answer_figures_batched``).
+Figures = tuple[Any, Any, Any]
+
 
 @dataclass(frozen=True)
 class ItemScore:
@@ -55,8 +59,7 @@ def answer_token_losses(logits: torch.Tensor, labels: torch.Tensor,
     return losses * mask, mask
 
 
-def _answer_figures(logits: torch.Tensor, labels: torch.Tensor,
-                    ) -> tuple[list[float], list[float], list[int]]:
+def _answer_figures(logits: torch.Tensor, labels: torch.Tensor) -> Figures:
     """Per item of the batch: token accuracy, mean answer-token log-probability, answer
     length. Only answer positions are scored (torch's fused cross-entropy and an argmax over
     the vocabulary).
@@ -65,8 +68,9 @@ def _answer_figures(logits: torch.Tensor, labels: torch.Tensor,
     end. On a CPU each row's run is scored on its own: it is a contiguous slice of the logits
     that stays in the processor's cache from the cross-entropy to the argmax, with no copy
     of the batch's answer rows (``benchmarks/scoring_speed.py`` times both ways on the same
-    logits). On a GPU, where each row would cost its own kernel launches, the answer rows of
-    the whole batch are gathered and scored in one pass.
+    logits). On a GPU, where each row would cost its own kernel launches, the whole batch is
+    scored in one pass whose figures stay on the GPU, so that nothing waits for the GPU
+    until every batch is queued.
     """
     if logits.device.type == "cpu":
         return _answer_figures_by_row(logits, labels)
@@ -101,24 +105,26 @@ def _answer_figures_by_row(logits: torch.Tensor, labels: torch.Tensor,
 
 
 def _answer_figures_batched(logits: torch.Tensor, labels: torch.Tensor,
-                            ) -> tuple[list[float], list[float], list[int]]:
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The figures as tensors on the logits' device, computed with no value read back: the
+    cross-entropy and argmax run over every kept position, and the positions that are not
+    answer tokens are masked out of the per-row sums."""
     import torch
     import torch.nn.functional as F
 
+    # Position t predicts label t + 1.
     shifted_labels = labels[:, 1:]
     mask = shifted_labels != IGNORE_INDEX
-    answer_logits = logits[:, :-1, :][mask].float()
-    targets = shifted_labels[mask]
-    rows = mask.nonzero()[:, 0].cpu()
-    size = labels.shape[0]
-    nll = F.cross_entropy(answer_logits, targets, reduction="none")
-    predicted = answer_logits.argmax(dim=-1)  # the first maximal index, on ties
-    losses = torch.zeros(size, dtype=torch.float64).index_add_(0, rows, nll.double().cpu())
-    hits = torch.zeros(size, dtype=torch.float64).index_add_(
-        0, rows, (predicted == targets).double().cpu())
-    counts = mask.sum(dim=1).clamp(min=1).double().cpu()
-    return ((hits / counts).tolist(), (-losses / counts).tolist(),
-            mask.sum(dim=1).tolist())
+    vocabulary = logits.shape[-1]
+    scored = logits[:, :-1, :].float().reshape(-1, vocabulary)
+    targets = shifted_labels.reshape(-1)
+    nll = F.cross_entropy(scored, targets, ignore_index=IGNORE_INDEX, reduction="none")
+    predicted = scored.argmax(dim=-1)  # the first maximal index, on ties
+    hits = ((predicted == targets) & mask.reshape(-1)).view(mask.shape)
+    counts = mask.sum(dim=1)
+    per_row = counts.clamp(min=1).to(torch.float64)
+    return (hits.sum(dim=1, dtype=torch.float64) / per_row,
+            -nll.view(mask.shape).sum(dim=1, dtype=torch.float64) / per_row, counts)
 
 
 def per_item_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -146,40 +152,52 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    results: list[ItemScore | None] = [None] * len(encoded)
+    # Each batch's figures; on a GPU they stay there until every batch has been queued.
+    pending: list[tuple[list[int], Figures]] = []
     try:
         with _inference(model):
             for indices in length_buckets(encoded, batch_size):
-                batch = collate([encoded[i] for i in indices], pad_id, device, left=True)
+                records = [encoded[i] for i in indices]
+                batch = collate(records, pad_id, device, left=True)
+                # The positions to keep, from the records, not from the (GPU) labels.
+                keep = min(max(record.answer_length for record in records) + 1,
+                           batch["labels"].shape[1])
                 try:
-                    logits, labels = answer_logits(model, batch)
+                    logits, labels = answer_logits(model, batch, keep)
+                    pending.append((indices, _answer_figures(logits, labels)))
                 except torch.OutOfMemoryError:
                     raise _out_of_memory("scoring", batch["input_ids"].shape,
                                          batch_size) from None
-                token_accuracy, mean_logprob, counts = _answer_figures(logits, labels)
-                for row, index in enumerate(indices):
-                    results[index] = ItemScore(token_accuracy=token_accuracy[row],
-                                               mean_logprob=mean_logprob[row],
-                                               answer_tokens=counts[row])
+                del logits, labels
     finally:
         model.train(was_training)
+    results: list[ItemScore | None] = [None] * len(encoded)
+    for indices, figures in pending:
+        token_accuracy, mean_logprob, counts = (
+            each.tolist() if hasattr(each, "tolist") else each for each in figures)
+        for row, index in enumerate(indices):
+            results[index] = ItemScore(token_accuracy=token_accuracy[row],
+                                       mean_logprob=mean_logprob[row],
+                                       answer_tokens=counts[row])
     return [result for result in results if result is not None]
 
 
 def answer_logits(model: PreTrainedModel, batch: dict[str, torch.Tensor],
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+                  keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits of a left-padded batch (``collate(..., left=True)``) at the positions that
     predict answer tokens only, and the labels cut to match.
 
     The answers end every row, so the last (longest answer + 1) positions hold every
-    prediction of an answer token. A model whose forward takes ``logits_to_keep`` (the
-    transformers causal LMs) computes its output layer on those positions only: with a large
-    vocabulary the logits of the question tokens are most of the output layer's work and
-    memory. Other models are run in full and their logits cut.
+    prediction of an answer token: ``keep``, counted from the labels unless given. A model
+    whose forward takes ``logits_to_keep`` (the transformers causal LMs) computes its output
+    layer on those positions only: with a large vocabulary the logits of the question tokens
+    are most of the output layer's work and memory. Other models are run in full and their
+    logits cut.
     """
     labels = batch["labels"]
-    answer_lengths = (labels != IGNORE_INDEX).sum(dim=1)
-    keep = min(int(answer_lengths.max()) + 1, labels.shape[1])
+    if keep is None:
+        answer_lengths = (labels != IGNORE_INDEX).sum(dim=1)
+        keep = min(int(answer_lengths.max()) + 1, labels.shape[1])
     takes = _forward_takes(model)
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if "position_ids" in takes:

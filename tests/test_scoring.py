@@ -62,6 +62,26 @@ def test_batched_scores_equal_one_at_a_time_in_input_order():
     assert batched == single
 
 
+def test_score_gives_the_same_figures_the_gpu_way(monkeypatch: pytest.MonkeyPatch):
+    # On a GPU, score() keeps each batch's figures on the device until every batch is
+    # queued; here the same path on the CPU, against the per-row path the CPU takes.
+    import pytest_unlearn.scoring as scoring
+
+    torch.manual_seed(0)
+    model = TableModel({1: 2, 2: 3, 3: 4, 5: 6, 6: 7})
+    encoded = [Encoded((1, 2, 3, 4), 2, False), Encoded((1, 5, 6, 7, 8), 2, False),
+               Encoded((2, 3, 9, 9, 9), 3, False), Encoded((5, 6, 7), 1, False),
+               Encoded((1, 2, 3), 2, False, targets=(9,))]
+    by_row = score(model, encoded, pad_id=0, batch_size=2)
+    monkeypatch.setattr(scoring, "_answer_figures", scoring._answer_figures_batched)
+    on_device = score(model, encoded, pad_id=0, batch_size=2)
+    assert [(s.token_accuracy, s.answer_tokens) for s in on_device] == [
+        (s.token_accuracy, s.answer_tokens) for s in by_row]
+    assert [s.mean_logprob for s in on_device] == pytest.approx(
+        [s.mean_logprob for s in by_row], abs=1e-6)
+    assert len({s.token_accuracy for s in by_row}) > 1  # the items differ
+
+
 def test_mean_logprob_matches_cross_entropy():
     logits = torch.randn(1, 4, 7)
     labels = torch.tensor([[IGNORE_INDEX, 3, 5, 1]])
@@ -88,8 +108,10 @@ def test_the_cpu_and_gpu_ways_of_scoring_a_batch_agree_with_a_direct_computation
         correct = (answer_logits.argmax(-1) == targets).float().mean().item()
         logprob = -torch.nn.functional.cross_entropy(answer_logits, targets).item()
         expected.append((correct, logprob, len(positions)))
+    on_device = _answer_figures_batched(logits, labels)  # tensors: the GPU way
+    assert all(isinstance(each, torch.Tensor) for each in on_device)
     for figures in (_answer_figures_by_row(logits, labels),
-                    _answer_figures_batched(logits, labels)):
+                    tuple(each.tolist() for each in on_device)):
         accuracy, logprob, counts = figures
         assert counts == [count for _, _, count in expected]
         assert accuracy == pytest.approx([a for a, _, _ in expected], abs=1e-12)
