@@ -416,7 +416,7 @@ def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
             assert len(logs[0][key]["curve"]) == len(log["curve"]) > 1, key
         if "reference_numel" in log:  # GA+KL's frozen reference: its starting values
             # One process holds every trained value; under FSDP each holds its shards, about
-            # half of them (a shard is padded up to an even cut).
+            # half of them (the main process's shard of an odd number of rows is a row more).
             held, whole = logs[0][key]["reference_numel"], log["reference_numel"]
             assert 0.45 * whole <= held <= 0.55 * whole, (key, held, whole)
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
