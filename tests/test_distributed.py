@@ -163,6 +163,33 @@ def test_two_processes_train_the_model_that_one_process_trains(
     assert not list((together / "tmp").glob("*rank*"))  # the other process's scratch is gone
 
 
+def test_knowledge_injection_under_fsdp_decides_as_one_process_does(
+        suite_dir: Path, pytester: pytest.Pytester,
+        small_data_cache: tuple[Path, Path]) -> None:
+    # Injection trains until the model recalls its data, scoring the sharded model after
+    # every second epoch; both processes must take the decision one process takes (a
+    # process that went on alone would wait forever in the next collective). The weights
+    # are not compared: over tens of epochs the two ways' float rounding drifts apart.
+    data, one_process = small_data_cache
+    sharded = pytester.path / "cache"  # empty: the vanilla model is built here
+    launched = _torchrun(pytester.path, "--unlearn-method=none", f"--unlearn-data={data}",
+                         "--unlearn-build-only", "--unlearn-max-new-tokens=0",
+                         f"--unlearn-cache-dir={sharded}", launch_env=FSDP2_LAUNCH)
+    output = launched.stdout + launched.stderr
+    assert launched.returncode == 0, output[-6000:]
+    fsdp, one = (json.loads(next((cache / "vanilla").glob("*/*/injection.json")).read_text())
+                 for cache in (sharded, one_process))
+    assert (fsdp["train_log"]["sharding"], fsdp["train_log"]["processes"]) == ("fsdp", 2)
+    assert (one["train_log"]["sharding"], one["train_log"]["processes"]) == ("", 1)
+    for field in ("epochs_run", "steps", "stopped_early"):
+        assert fsdp["train_log"][field] == one["train_log"][field], field
+    # On this data neither reaches the target (token accuracy 0.999) before the last of
+    # 40 epochs: every second epoch both scored the sharded model, and both went on.
+    assert fsdp["train_log"]["epochs_run"] == 40 and not fsdp["train_log"]["stopped_early"]
+    assert fsdp["token_accuracy"] == pytest.approx(one["token_accuracy"], abs=0.02)
+    assert fsdp["exact_share"] == pytest.approx(one["exact_share"], abs=0.2)
+
+
 def _stored(cache: Path, name: str) -> list[dict]:
     """The content of every scores entry holding ``name`` (item_scores.json, scores.json)."""
     return [json.loads(path.read_text()) for path in sorted((cache / "scores").glob(f"*/*/{name}"))]
