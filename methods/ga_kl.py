@@ -4,7 +4,8 @@ the current model from the frozen starting model on retain items.
 Items are interleaved as in GA+GD. A forget item's loss is -NLL; a retain item's loss is
 the mean over its positions of KL(p_start || p_now) (the reference uses the cross-entropy
 against the frozen model, which has the same gradient). The starting model is kept as a
-copy of the trainable tensors only.
+copy of the trainable tensors only, taken when training starts (under FSDP, each process's
+shards of them).
 """
 
 from __future__ import annotations
@@ -66,9 +67,8 @@ class _GaKl(UnlearningMethod):
             return losses
 
         result = train_and_report(context, self.name, self.config, items, item_losses,
-                                  retain_source=self.retain_source)
-        # Starting values held by this process at the end: all of them, or under FSDP its
-        # shards of them.
+                                  on_start=reference.capture, retain_source=self.retain_source)
+        # Starting values this process held: all of them, or under FSDP its shards of them.
         result.log["reference_numel"] = reference.held_numel()
         return result
 

@@ -126,24 +126,37 @@ class FrozenReference:
 
     ``logits`` runs the model with the starting values swapped in, then swaps the current
     values back. For a LoRA model that copy is the small adapter, not the whole model.
-    While the model is sharded (FSDP, ``sharding.py``) each process swaps its own shard of
-    each tensor, and every sharded module drops the weights it gathered before and after,
-    so that no forward pass sees stale values. The first sharded swap cuts the starting
-    values down to this process's shards, so that while training each process holds its
-    share of them only; the reference then serves that sharded training alone.
+
+    ``capture`` takes the copy; the Trainer calls it once training starts, before the first
+    step (``train_and_report(..., on_start=reference.capture)``). Under FSDP
+    (``sharding.py``) the model is sharded by then, so each process copies its own shards
+    of the starting values only and no process ever holds a whole second copy; while the
+    model is sharded each process swaps its shards, and every sharded module drops the
+    weights it gathered before and after, so that no forward pass sees stale values. A
+    reference serves the layout it was captured in (whole or sharded) only.
     """
 
     def __init__(self, model: PreTrainedModel, names: Sequence[str]) -> None:
-        parameters = dict(model.named_parameters())
         self.model = model
         self.names = list(names)
-        self.initial = {name: parameters[name].detach().clone() for name in self.names}
-        self._initial_shards: dict[str, torch.Tensor] = {}
+        self.initial: dict[str, torch.Tensor] = {}
+        self._captured_sharded: bool | None = None  # None until capture()
+
+    def capture(self) -> None:
+        """Copy the trained tensors' values now (this process's shards, if sharded)."""
+        from .sharding import is_sharded, local_values
+
+        if self._captured_sharded is not None:
+            raise UnlearnError("FrozenReference.capture(): the starting values were already "
+                               "taken; make a new FrozenReference for each training run")
+        parameters = dict(self.model.named_parameters())
+        self._captured_sharded = is_sharded(self.model)
+        self.initial = {name: local_values(parameters[name]).detach().clone()
+                        for name in self.names}
 
     def held_numel(self) -> int:
         """How many starting values this process holds (whole tensors, or its shards)."""
-        return sum(tensor.numel() for tensor in [*self.initial.values(),
-                                                 *self._initial_shards.values()])
+        return sum(tensor.numel() for tensor in self.initial.values())
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         import torch
@@ -157,24 +170,22 @@ class FrozenReference:
     def targets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each tensor's current values as this process holds them (the whole tensor, or
         its shard), and its starting values in the same form."""
-        from .sharding import is_sharded, local_shard
+        from .sharding import is_sharded, local_values
 
+        if self._captured_sharded is None:
+            raise UnlearnError("FrozenReference used before capture(): pass "
+                               "on_start=reference.capture to the Trainer (train_and_report), "
+                               "or call it before the first optimizer step")
+        if is_sharded(self.model) != self._captured_sharded:
+            layouts = ("whole", "sharded (FSDP)")
+            raise UnlearnError(
+                f"FrozenReference: its starting values were taken while the model was "
+                f"{layouts[self._captured_sharded]}, but it is now "
+                f"{layouts[not self._captured_sharded]}; make a new FrozenReference for each "
+                "training run")
         parameters = dict(self.model.named_parameters())
-        if not is_sharded(self.model):
-            if self._initial_shards:
-                raise UnlearnError(
-                    "FrozenReference: its starting values were cut to this process's shards "
-                    "while the model was sharded (FSDP), so it cannot serve the whole model "
-                    "afterwards; make a new FrozenReference for each training run")
-            return {name: (parameters[name].data, self.initial[name]) for name in self.names}
-        targets = {}
-        for name in self.names:
-            local, shard_of = local_shard(parameters[name])
-            if name not in self._initial_shards:
-                # A copy, so that the whole tensor's memory goes with it.
-                self._initial_shards[name] = shard_of(self.initial.pop(name)).clone()
-            targets[name] = (local, self._initial_shards[name])
-        return targets
+        return {name: (local_values(parameters[name]), self.initial[name])
+                for name in self.names}
 
 
 class _Swap:
@@ -228,8 +239,10 @@ def encode_records(context: UnlearnContext, records: Sequence[Record], what: str
 
 def train_and_report(context: UnlearnContext, name: str, config: TrainSettings,
                      examples: Sequence[Any], item_losses: Callable[[list[Any]], torch.Tensor],
-                     **log: Any) -> MethodResult:
-    """Run the shared Trainer on ``examples`` and wrap the model and its log."""
+                     on_start: Callable[[], None] | None = None, **log: Any) -> MethodResult:
+    """Run the shared Trainer on ``examples`` and wrap the model and its log; ``on_start``
+    as the Trainer's."""
     trainer = Trainer(context.model, examples, item_losses, config, context.seed,
-                      f"{name} {context.domain}", context.progress, context.after_step)
+                      f"{name} {context.domain}", context.progress, context.after_step,
+                      on_start)
     return MethodResult(context.model, {"train": trainer.run().to_dict(), **log})

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import UnlearnError
 
@@ -217,24 +217,11 @@ def drop_gathered(model: Any) -> None:
                 module.reshard()
 
 
-def local_shard(parameter: torch.Tensor,
-                ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-    """A sharded parameter's local values (writable in place), and a function that takes a
-    whole tensor of the parameter's shape to this process's shard of it."""
-    from torch.distributed.tensor import distribute_tensor
-
-    mesh, placements = parameter.device_mesh, parameter.placements  # type: ignore[attr-defined]
-    local = parameter.to_local()  # type: ignore[attr-defined]
-
-    def shard_of(whole: torch.Tensor) -> torch.Tensor:
-        # src_data_rank=None: each process cuts its shard from its own copy, no messages.
-        shard = distribute_tensor(whole, mesh, placements, src_data_rank=None).to_local()
-        if shard.shape != local.shape:
-            raise UnlearnError(f"a shard of shape {tuple(shard.shape)} for a parameter whose "
-                               f"local shard is {tuple(local.shape)}")
-        return shard
-
-    return local, shard_of
+def local_values(parameter: torch.Tensor) -> torch.Tensor:
+    """The values of ``parameter`` this process holds, writable in place: its local shard
+    while the model is sharded, else the whole tensor."""
+    to_local = getattr(parameter, "to_local", None)
+    return to_local() if to_local is not None else parameter.data
 
 
 def local_numel(tensor: torch.Tensor) -> int:

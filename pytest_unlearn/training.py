@@ -119,7 +119,8 @@ class Trainer(Generic[Example]):
                  item_losses: Callable[[list[Example]], torch.Tensor],
                  settings: TrainSettings, seed: int, stage: str,
                  progress: Callable[[str], None] | None = None,
-                 after_step: Callable[[int], None] | None = None) -> None:
+                 after_step: Callable[[int], None] | None = None,
+                 on_start: Callable[[], None] | None = None) -> None:
         if not examples:
             raise UnlearnError(f"{stage}: nothing to train on (no examples)")
         settings.check(stage)
@@ -133,6 +134,9 @@ class Trainer(Generic[Example]):
         # Called with 0 before the first step and with each step's number after it (training
         # curves); it must leave the model's weights and mode as it found them.
         self.after_step = after_step
+        # Called once when training starts: after the model is sharded (FSDP), before the
+        # first step (a frozen copy of the starting values takes it then).
+        self.on_start = on_start
         self.group: World | None = None  # the processes training together, set by run()
 
     @property
@@ -183,6 +187,8 @@ class Trainer(Generic[Example]):
         log = TrainLog(processes=1 if self.group is None else self.group.size,
                        sharding="" if self.group is None else
                        "fsdp" if self.sharded else "optimizer")
+        if self.on_start is not None:
+            self.on_start()
         if self.after_step is not None:
             self.after_step(0)
         self.model.train()

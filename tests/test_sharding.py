@@ -207,12 +207,17 @@ def test_the_frozen_reference_swaps_each_shard(one_process_group: None, reshard:
     tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
     references = [FrozenReference(each, [n for n, p in each.named_parameters()])
                   for each in (model, plain)]
+    assert references[0].held_numel() == 0  # nothing is copied before training starts
+    with pytest.raises(UnlearnError, match="before capture"):
+        kl_to_reference(model, references[0], items, pad_id=0)
     with ShardedTraining(model, FsdpSettings(reshard_after_forward=reshard), "probe"):
+        references[0].capture()  # as the Trainer does: sharded, before the first step
         _train(model, 2)
         with torch.no_grad():
             model(input_ids=tokens)  # gathered weights a module may keep
             sharded_kl = kl_to_reference(model, references[0], items, pad_id=0)
             sharded_logits = model(input_ids=tokens).logits
+    references[1].capture()
     _train(plain, 2)
     with torch.no_grad():
         plain_kl = kl_to_reference(plain, references[1], items, pad_id=0)
@@ -220,6 +225,9 @@ def test_the_frozen_reference_swaps_each_shard(one_process_group: None, reshard:
     assert plain_kl.min() > 1e-4  # training moved the model away from its start
     assert torch.allclose(sharded_kl, plain_kl, rtol=1e-4, atol=1e-7)
     assert torch.allclose(sharded_logits, plain_logits, rtol=1e-4, atol=1e-5)
+    # Taken sharded, the reference serves the sharded model only.
+    with pytest.raises(UnlearnError, match="taken while the model was sharded"):
+        kl_to_reference(model, references[0], items, pad_id=0)
 
 
 @pytest.mark.parametrize("config,sharded", [("fsdp2.yaml", True), ("multi-gpu.yaml", False)])
