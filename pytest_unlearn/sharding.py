@@ -226,5 +226,4 @@ def local_values(parameter: torch.Tensor) -> torch.Tensor:
 
 def local_numel(tensor: torch.Tensor) -> int:
     """Elements this process holds of ``tensor`` (its shard, for a sharded one)."""
-    to_local = getattr(tensor, "to_local", None)
-    return int(to_local().numel()) if to_local is not None else tensor.numel()
+    return int(local_values(tensor).numel())
