@@ -12,6 +12,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GENERAL_SUITE = REPO_ROOT / "suites" / "general"
+# The gate that README's and docs/ci.md's release commands pass.
+RELEASE_GATE = REPO_ROOT / "suites" / "release-gate.yaml"
 
 
 def output_of(result: pytest.RunResult) -> str:
@@ -109,6 +111,15 @@ def test_general_suite_through_lm_eval(pytester: pytest.Pytester, suite_writer: 
         assert result_row["n"] == 30 and 0.0 <= result_row["score"] <= 1.0
         if result_row["method"] == "none":  # the vanilla model is its own reference
             assert result_row["drop"] == 0.0
+    # The shipped release gate checks the candidate's (none's) general tasks, not the others.
+    from pytest_unlearn.gate import evaluate_gate, load_gate
+
+    drops = [check for check in evaluate_gate(load_gate(RELEASE_GATE), json.loads(
+        (pytester.path / "r.json").read_text())) if check.what.endswith(" drop")]
+    assert sorted(check.what for check in drops) == [
+        f"none/privacy {task} drop"
+        for task in ("unlearn_builtin_arith", "unlearn_builtin_facts", "unlearn_builtin_order")]
+    assert all(check.value == 0.0 and check.passed for check in drops)
 
 
 def test_rouge_l_of_the_vanilla_model_is_high(warm_cache: dict[str, Any]) -> None:
@@ -117,3 +128,18 @@ def test_rouge_l_of_the_vanilla_model_is_high(warm_cache: dict[str, Any]) -> Non
     row = next(r for r in warm_cache["rows"] if r["method"] == "none")
     assert row["retention_rouge_l"] > 0.9 and row["unlearn_rouge_l"] > 0.9
     assert all(item["rouge_l"] is not None for item in warm_cache["items"])
+
+
+def test_the_shipped_release_gate_checks_the_candidates_row(warm_cache: dict[str, Any]) -> None:
+    # README's and docs/ci.md's release commands test a candidate as it is
+    # (--unlearn-method=none, suites/privacy): the shipped gate must check that row (a gate
+    # skips none's row by default) and no domain the command does not run.
+    from pytest_unlearn.gate import evaluate_gate, load_gate
+
+    checks = evaluate_gate(load_gate(RELEASE_GATE), warm_cache)
+    row = next(r for r in warm_cache["rows"] if r["method"] == "none")
+    assert [(check.what, check.value) for check in checks] == [
+        ("none/privacy unlearn_success", row["unlearn_success"]),
+        ("none/privacy retention_success", row["retention_success"])]
+    # The vanilla model recalls what it must forget: it fails on unlearning alone.
+    assert [check.passed for check in checks] == [False, True]
