@@ -4,8 +4,8 @@ It runs a method on a toy model (LLaMA architecture, about 60k parameters) that 
 memorized a few dozen builtin privacy records, once fully trained and once with a LoRA
 adapter, and checks that:
 
-- every training loss is finite;
-- the NLL of the forget records rises;
+- it reports its training (``log["train"]``, a ``TrainLog``'s dict) and every loss is finite;
+- the NLL of the forget records rises by at least ``MIN_FORGET_NLL_RISE`` of its value;
 - tensors the method must leave alone are bit-identical afterwards (everything outside
   ``trainable``, and outside the method's reported region if it reports one);
 - the same seed gives bit-identical tensors and scores;
@@ -39,8 +39,15 @@ from .method import MethodResult, UnlearnContext, UnlearningMethod, make_config
 TOY_ARCHITECTURE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                     "num_attention_heads": 4, "num_key_value_heads": 4,
                     "max_position_embeddings": 256, "tie_word_embeddings": True}
-# Short training so every method runs in seconds: 24 forget items, 6 per step.
-TOY_OVERRIDES = {"epochs": 2, "batch_size": 1, "grad_accum": 6}
+# Short training so every method runs in about a second: 24 forget items, 6 per step, 6
+# epochs (24 steps).
+TOY_OVERRIDES = {"epochs": 6, "batch_size": 1, "grad_accum": 6}
+# The least relative rise of the forget records' mean NLL that counts as unlearning on the
+# toy model. Every built-in method with its tiny preset rises by 0.16% (GA+GD with
+# out-of-domain retain text, on the LoRA adapter) to 1320% (MemFlex on all tensors, fully
+# trained); a method whose updates barely reach the model does not: gradient ascent at lr
+# 1e-9 rises by 1e-7 (0.00001%).
+MIN_FORGET_NLL_RISE = 1e-3
 
 
 @dataclass
@@ -202,10 +209,13 @@ class MethodConformance:
         key = tuple(sorted(self.overrides.items()))
         return _cached_run(method_class, request.param, 0, key)
 
-    def test_losses_are_finite(self, run: Run) -> None:
+    def test_losses_are_finite(self, run: Run, method_class: type[UnlearningMethod]) -> None:
+        if not method_class.unlearns:
+            pytest.skip(f"{method_class.name} does not unlearn (unlearns = False): no training")
         train = run.result.log.get("train")
-        if not getattr(run.result, "log", None) or train is None:
-            pytest.skip("the method reports no training log (it does not train)")
+        assert isinstance(train, dict), (
+            f"{method_class.name} reports no training log: put the Trainer's "
+            "TrainLog.to_dict() in its MethodResult log under 'train' (train_and_report does)")
         assert math.isfinite(train["first_loss"]) and math.isfinite(train["last_loss"])
         assert train["steps"] > 0
 
@@ -213,8 +223,12 @@ class MethodConformance:
         if not method_class.unlearns:
             assert run.forget_nll_after == run.forget_nll_before
             return
-        assert run.forget_nll_after > run.forget_nll_before, (
-            f"forget NLL went from {run.forget_nll_before:.4f} to {run.forget_nll_after:.4f}")
+        rise = run.forget_nll_after / run.forget_nll_before - 1
+        assert rise >= MIN_FORGET_NLL_RISE, (
+            f"forget NLL went from {run.forget_nll_before:.6f} to {run.forget_nll_after:.6f} "
+            f"({rise:+.2e} of its value; unlearning needs at least {MIN_FORGET_NLL_RISE:+.0e}). "
+            "If the method is right but slow on this toy model, give the battery a larger lr "
+            "or more epochs through the class's overrides")
 
     def test_frozen_tensors_do_not_change(self, run: Run) -> None:
         allowed = set(run.trainable)
