@@ -44,11 +44,26 @@ def test_attack_and_leak_tests_report_their_own_metrics(
     assert "in its greedy generation" in text
 
     # The attacked model is its own cache entry, logged with the attack's settings.
-    logs = [json.loads(path.read_text()) for path in cache.glob("unlearned/*/*/method_log.json")]
-    attacks = [log for log in logs if "attack" in log]
+    logs = {path.parent.name: json.loads(path.read_text())
+            for path in cache.glob("unlearned/*/*/method_log.json")}
+    attacks = [log for log in logs.values() if "attack" in log]
     assert attacks and all(log["attack"]["steps"] == 2 and log["attack"]["fraction"] == 0.5
                            and log["attack"]["lr"] == 1e-4 and log["train"]["steps"] == 2
                            for log in attacks)
+    # Each attack test scored that attacked model, and each leak test the unlearned model
+    # that the item's recall test scored.
+    recall = {(item["method"], item["item"]): item for item in summary["items"]
+              if item["test"] == "recall"}
+    attacked = [item for item in summary["items"] if item["test"] == "attack"]
+    for item in attacked:
+        assert "attack" in logs[item["model_cache_key"]], item
+        assert item["model_cache_key"] != recall[item["method"], item["item"]]["model_cache_key"]
+    for item in summary["items"]:
+        if item["test"] == "leak":
+            assert item["model_cache_key"] == recall[item["method"], item["item"]]["model_cache_key"]
+    # Two steps of relearning move what the model assigns the forgotten answers.
+    assert any(item["mean_logprob"] != recall[item["method"], item["item"]]["mean_logprob"]
+               for item in attacked if item["method"] == "gradient_ascent")
 
     # The gate reads the attack metric: 1.01 cannot hold.
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text
