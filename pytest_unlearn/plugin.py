@@ -72,8 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "(--unlearn-leak-samples); its pass rate is leak_success")
     from .session import UnlearnSession
 
-    # A rebuilt cache entry is news, not a failure: keep it a warning under -W error.
+    # A rebuilt cache entry and a record longer than the maximum length (long copyright
+    # answers) are news about the run, not failures: they stay warnings under -W error.
     config.addinivalue_line("filterwarnings", "default::pytest_unlearn.cache.CacheWarning")
+    config.addinivalue_line("filterwarnings",
+                            "default::pytest_unlearn.encoding.TruncationWarning")
     resolved = _settings.resolve(config)
     from .distributed import launched_world_size
 

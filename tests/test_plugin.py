@@ -594,6 +594,37 @@ def test_corrupt_cache_entry_is_rebuilt(pytester: pytest.Pytester, tmp_path: Pat
     _entry_is_intact(weights, garbage)
 
 
+def test_the_plugins_warnings_stay_warnings_under_filterwarnings_error(
+        suite_dir: Path, pytester: pytest.Pytester) -> None:
+    # The repo's ini (and the suite's here) turns warnings into errors; a record truncated to
+    # the maximum length, warned while a model is built in a fixture, must not error every
+    # test of that model: it is reported in the warnings summary.
+    pytester.makepyfile(test_warns='''
+        import warnings
+
+        import pytest
+
+        from pytest_unlearn.cache import CacheWarning
+        from pytest_unlearn.encoding import TruncationWarning
+
+
+        @pytest.fixture(scope="session")
+        def built():
+            warnings.warn(TruncationWarning("1 of 3 forget records are longer than 256 tokens"))
+            warnings.warn(CacheWarning("a corrupt entry has been rebuilt"))
+            return True
+
+
+        def test_uses_the_model(built):
+            assert built
+    ''')
+    result = pytester.runpytest("test_warns.py", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK, text_of(result)
+    result.stdout.fnmatch_lines(["*TruncationWarning: 1 of 3 forget records are longer*",
+                                 "*CacheWarning: a corrupt entry has been rebuilt*",
+                                 "*1 passed, 2 warnings*"])
+
+
 # --- n. xdist ------------------------------------------------------------------------------------
 
 
