@@ -74,6 +74,21 @@ class MemFlexConfig(MemFlexTraining):
     magnitude_quantile: float = 0.5
     localize_on_val: bool = True  # the reference localizes on train + val of each scope
 
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.copies < 1:
+            problems.append(f"copies must be >= 1 (got {self.copies})")
+        if self.threshold_rule not in RULES:
+            problems.append(f"threshold_rule must be one of {', '.join(RULES)} (got "
+                            f"{self.threshold_rule!r})")
+        for name in ("mu", "sigma"):  # nan: Table 12's value
+            if math.isinf(getattr(self, name)):
+                problems.append(f"{name} must be a finite number (got {getattr(self, name)})")
+        for name in ("cosine_quantile", "magnitude_quantile"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1] (got {getattr(self, name)})")
+        return problems
+
 
 class MemFlex(UnlearningMethod):
     name = "memflex"
@@ -110,8 +125,6 @@ class MemFlex(UnlearningMethod):
 def localize(context: UnlearnContext, config: MemFlexConfig, names: Sequence[str],
              ) -> dict[str, dict[str, float]]:
     """cos(G_UL, G_RT) and mean |G_UL| of every named tensor."""
-    if config.copies < 1:
-        raise UnlearnError(f"memflex config: copies must be >= 1 (got {config.copies})")
     model = context.model
     vocab_size = model.get_input_embeddings().weight.shape[0]
     choices = random_token_ids(context.tokenizer, vocab_size)
@@ -180,9 +193,6 @@ def mean_gradient(model: torch.nn.Module, copies: Sequence[Encoded], pad_id: int
 def select_region(stats: dict[str, dict[str, float]], config: MemFlexConfig, family: str,
                   domain: str) -> dict[str, Any]:
     """Apply the threshold rule; a region of no tensor or of every tensor is an error."""
-    if config.threshold_rule not in RULES:
-        raise UnlearnError(f"memflex config: threshold_rule {config.threshold_rule!r} is not "
-                           f"one of {', '.join(RULES)}")
     rule = config.threshold_rule
     mu, sigma = config.mu, config.sigma
     if rule == "auto":

@@ -44,6 +44,15 @@ class NpoConfig(TrainSettings):
     beta: float = 0.1
     retain_weight: float = 0.0
 
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            problems.append(f"beta must be a finite number > 0 (got {self.beta})")
+        if not (math.isfinite(self.retain_weight) and self.retain_weight >= 0):
+            problems.append(f"retain_weight must be a finite number >= 0 (got "
+                            f"{self.retain_weight})")
+        return problems
+
 
 @dataclass(frozen=True)
 class NpoItem:
@@ -62,11 +71,6 @@ class Npo(UnlearningMethod):
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         config = self.config
-        if not config.beta > 0:
-            raise UnlearnError(f"npo config: beta must be > 0 (got {config.beta})")
-        if not config.retain_weight >= 0:
-            raise UnlearnError(f"npo config: retain_weight must be >= 0 (got "
-                               f"{config.retain_weight})")
         model, pad = context.model, pad_token_id(context.tokenizer)
         forget = encode_records(context, context.forget, "forget")
         reference = reference_logprobs(model, forget, pad, config.micro_batch_size)

@@ -84,6 +84,10 @@ class UnlearningMethod:
     fsdp_compatible: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
+        # A config with a ``check(where)`` (every TrainSettings) is checked before any work.
+        check = getattr(config, "check", None)
+        if callable(check):
+            check(f"method {self.name!r} config")
         self.config = config
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
@@ -94,7 +98,9 @@ def make_config(method_class: type[UnlearningMethod], model_family: str,
                 overrides: dict[str, Any] | None = None, source: str = "config") -> Any:
     """Build a method's config: dataclass defaults, then the family preset, then overrides.
 
-    Unknown keys and values of the wrong type are errors that name the method and the key.
+    Unknown keys, values of the wrong type and values out of range (the config's
+    ``check``) are errors that name ``source``, the method and the key. A float field takes
+    a number written as a string (YAML 1.1, which PyYAML reads, takes ``5e-5`` for one).
     """
     from .errors import UnlearnError
 
@@ -109,13 +115,26 @@ def make_config(method_class: type[UnlearningMethod], model_family: str,
                 f"{source}: method {method_class.name!r} has no config key {key!r}; its keys "
                 f"are: {', '.join(fields)}")
         default = getattr(config_class(), key)
+        if isinstance(default, float) and isinstance(value, str) and float_literal(value):
+            value = float(value)
         if not _same_kind(default, value):
             raise UnlearnError(
                 f"{source}: {method_class.name}.{key} = {value!r} has type "
                 f"{type(value).__name__}, expected {type(default).__name__} "
                 f"(like the default {default!r})")
         values[key] = float(value) if isinstance(default, float) else value
-    return config_class(**values)
+    config = config_class(**values)
+    check = getattr(config, "check", None)
+    if callable(check):
+        check(f"{source}: method {method_class.name!r}")
+    return config
+
+
+def float_literal(text: str) -> bool:
+    """Whether ``text`` is a plain decimal number such as ``5e-5``, ``1.5`` or ``-2``."""
+    import re
+
+    return re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()) is not None
 
 
 def _same_kind(default: Any, value: Any) -> bool:

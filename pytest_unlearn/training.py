@@ -51,17 +51,26 @@ class TrainSettings:
     def items_per_step(self) -> int:
         return self.batch_size * self.grad_accum
 
-    def check(self, where: str) -> None:
+    def problems(self) -> list[str]:
+        """What is wrong with these values, one sentence each; a subclass adds its own
+        fields' problems to its parent's."""
         problems = []
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0 (got {self.lr})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a finite number > 0 (got {self.lr})")
         for name in ("epochs", "batch_size", "grad_accum", "micro_batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"weight_decay must be a finite number >= 0 (got {self.weight_decay})")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
         if self.scheduler not in ("cosine", "constant"):
             problems.append(f"scheduler must be 'cosine' or 'constant' (got {self.scheduler!r})")
+        return problems
+
+    def check(self, where: str) -> None:
+        """Raise an error naming ``where`` and every problem of these values."""
+        problems = self.problems()
         if problems:
             raise UnlearnError(f"{where}: " + "; ".join(problems))
 

@@ -109,3 +109,48 @@ def test_misspelled_group_suggests_it():
 def test_group_names_cannot_be_registered(name):
     with pytest.raises(UnlearnError, match="invalid method name"):
         MethodRegistry().register(name, Toy)
+
+
+def test_a_float_written_as_yaml_1_1_reads_it_is_taken_as_that_float():
+    # PyYAML (YAML 1.1) reads `lr: 5e-5` as the string '5e-5'.
+    assert make_config(Toy, "tiny", {"lr": "5e-5"}, "unlearn.yaml").lr == 5e-5
+    with pytest.raises(UnlearnError, match="toy.lr = 'fast' has type str, expected float"):
+        make_config(Toy, "tiny", {"lr": "fast"}, "unlearn.yaml")
+
+
+def _builtin(name: str) -> type[UnlearningMethod]:
+    return MethodRegistry.from_entry_points().get(name)
+
+
+@pytest.mark.parametrize("method, overrides, message", [
+    ("gradient_ascent", {"lr": -1.0}, "lr must be a finite number > 0 (got -1.0)"),
+    ("gradient_ascent", {"lr": float("inf")}, "lr must be a finite number > 0 (got inf)"),
+    ("gradient_ascent", {"epochs": 0}, "epochs must be >= 1 (got 0)"),
+    ("gradient_ascent", {"warmup_ratio": 1.5}, "warmup_ratio must be in [0, 1) (got 1.5)"),
+    ("gradient_ascent", {"scheduler": "linear"}, "scheduler must be 'cosine' or 'constant'"),
+    ("memflex", {"copies": 0}, "copies must be >= 1 (got 0)"),
+    ("memflex", {"threshold_rule": "absolut"},
+     "threshold_rule must be one of auto, absolute, quantile (got 'absolut')"),
+    ("memflex", {"cosine_quantile": 5.0}, "cosine_quantile must be in [0, 1] (got 5.0)"),
+    ("memflex", {"mu": float("inf")}, "mu must be a finite number (got inf)"),
+    ("memflex_random_region", {"magnitude_quantile": -0.1},
+     "magnitude_quantile must be in [0, 1] (got -0.1)"),
+    ("npo", {"beta": 0.0}, "beta must be a finite number > 0 (got 0.0)"),
+    ("npo", {"retain_weight": -1.0}, "retain_weight must be a finite number >= 0 (got -1.0)"),
+])
+def test_values_out_of_range_are_errors_when_the_config_is_built(method, overrides, message):
+    # Checked when the config is read (at start-up, with the file's name), not when the
+    # method starts training after the vanilla model was built.
+    with pytest.raises(UnlearnError) as error:
+        make_config(_builtin(method), "tiny", overrides, "unlearn.yaml")
+    assert message in str(error.value), str(error.value)
+    assert f"unlearn.yaml: method {method!r}" in str(error.value)
+
+
+def test_a_method_checks_a_config_built_by_hand():
+    import dataclasses
+
+    memflex = _builtin("memflex")
+    config = dataclasses.replace(make_config(memflex, "tiny"), copies=0)
+    with pytest.raises(UnlearnError, match="method 'memflex' config: copies must be >= 1"):
+        memflex(config)
