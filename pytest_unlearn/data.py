@@ -90,17 +90,37 @@ def load_general_text(spec: str = BUILTIN_DATA) -> list[Record]:
 
         return _check_records("builtin general text", builtin_data.general_text())
     path = Path(spec).expanduser()
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
+    if path.suffix.lower() == ".jsonl":
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise UnlearnError(f"{path}: line {number} is not valid JSON ({error.msg} at "
+                                   f"column {error.colno}). Each line of a .jsonl file holds "
+                                   "one {\"text\", \"labels\"} record.") from None
+        return _check_records(str(path), records)
     try:
-        if path.suffix.lower() == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            records = json.loads(text)
+        records = json.loads(text)
     except json.JSONDecodeError as error:
-        raise UnlearnError(f"{path}: not valid JSON{' Lines' if path.suffix == '.jsonl' else ''} "
-                           f"({error.msg} at line {error.lineno}). The file holds "
+        raise UnlearnError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column "
+                           f"{error.colno}). The file holds a JSON array of "
                            "{\"text\", \"labels\"} records.") from None
     return _check_records(str(path), records)
+
+
+def read_utf8(path: Path) -> str:
+    """A text file the user named, as UTF-8; an unreadable one is an error naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UnlearnError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                           "save it as UTF-8") from None
+    except OSError as error:
+        raise UnlearnError(f"{path}: cannot be read ({error.strerror})") from None
 
 
 def records_hash(records: list[Record]) -> str:
@@ -125,13 +145,10 @@ def _load_folder(path: Path, domain: str) -> DomainData:
     for split in SPLITS:
         file = folder / f"{split}.json"
         try:
-            raw[split] = (str(file), json.loads(file.read_text(encoding="utf-8")))
+            raw[split] = (str(file), json.loads(read_utf8(file)))
         except json.JSONDecodeError as error:
             raise UnlearnError(f"{file}: not valid JSON ({error.msg} at line {error.lineno}, "
                                f"column {error.colno}). Fix or replace the file.") from None
-        except UnicodeDecodeError as error:
-            raise UnlearnError(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})"
-                               ) from None
     return _check(domain, str(folder.resolve()), raw)
 
 

@@ -426,7 +426,9 @@ def _or_fail(build: Any) -> Any:
     try:
         return build()
     except UnlearnError as error:
-        pytest.fail(str(error), pytrace=False)
+        message = str(error)
+    # Outside the except block, so that the report does not chain the UnlearnError again.
+    pytest.fail(message, pytrace=False)
 
 
 # --- --unlearn-build-only ------------------------------------------------------------------

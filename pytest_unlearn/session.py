@@ -494,8 +494,10 @@ class UnlearnSession:
             return {}
         import yaml
 
+        from .data import read_utf8
+
         try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            content = yaml.safe_load(read_utf8(path)) or {}
         except yaml.YAMLError as error:
             raise UnlearnError(f"{path}: not valid YAML: {error}") from None
         if not isinstance(content, dict):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_unlearn.data import SPLITS, load_domain
+from pytest_unlearn.data import SPLITS, load_domain, load_general_text
 from pytest_unlearn.errors import UnlearnError
 
 REAL_PRIVACY = Path(__file__).resolve().parents[2] / "shared" / "knowundo" / "privacy"
@@ -68,6 +68,30 @@ def test_bad_records_name_file_and_record(tmp_path, content, message):
         load_domain(str(folder), "privacy")
     assert message in str(error.value)
     assert "unlearn_val.json" in str(error.value)
+
+
+def test_a_data_file_that_is_not_utf8_is_named(tmp_path):
+    folder = write_folder(tmp_path / "mine")
+    (folder / "retention_val.json").write_bytes(b'[{"text": "caf\xe9?", "labels": "a."}]')
+    with pytest.raises(UnlearnError, match=r"retention_val.json: not UTF-8 text .* at byte 14\); save it as UTF-8"):
+        load_domain(str(folder), "privacy")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("ood.jsonl", '{"text": "q1?", "labels": "a."}\n{"text": "q2?", labels}\n',
+     "ood.jsonl: line 2 is not valid JSON"),
+    ("ood.json", '[{"text": "q1?", "labels": "a."},\n {"text": "q2?" "labels": "b."}]',
+     "ood.json: not valid JSON (Expecting ',' delimiter at line 2, column"),
+])
+def test_out_of_distribution_text_errors_name_the_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(UnlearnError) as error:
+        load_general_text(str(path))
+    assert message in str(error.value)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(UnlearnError, match=f"{name}: not UTF-8 text"):
+        load_general_text(str(path))
 
 
 def test_duplicate_question_is_an_error(tmp_path):

@@ -179,6 +179,10 @@ def test_corrupt_gguf_file_is_a_clear_error(suite_dir: Path, pytester: pytest.Py
     assert result.ret == pytest.ExitCode.TESTS_FAILED, output
     assert f"could not load model '{broken}'" in output
     assert "Is the file a complete GGUF model?" in output
+    # The failed test reports the message once, not the error again as the cause of the
+    # failure ("During handling of the above exception").
+    assert output.count(f"could not load model '{broken}'") == 1, output
+    assert "During handling" not in output and "UnlearnError" not in output, output
 
 
 def test_two_processes_build_a_model_once(pytester: pytest.Pytester, suite_writer: Any,
