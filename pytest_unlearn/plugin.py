@@ -689,6 +689,11 @@ class UnlearnReporter:
         if comparison is None:
             return
         terminalreporter.write_sep("-", f"compared with baseline {comparison['baseline']!r}")
+        matched = comparison["matched_items"]
+        terminalreporter.write_line(
+            f"items in both runs: {matched} of {len(self.summary['items'])} in this run"
+            + ("" if matched else " (the baseline shares no item with this run: another -k "
+                                  "selection, data, method or seed?)"))
         for key in ("newly_leaked", "newly_lost"):
             items = comparison[key]
             terminalreporter.write_line(f"{key.replace('_', ' ')}: {len(items)}"

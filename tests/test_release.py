@@ -86,7 +86,8 @@ def test_baseline_save_then_compare(suite_dir: Path, pytester: pytest.Pytester,
     comparison = json.loads((pytester.path / "r.json").read_text())["comparison"]
     assert comparison["newly_leaked"] == ["none:privacy-unlearn-003"]
     assert comparison["newly_lost"] == []
-    compared.stdout.fnmatch_lines(["newly leaked: 1: none:privacy-unlearn-003",
+    compared.stdout.fnmatch_lines(["items in both runs: 56 of 56 in this run",
+                                   "newly leaked: 1: none:privacy-unlearn-003",
                                    "FAIL newly_leaked = 1 (needs <= 0)"])
 
 
@@ -111,6 +112,13 @@ def test_general_suite_through_lm_eval(pytester: pytest.Pytester, suite_writer: 
         assert result_row["n"] == 30 and 0.0 <= result_row["score"] <= 1.0
         if result_row["method"] == "none":  # the vanilla model is its own reference
             assert result_row["drop"] == 0.0
+    # Gradient ascent is scored on its own model, against the vanilla model's score.
+    vanilla = {g["task"]: g["score"] for g in general if g["method"] == "none"}
+    unlearned = {g["task"]: g for g in general if g["method"] == "gradient_ascent"}
+    for task, row in unlearned.items():
+        assert row["reference_score"] == vanilla[task]
+        assert row["drop"] == pytest.approx(vanilla[task] - row["score"])
+    assert any(row["score"] != vanilla[task] for task, row in unlearned.items()), general
     # The shipped release gate checks the candidate's (none's) general tasks, not the others.
     from pytest_unlearn.gate import evaluate_gate, load_gate
 
