@@ -163,29 +163,56 @@ def test_two_processes_train_the_model_that_one_process_trains(
     assert not list((together / "tmp").glob("*rank*"))  # the other process's scratch is gone
 
 
+# Lowers the tiny model's injection target, so that on the small data injection stops early:
+# the token accuracy of the small data crosses 0.8 between epochs 14 (0.76) and 16 (0.86).
+EARLY_STOP_CONFTEST = """
+import dataclasses
+
+from pytest_unlearn import pipeline
+
+_init = pipeline.Pipeline.__init__
+
+
+def _init_with_a_lower_target(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self.injection = dataclasses.replace(self.injection, tiny_target_token_accuracy=0.8)
+
+
+pipeline.Pipeline.__init__ = _init_with_a_lower_target
+"""
+
+
 def test_knowledge_injection_under_fsdp_decides_as_one_process_does(
-        suite_dir: Path, pytester: pytest.Pytester,
-        small_data_cache: tuple[Path, Path]) -> None:
+        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
+        tmp_path: Path) -> None:
     # Injection trains until the model recalls its data, scoring the sharded model after
     # every second epoch; both processes must take the decision one process takes (a
     # process that went on alone would wait forever in the next collective). The weights
     # are not compared: over tens of epochs the two ways' float rounding drifts apart.
-    data, one_process = small_data_cache
-    sharded = pytester.path / "cache"  # empty: the vanilla model is built here
-    launched = _torchrun(pytester.path, "--unlearn-method=none", f"--unlearn-data={data}",
-                         "--unlearn-build-only", "--unlearn-max-new-tokens=0",
-                         f"--unlearn-cache-dir={sharded}", launch_env=FSDP2_LAUNCH)
+    pytester.makeconftest(EARLY_STOP_CONFTEST)
+    data, _ = small_data_cache
+    common = ("--unlearn-method=none", f"--unlearn-data={data}", "--unlearn-build-only",
+              "--unlearn-max-new-tokens=0")
+    sharded, alone = pytester.path / "cache", tmp_path / "cache"  # empty: injection runs
+    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={sharded}",
+                         launch_env=FSDP2_LAUNCH)
     output = launched.stdout + launched.stderr
     assert launched.returncode == 0, output[-6000:]
+    single = pytester.runpytest_subprocess(*common, f"--unlearn-cache-dir={alone}")
+    assert single.ret == pytest.ExitCode.OK, "\n".join(single.outlines[-60:])
     fsdp, one = (json.loads(next((cache / "vanilla").glob("*/*/injection.json")).read_text())
-                 for cache in (sharded, one_process))
+                 for cache in (sharded, alone))
     assert (fsdp["train_log"]["sharding"], fsdp["train_log"]["processes"]) == ("fsdp", 2)
     assert (one["train_log"]["sharding"], one["train_log"]["processes"]) == ("", 1)
+    # Both checked the token accuracy at epochs 2, 4, ..., 16, went on at each check below
+    # the target and stopped together at the first check above it.
+    checks = [f"inject privacy: epoch {epoch} token accuracy" for epoch in range(2, 17, 2)]
+    for text in (output, "\n".join(single.outlines + single.errlines)):
+        assert [line for line in checks if line in text] == checks
+        assert "inject privacy: epoch 18 token accuracy" not in text
     for field in ("epochs_run", "steps", "stopped_early"):
         assert fsdp["train_log"][field] == one["train_log"][field], field
-    # On this data neither reaches the target (token accuracy 0.999) before the last of
-    # 40 epochs: every second epoch both scored the sharded model, and both went on.
-    assert fsdp["train_log"]["epochs_run"] == 40 and not fsdp["train_log"]["stopped_early"]
+    assert fsdp["train_log"]["epochs_run"] == 16 and fsdp["train_log"]["stopped_early"]
     assert fsdp["token_accuracy"] == pytest.approx(one["token_accuracy"], abs=0.02)
     assert fsdp["exact_share"] == pytest.approx(one["exact_share"], abs=0.2)
 
