@@ -42,7 +42,7 @@ def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any],
     def key(item: dict[str, Any]) -> tuple[str, int, str, str]:
         return item["method"], item.get("seed", 0), item.get("prompt", "plain"), item["item"]
 
-    before = {key(item): item["outcome"] for item in json.loads(path.read_text())["items"]}
+    before = {key(item): item["outcome"] for item in _saved_items(path, name)}
     newly_leaked, newly_lost = [], []
     for item in summary["items"]:
         previous = before.get(key(item))
@@ -51,3 +51,28 @@ def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any],
                 f"{item['method']}:{item['item']}")
     return {"baseline": name, "newly_leaked": newly_leaked, "newly_lost": newly_lost,
             "matched_items": sum(key(item) in before for item in summary["items"])}
+
+
+def _saved_items(path: Path, name: str) -> list[dict[str, Any]]:
+    """The item outcomes a baseline file holds, checked: a file of another shape is an error."""
+    fix = f"save it again with --unlearn-save={name}"
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, or not JSON
+        raise UnlearnError(f"--unlearn-compare={name}: cannot read the baseline {path} "
+                           f"({error}); {fix}") from None
+    items = content.get("items") if isinstance(content, dict) else None
+    if not isinstance(items, list):
+        got = ("an object without an 'items' list" if isinstance(content, dict)
+               else type(content).__name__)
+        raise UnlearnError(f"--unlearn-compare={name}: {path} is not a baseline (expected a JSON "
+                           f"object with an 'items' list, got {got}); {fix}")
+    for index, item in enumerate(items):
+        if not (isinstance(item, dict)
+                and all(isinstance(item.get(field), str) for field in ("method", "item", "outcome"))
+                and type(item.get("seed", 0)) is int and isinstance(item.get("prompt", ""), str)):
+            raise UnlearnError(f"--unlearn-compare={name}: {path}: items[{index}] is not a saved "
+                               "item outcome (strings method, item and outcome; optional integer "
+                               f"seed and string prompt), got {item!r}; {fix}")
+    return items
+

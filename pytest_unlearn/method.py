@@ -134,7 +134,7 @@ def float_literal(text: str) -> bool:
     """Whether ``text`` is a plain decimal number such as ``5e-5``, ``1.5`` or ``-2``."""
     import re
 
-    return re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()) is not None
+    return re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text) is not None
 
 
 def _same_kind(default: Any, value: Any) -> bool:

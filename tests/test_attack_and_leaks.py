@@ -20,7 +20,7 @@ def test_attack_and_leak_tests_report_their_own_metrics(
     data, cache = small_data_cache
     gate = suite_dir / "gate.yaml"
     gate.write_text("methods: [gradient_ascent]\ndomains:\n  privacy:\n"
-                    "    attack_unlearn_success: {min: 1.01}\n    leak_success: {min: 0.0}\n")
+                    "    attack_unlearn_success: {min: 0.0}\n    leak_success: {min: 0.0}\n")
     result = pytester.runpytest_subprocess(
         "--unlearn-method=none,gradient_ascent", f"--unlearn-data={data}",
         f"--unlearn-cache-dir={cache}", "--unlearn-json=r.json", "--unlearn-leak-samples=2",
@@ -65,10 +65,13 @@ def test_attack_and_leak_tests_report_their_own_metrics(
     assert any(item["mean_logprob"] != recall[item["method"], item["item"]]["mean_logprob"]
                for item in attacked if item["method"] == "gradient_ascent")
 
-    # The gate reads the attack metric: 1.01 cannot hold.
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, text
-    assert "FAIL gradient_ascent/privacy attack_unlearn_success = " in text
-    assert "ok   gradient_ascent/privacy leak_success = " in text
+    # The gate reads the attack and leak metrics: it prints gradient ascent's values, and
+    # thresholds of 0 pass, so the gate alone makes the exit status 0.
+    assert result.ret == pytest.ExitCode.OK, text
+    ga = rows["gradient_ascent"]
+    assert (f"ok   gradient_ascent/privacy attack_unlearn_success = "
+            f"{ga['attack_unlearn_success']:.4g} (") in text
+    assert f"ok   gradient_ascent/privacy leak_success = {ga['leak_success']:.4g} (" in text
 
 
 def test_leak_tests_need_generation(suite_dir: Path, pytester: pytest.Pytester,

@@ -148,6 +148,7 @@ def test_the_shipped_release_gate_checks_the_candidates_row(warm_cache: dict[str
     row = next(r for r in warm_cache["rows"] if r["method"] == "none")
     assert [(check.what, check.value) for check in checks] == [
         ("none/privacy unlearn_success", row["unlearn_success"]),
-        ("none/privacy retention_success", row["retention_success"])]
-    # The vanilla model recalls what it must forget: it fails on unlearning alone.
-    assert [check.passed for check in checks] == [False, True]
+        ("none/privacy retention_success", row["retention_success"]),
+        ("general.max_drop: no general-task test ran", None)]  # this run has no suites/general
+    # The vanilla model recalls what it must forget: it fails on unlearning.
+    assert [check.passed for check in checks] == [False, True, False]

@@ -19,7 +19,7 @@ def test_seeds_intervals_gate_bounds_and_the_localization_verdict(
     data, cache = small_data_cache
     gate = pytester.path / "gate.yaml"
     gate.write_text("methods: [memflex]\n"
-                    "domains:\n  privacy:\n    avg_success.lower: {min: 1.01}\n")
+                    "domains:\n  privacy:\n    avg_success.lower: {min: 1.0}\n")
     result = pytester.runpytest_subprocess(
         "--unlearn-method=memflex+controls", "--unlearn-seeds=2", f"--unlearn-data={data}",
         f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0", "--unlearn-json=r.json",
@@ -49,9 +49,13 @@ def test_seeds_intervals_gate_bounds_and_the_localization_verdict(
         assert interval["seeds"] == 2
         assert f"{method} privacy: unlearn " in text
 
-    # The gate reads the bound and prints the interval; 1.01 cannot hold, so it fails.
+    # The gate reads the interval's lower end (below 1: MemFlex is not perfect on this
+    # small data), so it fails, and prints the interval.
+    [memflex] = [row for row in summary["rows"] if row["method"] == "memflex"]
+    lower = memflex["intervals"]["avg_success"]["lower"]
+    assert lower < 1
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text
-    assert "FAIL memflex/privacy avg_success.lower = " in text
+    assert f"FAIL memflex/privacy avg_success.lower = {lower:.4g} (mean " in text
     assert "95% interval [" in text
 
     # The verdict names every control, with its numbers and how it was reached.
