@@ -6,6 +6,7 @@ Nothing heavy is imported here: this module is loaded by every pytest run.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -20,6 +21,13 @@ DOMAINS = ("privacy", "copyright")
 DEVICES = ("auto", "cpu", "cuda", "mps", "balanced")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 INJECT_MODES = ("auto", "never")
+GENERAL_TASK_SETS = ("auto", "builtin", "paper")
+# torch, numpy and random all take a seed below 2**32.
+SEED_LIMIT = 2**32
+# Each seed is one more unlearning run of every method and one more test per item.
+MAX_SEEDS = 100
+# The GPU ids workers.pin_worker_gpu accepts: an index or an nvidia-smi UUID.
+_GPU_ID = re.compile(r"\d+|GPU-[0-9a-fA-F-]+")
 
 # Short names for the models of the paper; anything else is a hub id or a local path.
 MODEL_ALIASES: dict[str, str] = {
@@ -215,19 +223,78 @@ def _ini_default(option: Option) -> Any:
     return option.default.lower() == "true" if option.ini_type == "bool" else option.default
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where the value of one option came from, so that an error message names it as the user
+    wrote it: on the command line, as an ini key (and in which file), with ``-o``, as a
+    default, or as a keyword of `settings_for_script`."""
+
+    flag: str
+    key: str
+    source: str = "command line"  # "command line", "ini", "-o", "default" or "script"
+    inipath: Path | None = None
+
+    @property
+    def place(self) -> str:
+        """The option without its value: '--unlearn-seed', 'ini key unlearn_seed in FILE'."""
+        if self.source == "ini":
+            return f"ini key {self.key} in {self.inipath or 'the ini file'}"
+        if self.source == "-o":
+            return f"-o {self.key}"
+        if self.source == "script":
+            return f"setting {self.key}"
+        if self.source == "default":
+            return f"{self.flag} (the default)"
+        return self.flag
+
+    def label(self, value: object, quote: bool = True) -> str:
+        """The option with its value: "--unlearn-seed='abc'", "unlearn_seed = 'abc' (ini key
+        in FILE)"."""
+        shown = repr(value) if quote else str(value)
+        if self.source == "ini":
+            return f"{self.key} = {shown} (ini key in {self.inipath or 'the ini file'})"
+        if self.source == "-o":
+            return f"-o {self.key}={shown}"
+        if self.source == "script":
+            return f"{self.key}={shown}"
+        if self.source == "default":
+            return f"{self.flag}={shown} (the default)"
+        return f"{self.flag}={shown}"
+
+
+_OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
+
+
+def _origin(dest: str, sources: dict[str, str], inipath: Path | None) -> Origin:
+    return Origin(_OPTIONS_BY_DEST[dest].flags[0], dest, sources.get(dest, "default"), inipath)
+
+
 def resolve(config: pytest.Config) -> Settings:
     """Read every option (command line first, then ini, then default) and check it."""
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    inipath = Path(config.inipath) if config.inipath is not None else None
+    overridden = {entry.partition("=")[0].strip()
+                  for entry in config.getoption("override_ini", None) or ()}
     for option in OPTIONS:
         cli_value = config.getoption(option.dest)
         if cli_value is not None:
             raw[option.dest], sources[option.dest] = cli_value, "command line"
-        else:
-            raw[option.dest], sources[option.dest] = config.getini(option.dest), "ini"
+            continue
+        sources[option.dest] = "-o" if option.dest in overridden else "ini"
+        try:
+            raw[option.dest] = config.getini(option.dest)
+        except (ValueError, TypeError, pytest.UsageError) as error:
+            # pytest's own message may not say which key, or in which file.
+            where = _origin(option.dest, sources, inipath).place
+            kind = ("true or false (or yes/no, on/off, 1/0)" if option.ini_type == "bool"
+                    else "a string, e.g. " + f'{option.dest} = "{option.default or "VALUE"}"')
+            raise pytest.UsageError(f"{where}: {error}; write {kind}") from None
+        if sources[option.dest] == "ini" and raw[option.dest] == _ini_default(option):
+            sources[option.dest] = "default"
     rootdir = Path(str(config.rootpath))
     try:
-        return _build(raw, sources, rootdir)
+        return _build(raw, sources, rootdir, inipath)
     except UnlearnError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -240,107 +307,167 @@ def settings_for_script(**values: Any) -> Settings:
     if unknown:
         raise UnlearnError(f"unknown settings {sorted(unknown)}; they are: {', '.join(raw)}")
     raw.update(values)
-    return _build(raw, {key: "script" for key in raw}, Path.cwd())
+    sources = {key: "script" if key in values else "default" for key in raw}
+    return _build(raw, sources, Path.cwd())
 
 
-def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path) -> Settings:
-    methods = tuple(name.strip() for name in str(raw["unlearn_method"]).split(",") if name.strip())
+def _build(raw: dict[str, Any], sources: dict[str, str], rootdir: Path,
+           inipath: Path | None = None) -> Settings:
+    def origin(dest: str) -> Origin:
+        return _origin(dest, sources, inipath)
+
+    def text(dest: str) -> str:
+        return str(raw[dest]).strip()
+
+    methods = tuple(name.strip() for name in text("unlearn_method").split(",") if name.strip())
     if not methods:
-        raise UnlearnError("--unlearn-method is empty: name at least one method, e.g. 'none' or "
-                           "'gradient_ascent'")
-    parse_criterion(str(raw["unlearn_criterion"]))
+        raise UnlearnError(f"{origin('unlearn_method').place} is empty: name at least one "
+                           "method, e.g. 'none' or 'gradient_ascent'")
+    parse_criterion(text("unlearn_criterion"), origin("unlearn_criterion"))
+    model = check_model_spec(text("unlearn_model"), origin("unlearn_model"))
+    inject = _choice(origin("unlearn_inject"), text("unlearn_inject"), INJECT_MODES)
+    if model == TINY_MODEL and inject == "never":
+        raise UnlearnError(
+            f"{origin('unlearn_model').label(model)} with "
+            f"{origin('unlearn_inject').label(inject)}: the tiny model is built in code with "
+            "random weights and only knows the data after the knowledge injection, so every "
+            "test would measure an untrained model. Use --unlearn-inject=auto with the tiny "
+            "model, or a pretrained --model (alias, hub id, folder or .gguf file) with "
+            "--unlearn-inject=never.")
+    seed = _seed(origin("unlearn_seed"), text("unlearn_seed"))
+    seeds = _seed_count(origin("unlearn_seeds"), text("unlearn_seeds"))
+    if seed + seeds - 1 >= SEED_LIMIT:
+        raise UnlearnError(
+            f"{origin('unlearn_seeds').label(seeds)} with {origin('unlearn_seed').label(seed)}: "
+            f"the last seed, {seed + seeds - 1}, is not below 2**32 = {SEED_LIMIT}; lower "
+            "--unlearn-seed or --unlearn-seeds")
     return Settings(
         methods=methods,
-        model=check_model_spec(str(raw["unlearn_model"]).strip()),
-        data=check_data_spec(str(raw["unlearn_data"]).strip()),
-        ood_data=_ood_data(str(raw["unlearn_ood_data"]).strip()),
-        cache_dir=_cache_dir(str(raw["unlearn_cache_dir"]).strip(), sources, rootdir),
-        device=_choice("--unlearn-device", str(raw["unlearn_device"]), DEVICES),
-        worker_gpus=str(raw["unlearn_worker_gpus"]).strip() or "auto",
-        gradient_checkpointing=_choice("--unlearn-gradient-checkpointing",
-                                       str(raw["unlearn_gradient_checkpointing"]),
+        model=model,
+        data=check_data_spec(text("unlearn_data"), origin("unlearn_data")),
+        ood_data=_ood_data(origin("unlearn_ood_data"), text("unlearn_ood_data")),
+        cache_dir=_cache_dir(origin("unlearn_cache_dir"), text("unlearn_cache_dir"), rootdir),
+        device=_choice(origin("unlearn_device"), text("unlearn_device"), DEVICES),
+        worker_gpus=_worker_gpus(origin("unlearn_worker_gpus"), text("unlearn_worker_gpus")),
+        gradient_checkpointing=_choice(origin("unlearn_gradient_checkpointing"),
+                                       text("unlearn_gradient_checkpointing"),
                                        ("auto", "on", "off")),
-        dtype=_choice("--unlearn-dtype", str(raw["unlearn_dtype"]), DTYPES),
-        seed=_non_negative("--unlearn-seed", str(raw["unlearn_seed"])),
-        seeds=_positive("--unlearn-seeds", str(raw["unlearn_seeds"])),
-        prompts=_prompts(str(raw["unlearn_prompts"])),
-        criterion=str(raw["unlearn_criterion"]).strip(),
-        max_new_tokens=_non_negative("--unlearn-max-new-tokens",
-                                     str(raw["unlearn_max_new_tokens"])),
-        score_batch_size=_positive("--unlearn-score-batch-size",
-                                   str(raw["unlearn_score_batch_size"])),
-        inject=_choice("--unlearn-inject", str(raw["unlearn_inject"]), INJECT_MODES),
-        leak_samples=_non_negative("--unlearn-leak-samples", str(raw["unlearn_leak_samples"])),
-        attack=_attack(str(raw["unlearn_attack"])),
-        json_path=Path(raw["unlearn_json"]).expanduser() if raw["unlearn_json"] else None,
-        curve_every=_non_negative("--unlearn-curve-every", str(raw["unlearn_curve_every"])),
-        plots_dir=_plots_dir(str(raw["unlearn_plots"])),
-        config_path=_existing_file("--unlearn-config", str(raw["unlearn_config"])),
-        general_tasks=str(raw["unlearn_general_tasks"]).strip() or "auto",
-        general_limit=(_positive("--unlearn-general-limit", str(raw["unlearn_general_limit"]))
-                       if str(raw["unlearn_general_limit"]).strip() else None),
-        reference=(check_model_spec(str(raw["unlearn_reference"]).strip())
-                   if str(raw["unlearn_reference"]).strip() else None),
-        gate_path=_existing_file("--unlearn-gate", str(raw["unlearn_gate"])),
-        save_baseline=_baseline_name("--unlearn-save", str(raw["unlearn_save"])),
-        compare_baseline=_baseline_name("--unlearn-compare", str(raw["unlearn_compare"])),
+        dtype=_choice(origin("unlearn_dtype"), text("unlearn_dtype"), DTYPES),
+        seed=seed,
+        seeds=seeds,
+        prompts=_prompts(origin("unlearn_prompts"), text("unlearn_prompts")),
+        criterion=text("unlearn_criterion"),
+        max_new_tokens=_non_negative(origin("unlearn_max_new_tokens"),
+                                     text("unlearn_max_new_tokens")),
+        score_batch_size=_positive(origin("unlearn_score_batch_size"),
+                                   text("unlearn_score_batch_size")),
+        inject=inject,
+        leak_samples=_non_negative(origin("unlearn_leak_samples"), text("unlearn_leak_samples")),
+        attack=_attack(origin("unlearn_attack"), text("unlearn_attack")),
+        json_path=_output_file(origin("unlearn_json"), text("unlearn_json")),
+        curve_every=_non_negative(origin("unlearn_curve_every"), text("unlearn_curve_every")),
+        plots_dir=_plots_dir(origin("unlearn_plots"), text("unlearn_plots")),
+        config_path=_existing_file(origin("unlearn_config"), text("unlearn_config")),
+        general_tasks=_general_tasks(origin("unlearn_general_tasks"),
+                                     text("unlearn_general_tasks")),
+        general_limit=(_positive(origin("unlearn_general_limit"), text("unlearn_general_limit"))
+                       if text("unlearn_general_limit") else None),
+        reference=(check_model_spec(text("unlearn_reference"), origin("unlearn_reference"))
+                   if text("unlearn_reference") else None),
+        gate_path=_existing_file(origin("unlearn_gate"), text("unlearn_gate")),
+        save_baseline=_baseline_name(origin("unlearn_save"), text("unlearn_save")),
+        compare_baseline=_baseline_name(origin("unlearn_compare"), text("unlearn_compare")),
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
         build_only=bool(raw["unlearn_build_only"]),
     )
 
 
-def _plots_dir(text: str) -> Path | None:
+def _plots_dir(origin: Origin, text: str) -> Path | None:
     """--unlearn-plots needs matplotlib, an optional extra: say so before any model is built."""
-    if not text.strip():
+    if not text:
         return None
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise UnlearnError(f"--unlearn-plots={text}: drawing plots needs matplotlib, which is "
-                           "not installed; install it with: pip install 'pytest-unlearn[plots]'")
+        raise UnlearnError(f"{origin.label(text, quote=False)}: drawing plots needs "
+                           "matplotlib, which is not installed; install it with: pip install "
+                           "'pytest-unlearn[plots]'")
     return Path(text).expanduser()
 
 
-def _attack(text: str) -> dict[str, float]:
+def _attack(origin: Origin, text: str) -> dict[str, float]:
     """'steps=8,fraction=0.1,lr=auto' -> {"steps": 8, "fraction": 0.1, "lr": nan (auto)}."""
-    import math
-
     values: dict[str, float] = {"steps": 8, "fraction": 0.1, "lr": math.nan}
-    usage = ("write it as steps=K,fraction=F,lr=LR (any subset), e.g. "
+    given: set[str] = set()
+    label = origin.label(text)
+    usage = ("write it as steps=K,fraction=F,lr=LR (any subset, each at most once), e.g. "
              "--unlearn-attack=steps=16,fraction=0.2,lr=1e-4")
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, _, value = part.partition("=")
-        key = key.strip()
-        if key not in values or not value.strip():
-            raise UnlearnError(f"--unlearn-attack={text!r}: {part!r} is not one of steps=, "
-                               f"fraction=, lr=; {usage}")
-        if key == "lr" and value.strip() == "auto":
+        key, value = key.strip(), value.strip()
+        if key not in values or not value:
+            raise UnlearnError(f"{label}: {part!r} is not one of steps=, fraction=, lr=; {usage}")
+        if key in given:
+            raise UnlearnError(f"{label}: {key} is given more than once; {usage}")
+        given.add(key)
+        if key == "lr" and value == "auto":
             continue
         try:
             number = int(value) if key == "steps" else float(value)
         except ValueError:
-            raise UnlearnError(f"--unlearn-attack={text!r}: {key} must be a number, got "
-                               f"{value!r}; {usage}") from None
+            raise UnlearnError(f"{label}: {key} must be a number, got {value!r}; {usage}") from None
+        if not math.isfinite(number):
+            raise UnlearnError(f"{label}: {key}={value} is not a finite number; {usage}")
         if number <= 0 or (key == "fraction" and number > 1):
-            raise UnlearnError(f"--unlearn-attack={text!r}: {key}={value} is out of range "
+            raise UnlearnError(f"{label}: {key}={value} is out of range "
                                "(steps and lr > 0, 0 < fraction <= 1)")
         values[key] = number
     return values
 
 
-def _prompts(text: str) -> tuple[str, ...]:
+def _prompts(origin: Origin, text: str) -> tuple[str, ...]:
     from .prompts import PROMPTS
 
     chosen = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not chosen:
-        raise UnlearnError(f"--unlearn-prompts is empty: name one or more of {', '.join(PROMPTS)}")
+        raise UnlearnError(f"{origin.place} is empty: name one or more of {', '.join(PROMPTS)}")
     for name in chosen:
-        _choice("--unlearn-prompts", name, PROMPTS)
+        _choice(origin, name, PROMPTS)
     return chosen
 
 
-def parse_criterion(text: str) -> float:
+def _general_tasks(origin: Origin, text: str) -> str:
+    """'auto', 'builtin', 'paper', or lm-eval task names (normalized to 'a,b')."""
+    if not text:
+        return "auto"
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    accepted = ("'auto', 'builtin', 'paper', or lm-eval task names separated by commas, "
+                "e.g. mmlu,arc_challenge")
+    if not names:
+        raise UnlearnError(f"{origin.label(text)} names no general task: give {accepted}")
+    keywords = [name for name in names if name in GENERAL_TASK_SETS]
+    if keywords and len(names) > 1:
+        raise UnlearnError(f"{origin.label(text)}: {keywords[0]!r} stands for a set of tasks "
+                           f"and cannot be listed with others: give {accepted}")
+    return ",".join(names)
+
+
+def _worker_gpus(origin: Origin, text: str) -> str:
+    """'auto', 'off', or GPU ids as workers.pin_worker_gpu takes them."""
+    if not text or text in ("auto", "off"):
+        return text or "auto"
+    gpus = [gpu.strip() for gpu in text.split(",")]
+    wrong = [gpu for gpu in gpus if not _GPU_ID.fullmatch(gpu)]
+    if wrong:
+        raise UnlearnError(
+            f"{origin.label(text)}: {wrong[0]!r} is not a GPU id; give 'auto' (the visible "
+            "GPUs), 'off', or a comma-separated list of GPU indices or nvidia-smi UUIDs, "
+            "e.g. 0,1,2,3")
+    return ",".join(gpus)
+
+
+def parse_criterion(text: str, origin: Origin | None = None) -> float:
     """'exact' -> 1.0; 'token>=0.9' -> 0.9. Anything else is an error."""
     text = text.strip()
     if text == "exact":
@@ -348,36 +475,51 @@ def parse_criterion(text: str) -> float:
     match = re.fullmatch(r"token>=([0-9]*\.?[0-9]+)", text)
     if match and 0.0 < float(match.group(1)) <= 1.0:
         return float(match.group(1))
+    origin = origin or Origin("--unlearn-criterion", "unlearn_criterion")
     raise UnlearnError(
-        f"--unlearn-criterion={text!r} is not a criterion: use 'exact' (every answer token is "
+        f"{origin.label(text)} is not a criterion: use 'exact' (every answer token is "
         "the model's argmax) or 'token>=T' with 0 < T <= 1, e.g. 'token>=0.9'")
 
 
-def check_model_spec(spec: str) -> str:
-    """Accept an alias, 'tiny', an existing folder or .gguf file, or an owner/name hub id."""
+def check_model_spec(spec: str, origin: Origin | None = None) -> str:
+    """Accept an alias, 'tiny', a model folder (with config.json), an existing .gguf file, or
+    an owner/name hub id."""
+    origin = origin or Origin("--model", "unlearn_model")
     if spec in MODEL_ALIASES or spec == TINY_MODEL:
         return spec
     path = Path(spec).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            try:
+                contents = "it is empty" if not any(path.iterdir()) else "it has no config.json"
+            except OSError as error:
+                contents = f"it cannot be read ({error.strerror})"
+            raise UnlearnError(
+                f"{origin.label(spec)} is a folder, but not a model folder: {contents}. A model "
+                "folder holds config.json, tokenizer files and weights (as save_pretrained or "
+                "huggingface-cli download write them); pass such a folder, a .gguf file, a hub "
+                "id, or one of: " + _model_choices())
         return spec
     if path.is_file():
         if path.suffix.lower() == ".gguf":
             return spec
         raise UnlearnError(
-            f"--model={spec!r} is a file but not a .gguf file: pass a model folder (with "
+            f"{origin.label(spec)} is a file but not a .gguf file: pass a model folder (with "
             "config.json), a .gguf file, a hub id, or one of: " + _model_choices())
     if path.suffix.lower() == ".gguf":
-        raise UnlearnError(f"--model={spec!r}: no such .gguf file (looked in {Path.cwd()})")
+        raise UnlearnError(f"{origin.label(spec)}: no such .gguf file (looked in {Path.cwd()})")
     if _HUB_ID.match(spec) and not spec.startswith("."):
         return spec
     raise UnlearnError(
-        f"unknown model {spec!r}{_did_you_mean(spec, [*MODEL_ALIASES, TINY_MODEL])}: it is not an "
-        "alias, not a local folder or .gguf file, and not a hub id of the form owner/name. "
+        f"{origin.place}: unknown model {spec!r}"
+        f"{_did_you_mean(spec, [*MODEL_ALIASES, TINY_MODEL])}: it is not an alias, not a local "
+        "folder or .gguf file, and not a hub id of the form owner/name. "
         "Available aliases: " + _model_choices())
 
 
-def check_data_spec(spec: str) -> str:
+def check_data_spec(spec: str, origin: Origin | None = None) -> str:
     """Accept 'builtin', an existing folder, or an owner/name hub id."""
+    origin = origin or Origin("--unlearn-data", "unlearn_data")
     if spec == BUILTIN_DATA:
         return spec
     path = Path(spec).expanduser()
@@ -385,22 +527,23 @@ def check_data_spec(spec: str) -> str:
         return spec
     if path.exists():
         raise UnlearnError(
-            f"--unlearn-data={spec!r} is a file; pass the folder that holds "
+            f"{origin.label(spec)} is a file; pass the folder that holds "
             "unlearn_train.json, unlearn_val.json, retention_train.json and retention_val.json")
     if _HUB_ID.match(spec) and not spec.startswith("."):
         return spec
     raise UnlearnError(
-        f"unknown dataset {spec!r}{_did_you_mean(spec, [BUILTIN_DATA, KNOWUNDO_HUB_ID])}: no such "
+        f"{origin.place}: unknown dataset {spec!r}"
+        f"{_did_you_mean(spec, [BUILTIN_DATA, KNOWUNDO_HUB_ID])}: no such "
         f"folder (looked in {Path.cwd()}) and not a hub id of the form owner/name. Available: "
         f"'{BUILTIN_DATA}' (data the plugin writes itself), '{KNOWUNDO_HUB_ID}' (the hub), or a "
         "folder with {unlearn,retention}_{train,val}.json")
 
 
-def _ood_data(text: str) -> str:
+def _ood_data(origin: Origin, text: str) -> str:
     if text == BUILTIN_DATA or Path(text).expanduser().is_file():
         return text
     raise UnlearnError(
-        f"--unlearn-ood-data={text!r}: no such file (looked in {Path.cwd()}). Use "
+        f"{origin.label(text)}: no such file (looked in {Path.cwd()}). Use "
         f"'{BUILTIN_DATA}' or a JSON array / JSONL file of {{\"text\", \"labels\"}} records.")
 
 
@@ -414,57 +557,106 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+def _choice(origin: Origin, value: str, choices: tuple[str, ...]) -> str:
     value = value.strip()
     if value not in choices:
-        raise UnlearnError(f"{flag}={value!r}{_did_you_mean(value, list(choices))} is not one of: "
-                           + ", ".join(choices))
+        raise UnlearnError(f"{origin.label(value)}{_did_you_mean(value, list(choices))} is not "
+                           "one of: " + ", ".join(choices))
     return value
 
 
-def _non_negative(flag: str, text: str) -> int:
+def _non_negative(origin: Origin, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise UnlearnError(f"{flag}={text!r} is not an integer") from None
+        raise UnlearnError(f"{origin.label(text)} is not an integer") from None
     if value < 0:
-        raise UnlearnError(f"{flag}={value} must be zero or positive")
+        raise UnlearnError(f"{origin.label(text)} must be zero or positive")
     return value
 
 
-def _positive(flag: str, text: str) -> int:
-    value = _non_negative(flag, text)
+def _positive(origin: Origin, text: str) -> int:
+    value = _non_negative(origin, text)
     if value == 0:
-        raise UnlearnError(f"{flag}=0 must be at least 1")
+        raise UnlearnError(f"{origin.label(text)} must be at least 1")
     return value
 
 
-def _baseline_name(flag: str, text: str) -> str | None:
+def _seed(origin: Origin, text: str) -> int:
+    seed = _non_negative(origin, text)
+    if seed >= SEED_LIMIT:
+        raise UnlearnError(f"{origin.label(text)} is too large: torch, numpy and random take "
+                           f"seeds from 0 to 2**32 - 1 = {SEED_LIMIT - 1}; pick one in that range")
+    return seed
+
+
+def _seed_count(origin: Origin, text: str) -> int:
+    seeds = _positive(origin, text)
+    if seeds > MAX_SEEDS:
+        raise UnlearnError(
+            f"{origin.label(text)} is more than {MAX_SEEDS}: each seed is one more unlearning "
+            "run of every method and one more test per item, so collection alone would take "
+            f"hours; {MAX_SEEDS} seeds or fewer (5-10 usually give tight intervals)")
+    return seeds
+
+
+def _baseline_name(origin: Origin, text: str) -> str | None:
     """Baseline names become file names, so they are kept to a safe alphabet."""
-    text = text.strip()
     if not text:
         return None
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text):
-        raise UnlearnError(f"{flag}={text!r}: a baseline name is 1-64 letters, digits, '_', '.' "
-                           "or '-', starting with a letter or digit")
+        raise UnlearnError(f"{origin.label(text)}: a baseline name is 1-64 letters, digits, '_', "
+                           "'.' or '-', starting with a letter or digit")
     return text
 
 
-def _existing_file(flag: str, text: str) -> Path | None:
+def _existing_file(origin: Origin, text: str) -> Path | None:
     if not text:
         return None
     path = Path(text).expanduser()
     if not path.is_file():
-        raise UnlearnError(f"{flag}={text!r}: no such file (looked in {Path.cwd()})")
+        raise UnlearnError(f"{origin.label(text)}: no such file (looked in {Path.cwd()})")
     return path
 
 
-def _cache_dir(text: str, sources: dict[str, str], rootdir: Path) -> Path:
+def _output_file(origin: Origin, text: str) -> Path | None:
+    """A file the run writes at its end (creating missing folders): check now that it can."""
     if not text:
+        return None
+    path = Path(text).expanduser()
+    fix = "choose a file in a folder you can write to"
+    if path.is_dir():
+        raise UnlearnError(f"{origin.label(text)} is a folder, not a file; name the file to "
+                           f"write, e.g. {path / 'unlearn-report.json'}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UnlearnError(f"{origin.label(text)}: the file is not writable; {fix}")
+    _check_writable_folder(origin.label(text), path.absolute().parent, fix)
+    return path
+
+
+def _check_writable_folder(label: str, folder: Path, fix: str) -> None:
+    """``folder`` is a folder this process can write in, or can be created as one."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        blocked = "" if existing == folder else f", so the folder {folder} cannot be created"
+        raise UnlearnError(f"{label}: {existing} is a file, not a folder{blocked}; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UnlearnError(f"{label}: no permission to write in the folder {existing}; {fix}")
+
+
+def _cache_dir(origin: Origin, text: str, rootdir: Path) -> Path:
+    if not text:
+        # Not checked: every pytest run loads the plugin, and one that tests no model must
+        # not fail on an unwritable home folder.
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return Path(base) / "pytest-unlearn"
     path = Path(text).expanduser()
     # An ini value is relative to the project, like pytest's own cache_dir.
-    if not path.is_absolute() and sources.get("unlearn_cache_dir") == "ini":
+    if not path.is_absolute() and origin.source in ("ini", "-o"):
         path = rootdir / path
-    return path.resolve()
+    path = path.resolve()
+    _check_writable_folder(origin.label(text), path,
+                           "remove what is in the way or choose another --unlearn-cache-dir")
+    return path

@@ -1,10 +1,14 @@
 """Option values: parsing and the messages for bad ones."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.models import ModelSpec
-from pytest_unlearn.settings import check_data_spec, check_model_spec, parse_criterion
+from pytest_unlearn.settings import (Settings, check_data_spec, check_model_spec,
+                                     parse_criterion, resolve, settings_for_script)
 
 
 @pytest.mark.parametrize("text, threshold", [("exact", 1.0), ("token>=0.9", 0.9),
@@ -63,3 +67,263 @@ def test_auto_dtype_is_bfloat16_on_a_gpu_except_for_the_tiny_model() -> None:
     assert resolve_dtype("auto", gpu, tiny=True) == torch.float32
     assert resolve_dtype("auto", cpu) == torch.float32
     assert resolve_dtype("bfloat16", gpu, tiny=True) == torch.bfloat16  # asked for: obeyed
+
+
+# --- options checked when the settings are built (audit findings) -----------------------------
+
+
+def settings_of(pytester: pytest.Pytester, *args: str) -> Settings:
+    """The settings of a pytest run in the pytester folder with these arguments."""
+    return resolve(pytester.parseconfig(*args))
+
+
+def usage_error(pytester: pytest.Pytester, *args: str) -> str:
+    with pytest.raises(pytest.UsageError) as error:
+        settings_of(pytester, *args)
+    return str(error.value)
+
+
+needs_permissions = pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+
+
+def test_json_report_that_is_a_folder_is_refused(pytester: pytest.Pytester) -> None:
+    (pytester.path / "reports").mkdir()
+    message = usage_error(pytester, "--unlearn-json=reports")
+    assert "--unlearn-json='reports' is a folder, not a file" in message
+    assert "reports/unlearn-report.json" in message
+
+
+def test_json_report_under_a_file_is_refused(pytester: pytest.Pytester) -> None:
+    (pytester.path / "blocker").write_text("a file where a folder should be\n")
+    message = usage_error(pytester, "--unlearn-json=blocker/sub/r.json")
+    assert "--unlearn-json='blocker/sub/r.json':" in message
+    assert f"{pytester.path / 'blocker'} is a file, not a folder, so the folder " in message
+    assert "choose a file in a folder you can write to" in message
+
+
+def test_json_report_in_missing_folders_is_accepted(pytester: pytest.Pytester) -> None:
+    # write_json creates the missing folders at the end of the run.
+    settings = settings_of(pytester, "--unlearn-json=new/folders/r.json")
+    assert settings.json_path == Path("new/folders/r.json")
+    assert not (pytester.path / "new").exists()  # nothing is created while configuring
+
+
+@needs_permissions
+def test_json_report_in_a_read_only_folder_is_refused(pytester: pytest.Pytester) -> None:
+    locked = pytester.path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        message = usage_error(pytester, f"--unlearn-json={locked / 'r.json'}")
+    finally:
+        locked.chmod(0o755)
+    assert f"no permission to write in the folder {locked}" in message
+
+
+def test_cache_dir_that_is_a_file_is_refused(pytester: pytest.Pytester) -> None:
+    (pytester.path / "cache").write_text("not a folder\n")
+    message = usage_error(pytester, "--unlearn-cache-dir=cache")
+    assert f"--unlearn-cache-dir='cache': {pytester.path / 'cache'} is a file, not a folder" \
+        in message
+    assert "choose another --unlearn-cache-dir" in message
+
+
+def test_cache_dir_that_cannot_be_created_is_refused(pytester: pytest.Pytester) -> None:
+    (pytester.path / "blocker").write_text("a file\n")
+    message = usage_error(pytester, "--unlearn-cache-dir=blocker/cache")
+    assert f"{pytester.path / 'blocker'} is a file, not a folder, so the folder " \
+           f"{pytester.path / 'blocker' / 'cache'} cannot be created" in message
+
+
+@needs_permissions
+def test_cache_dir_that_is_not_writable_is_refused(pytester: pytest.Pytester) -> None:
+    locked = pytester.path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        message = usage_error(pytester, f"--unlearn-cache-dir={locked}")
+    finally:
+        locked.chmod(0o755)
+    assert f"--unlearn-cache-dir='{locked}': no permission to write in the folder" in message
+
+
+def test_new_cache_dir_is_accepted_and_not_created_yet(pytester: pytest.Pytester) -> None:
+    settings = settings_of(pytester, "--unlearn-cache-dir=a/b/cache")
+    assert settings.cache_dir == pytester.path / "a" / "b" / "cache"
+    assert not (pytester.path / "a").exists()
+
+
+@pytest.mark.parametrize("spec, key", [
+    ("fraction=nan", "fraction"), ("lr=nan", "lr"), ("lr=inf", "lr"),
+    ("fraction=inf", "fraction"), ("steps=4,lr=-inf", "lr"),
+])
+def test_attack_refuses_non_finite_numbers(pytester: pytest.Pytester, spec: str,
+                                           key: str) -> None:
+    message = usage_error(pytester, f"--unlearn-attack={spec}")
+    assert f"--unlearn-attack={spec!r}: {key}=" in message
+    assert "is not a finite number" in message
+    assert "write it as steps=K,fraction=F,lr=LR" in message
+
+
+@pytest.mark.parametrize("spec, key", [("steps=4,steps=9", "steps"),
+                                       ("lr=auto,fraction=0.5,lr=1e-4", "lr")])
+def test_attack_refuses_a_repeated_key(pytester: pytest.Pytester, spec: str, key: str) -> None:
+    message = usage_error(pytester, f"--unlearn-attack={spec}")
+    assert f"--unlearn-attack={spec!r}: {key} is given more than once" in message
+    assert "each at most once" in message
+
+
+def test_attack_spec_still_parses(pytester: pytest.Pytester) -> None:
+    attack = settings_of(pytester, "--unlearn-attack=steps=4, fraction=0.5,lr=1e-4").attack
+    assert attack == {"steps": 4, "fraction": 0.5, "lr": 1e-4}
+
+
+@pytest.mark.parametrize("tasks", [",", " , ,"])
+def test_empty_general_task_list_is_refused(pytester: pytest.Pytester, tasks: str) -> None:
+    message = usage_error(pytester, f"--unlearn-general-tasks={tasks}")
+    assert f"--unlearn-general-tasks={tasks.strip()!r} names no general task" in message
+    assert "'auto', 'builtin', 'paper', or lm-eval task names" in message
+
+
+def test_general_task_set_is_not_mixed_with_task_names(pytester: pytest.Pytester) -> None:
+    message = usage_error(pytester, "--unlearn-general-tasks=builtin,mmlu")
+    assert "'builtin' stands for a set of tasks and cannot be listed with others" in message
+
+
+@pytest.mark.parametrize("tasks, resolved", [("", "auto"), ("paper", "paper"),
+                                             ("mmlu, arc_challenge,", "mmlu,arc_challenge")])
+def test_general_tasks(pytester: pytest.Pytester, tasks: str, resolved: str) -> None:
+    assert settings_of(pytester, f"--unlearn-general-tasks={tasks}").general_tasks == resolved
+
+
+@pytest.mark.parametrize("gpus, wrong", [("banana", "banana"), ("0,x", "x"), ("0,,1", ""),
+                                         (",", ""), ("cuda:0", "cuda:0")])
+def test_bad_worker_gpus_are_refused(pytester: pytest.Pytester, gpus: str, wrong: str) -> None:
+    message = usage_error(pytester, f"--unlearn-worker-gpus={gpus}")
+    assert f"--unlearn-worker-gpus={gpus!r}: {wrong!r} is not a GPU id" in message
+    assert "give 'auto' (the visible GPUs), 'off', or a comma-separated list" in message
+
+
+@pytest.mark.parametrize("gpus, resolved", [("auto", "auto"), ("", "auto"), ("off", "off"),
+                                            ("0, 1,2", "0,1,2"),
+                                            ("GPU-8f2a-11c0", "GPU-8f2a-11c0")])
+def test_worker_gpus(pytester: pytest.Pytester, gpus: str, resolved: str) -> None:
+    settings = settings_of(pytester, f"--unlearn-worker-gpus={gpus}")
+    assert settings.worker_gpus == resolved
+    from pytest_unlearn.workers import pin_worker_gpu
+
+    pin_worker_gpu("gw1", settings.worker_gpus, environ={})  # workers.py takes it as well
+
+
+@pytest.mark.parametrize("seed", [str(2**32), "99999999999999999999"])
+def test_seed_must_fit_in_32_bits(pytester: pytest.Pytester, seed: str) -> None:
+    message = usage_error(pytester, f"--unlearn-seed={seed}")
+    assert f"--unlearn-seed={seed!r} is too large" in message
+    assert "from 0 to 2**32 - 1 = 4294967295" in message
+
+
+def test_largest_seed_is_accepted(pytester: pytest.Pytester) -> None:
+    assert settings_of(pytester, f"--unlearn-seed={2**32 - 1}").unlearn_seeds == [2**32 - 1]
+
+
+def test_seeds_must_stay_below_2_to_the_32(pytester: pytest.Pytester) -> None:
+    message = usage_error(pytester, f"--unlearn-seed={2**32 - 1}", "--unlearn-seeds=2")
+    assert "--unlearn-seeds=2 with --unlearn-seed=4294967295: the last seed, 4294967296" in message
+
+
+def test_seed_count_has_an_upper_limit(pytester: pytest.Pytester) -> None:
+    assert settings_of(pytester, "--unlearn-seeds=100").seeds == 100
+    message = usage_error(pytester, "--unlearn-seeds=100000")
+    assert "--unlearn-seeds='100000' is more than 100: each seed is one more unlearning run" \
+        in message
+
+
+def test_ini_values_name_their_key_and_file(pytester: pytest.Pytester) -> None:
+    toml = pytester.makepyprojecttoml('[tool.pytest.ini_options]\nunlearn_seed = "abc"\n')
+    message = usage_error(pytester)
+    assert f"unlearn_seed = 'abc' (ini key in {toml}) is not an integer" in message
+    assert "--unlearn-seed" not in message
+    # The command line wins over the ini, and its error names the flag.
+    assert "--unlearn-seed='x' is not an integer" in usage_error(pytester, "--unlearn-seed=x")
+
+
+def test_ini_bool_names_its_key_and_file(pytester: pytest.Pytester) -> None:
+    toml = pytester.makepyprojecttoml('[tool.pytest.ini_options]\nunlearn_rebuild = "maybe"\n')
+    message = usage_error(pytester)
+    assert f"ini key unlearn_rebuild in {toml}: " in message
+    assert "'maybe'" in message and "write true or false" in message
+
+
+def test_override_ini_values_are_named_as_given(pytester: pytest.Pytester) -> None:
+    message = usage_error(pytester, "-o", "unlearn_attack=steps=1,steps=2")
+    assert "-o unlearn_attack='steps=1,steps=2': steps is given more than once" in message
+    message = usage_error(pytester, "-o", "unlearn_build_only=perhaps")
+    assert "-o unlearn_build_only: " in message and "write true or false" in message
+
+
+def test_ini_value_errors_name_the_ini_file(pytester: pytest.Pytester) -> None:
+    ini = pytester.makeini("[pytest]\nunlearn_worker_gpus = banana\nunlearn_seeds = 0\n")
+    message = usage_error(pytester, "--unlearn-seeds=2")
+    assert f"unlearn_worker_gpus = 'banana' (ini key in {ini}): 'banana' is not a GPU id" \
+        in message
+    message = usage_error(pytester, "--unlearn-worker-gpus=off")
+    assert f"unlearn_seeds = '0' (ini key in {ini}) must be at least 1" in message
+
+
+def test_script_settings_name_their_keyword() -> None:
+    with pytest.raises(UnlearnError, match=r"unlearn_seeds='many' is not an integer"):
+        settings_for_script(unlearn_seeds="many")
+
+
+def model_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}\n")
+    return folder
+
+
+def test_model_folder_needs_config_json(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UnlearnError) as error:
+        check_model_spec(str(empty))
+    assert f"--model={str(empty)!r} is a folder, but not a model folder: it is empty" \
+        in str(error.value)
+    assert "A model folder holds config.json" in str(error.value)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"")
+    with pytest.raises(UnlearnError, match="not a model folder: it has no config.json"):
+        check_model_spec(str(other))
+    assert check_model_spec(str(model_folder(tmp_path / "model"))) == str(tmp_path / "model")
+
+
+def test_model_specs_that_are_not_folders_still_pass(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    for spec in ("tiny", "qwen1.5-7b", "org/model", str(gguf)):
+        assert check_model_spec(spec) == spec
+
+
+def test_reference_folder_needs_config_json(pytester: pytest.Pytester) -> None:
+    (pytester.path / "base").mkdir()
+    message = usage_error(pytester, "--unlearn-reference=base")
+    assert "--unlearn-reference='base' is a folder, but not a model folder" in message
+
+
+def test_tiny_model_without_injection_is_refused(pytester: pytest.Pytester) -> None:
+    message = usage_error(pytester, "--unlearn-inject=never")
+    assert "--model='tiny' (the default) with --unlearn-inject='never'" in message
+    assert "only knows the data after the knowledge injection" in message
+    assert "Use --unlearn-inject=auto with the tiny model, or a pretrained --model" in message
+    pytester.makeini("[pytest]\nunlearn_inject = never\n")
+    message = usage_error(pytester, "--model=tiny")
+    assert "--model='tiny' with unlearn_inject = 'never' (ini key in" in message
+
+
+def test_pretrained_model_without_injection_is_accepted(pytester: pytest.Pytester) -> None:
+    model_folder(pytester.path / "candidate")
+    settings = settings_of(pytester, "--model=candidate", "--unlearn-inject=never")
+    assert (settings.model, settings.inject) == ("candidate", "never")
+    assert settings_of(pytester, "--model=qwen1.5-7b", "--unlearn-inject=never").inject == "never"
+    assert settings_of(pytester, "--model=tiny", "--unlearn-inject=auto").model == "tiny"
