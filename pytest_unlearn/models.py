@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -37,6 +38,9 @@ TINY_ARCHITECTURE: dict[str, Any] = {
 TINY_VOCAB_SIZE = 4000
 TINY_SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
                        "unk_token": "<unk>"}
+# The paper's two models by name, as families: LLaMA-2-7B-Chat and Qwen1.5-7B-Chat (hub ids,
+# and folder or file names such as llama2-7b-chat-hf or qwen1.5-7b-chat.Q8_0.gguf).
+PAPER_MODELS = {"llama2": r"llama-?2-7b-chat", "qwen1.5": r"qwen1\.5-7b-chat"}
 # Paper Table 7: the injection adapter.
 LORA_SETTINGS: dict[str, Any] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
                                  "target_modules": "all-linear"}
@@ -69,14 +73,16 @@ class ModelSpec:
 
     @property
     def family(self) -> str:
-        """Which model family's presets apply: the paper's two models, tiny, or other."""
+        """Which model's presets apply (MemFlex's paper Table 12 thresholds among them): one
+        of the paper's two models (LLaMA-2-7B-Chat, Qwen1.5-7B-Chat, by the name of the hub
+        id, folder or file), the tiny model, or 'other' (another size, a base model, or
+        another family, for which the paper gives no values)."""
         if self.is_tiny:
             return "tiny"
-        name = self.location.lower()
-        if "llama-2" in name:
-            return "llama2"
-        if "qwen1.5" in name:
-            return "qwen1.5"
+        name = Path(self.location).name.lower() if self.kind != "hub" else self.location.lower()
+        for family, pattern in PAPER_MODELS.items():
+            if re.search(pattern, name):
+                return family
         return "other"
 
     def fingerprint(self) -> dict[str, Any]:
@@ -245,7 +251,7 @@ def _load_failure(spec: ModelSpec, error: Exception) -> str:
            f"{type(error).__name__}: {str(error)[:400]}"
     if spec.kind == "hub":
         return (what + ". Without network access, download it once elsewhere "
-                "(huggingface-cli download " + spec.location + ") and pass the local folder as "
+                "(hf download " + spec.location + ") and pass the local folder as "
                 "--model=FOLDER, or set HF_HOME to a cache that holds it.")
     if spec.kind == "gguf":
         return what + ". Is the file a complete GGUF model? Loading GGUF needs the 'gguf' package."

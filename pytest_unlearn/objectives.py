@@ -78,10 +78,13 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
     return ids
 
 
-def random_token_ids(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> list[int]:
-    """Every token id a random label may take: the vocabulary without special tokens."""
+def random_token_ids(tokenizer: PreTrainedTokenizerBase, embedding_rows: int) -> list[int]:
+    """Every token id a random label may take: the tokenizer's vocabulary without special
+    tokens. Embedding rows beyond the vocabulary are padding that no text ever uses (Qwen1.5
+    has 151,936 rows for 151,646 tokens), so they are never drawn."""
     excluded = special_token_ids(tokenizer)
-    return [token for token in range(vocab_size) if token not in excluded]
+    return [token for token in range(min(embedding_rows, len(tokenizer)))
+            if token not in excluded]
 
 
 def with_random_targets(encoded: Sequence[Encoded], choices: Sequence[int], seed: int,

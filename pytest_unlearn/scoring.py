@@ -244,9 +244,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     """Greedy continuations of tokenized prompts, batched and left-padded, with the KV cache.
 
     Continuation i is ``lengths[i]`` tokens long at most (the caller passes each reference
-    answer's length, capped): models trained as the reference trains them, without an end
-    token, never stop by themselves, and whatever they add after the answer's length would
-    only dilute ROUGE. It is also cut at a blank line, where a new question would start.
+    answer's length, capped): the models here are trained on answer tokens alone, without an
+    end token (the reference implementation appends one), so they do not stop by themselves,
+    and whatever they add after the answer's length would only dilute ROUGE. It is also cut at a blank line, where a new question would start.
     """
     import torch
 

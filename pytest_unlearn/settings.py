@@ -497,7 +497,7 @@ def check_model_spec(spec: str, origin: Origin | None = None) -> str:
             raise UnlearnError(
                 f"{origin.label(spec)} is a folder, but not a model folder: {contents}. A model "
                 "folder holds config.json, tokenizer files and weights (as save_pretrained or "
-                "huggingface-cli download write them); pass such a folder, a .gguf file, a hub "
+                "hf download write them); pass such a folder, a .gguf file, a hub "
                 "id, or one of: " + _model_choices())
         return spec
     if path.is_file():

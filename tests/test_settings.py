@@ -35,6 +35,31 @@ def test_model_specs(tmp_path):
     assert ModelSpec.parse("tiny").family == "tiny"
 
 
+@pytest.mark.parametrize("spec, family", [
+    ("meta-llama/Llama-2-7b-chat-hf", "llama2"),
+    ("Qwen/Qwen1.5-7B-Chat", "qwen1.5"),
+    ("someone/llama2-7b-chat", "llama2"),
+    # Other sizes, base models and other families get no paper Table 12 thresholds.
+    ("meta-llama/Llama-2-13b-chat-hf", "other"),
+    ("meta-llama/Llama-2-7b-hf", "other"),
+    ("Qwen/Qwen1.5-0.5B-Chat", "other"),
+    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", "other"),
+])
+def test_only_the_papers_two_models_get_their_family(spec, family):
+    assert ModelSpec.parse(spec).family == family
+
+
+def test_a_local_copy_is_recognized_by_its_own_name(tmp_path):
+    folder = tmp_path / "Qwen1.5-7B-Chat"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert ModelSpec.parse(str(folder)).family == "qwen1.5"
+    # A folder's parents do not count: only the model's own name.
+    other = folder / "my-finetune"
+    other.mkdir()
+    assert ModelSpec.parse(str(other)).family == "other"
+
+
 @pytest.mark.parametrize("spec, message", [
     ("qwen-7b", "did you mean 'qwen1.5-7b'"),
     ("missing.gguf", "no such .gguf file"),
