@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey["UnlearnSession"]()
 # The models an --unlearn-build-only run built or found, one line each.
 BUILT_KEY = pytest.StashKey[list[str]]()
+# Why general-task tests of a domain were deselected (no item test of that domain ran).
+GENERAL_DESELECTED_KEY = pytest.StashKey[list[str]]()
 DEFAULT_PROMPT = "plain"  # pytest_unlearn.prompts.DEFAULT_PROMPT, without importing it
 DOMAIN_MARKER = "knowundo"
 GENERAL_MARKER = "general_task"
@@ -436,11 +438,13 @@ def _or_fail(build: Any) -> Any:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --unlearn-build-only: build every model the selected tests need, and compute
-    what they read from it (item scores, generations, general-task scores), then deselect
-    them all. Under accelerate launch or torchrun every process takes part."""
+    """General-task tests follow the domains of the selected item tests. Then, with
+    --unlearn-build-only: build every model the selected tests need, and compute what they
+    read from it (item scores, generations, general-task scores), then deselect them all.
+    Under accelerate launch or torchrun every process takes part."""
     from .session import ModelNeeds
 
+    _follow_the_item_domains(config, items)
     unlearn = config.stash[SESSION_KEY]
     if not unlearn.settings.build_only:
         return
@@ -467,6 +471,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[BUILT_KEY] = lines
     config.hook.pytest_deselected(items=list(items))
     items[:] = []
+
+
+def _follow_the_item_domains(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``suites/general`` tests the models of each domain. Run beside item tests (e.g.
+    ``pytest suites/privacy suites/general``), its tests of the domains that have no item
+    test in the run are deselected, with a line saying so, so that no model is built for a
+    domain the run does not test; run alone, it tests every domain it names."""
+    def domain_of(item: pytest.Item, fixture: str) -> str | None:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return params.get("unlearn_domain") if fixture in params else None
+
+    item_domains = {domain_of(item, "knowundo_item") for item in items} - {None}
+    if not item_domains:
+        return
+    dropped = [item for item in items
+               if domain_of(item, "general_task") not in (None, *item_domains)]
+    if not dropped:
+        return
+    config.hook.pytest_deselected(items=dropped)
+    kept = set(map(id, items)) - set(map(id, dropped))
+    items[:] = [item for item in items if id(item) in kept]
+    domains = sorted({str(domain_of(item, "general_task")) for item in dropped})
+    config.stash[GENERAL_DESELECTED_KEY] = [
+        f"unlearn: {len(dropped)} general-task tests of {', '.join(domains)} deselected: this run "
+        f"has item tests of {', '.join(sorted(item_domains))} only (add suites/"
+        f"{domains[0]} to test them, or run suites/general alone for every domain)"]
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    return config.stash.get(GENERAL_DESELECTED_KEY, [])
 
 
 @pytest.hookimpl(trylast=True)

@@ -589,6 +589,26 @@ def test_corrupt_cache_entry_is_rebuilt(pytester: pytest.Pytester, tmp_path: Pat
     _entry_is_intact(weights, garbage)
 
 
+def test_general_tests_follow_the_domains_of_the_item_tests(
+        suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path) -> None:
+    # suites/general tests the models of both domains; beside the privacy item tests only
+    # privacy's, so that no copyright model is built for it, and it says so. No model loads.
+    general = Path(__file__).resolve().parents[1] / "suites" / "general"
+    for name in ("test_general.py", "thresholds.yaml"):
+        (suite_dir / name).write_text((general / name).read_text())
+    cache = f"--unlearn-cache-dir={tmp_path / 'cache'}"
+    both = pytester.runpytest("--collect-only", "-q", cache)
+    ids = collected_ids(both)
+    assert len([i for i in ids if "test_general_ability[" in i]) == 3  # builtin tasks, none
+    assert not [i for i in ids if "after_copyright_unlearning" in i]
+    assert "unlearn: 3 general-task tests of copyright deselected: this run has item tests " \
+           "of privacy only (add suites/copyright to test them" in text_of(both)
+    alone = pytester.runpytest("test_general.py", "--collect-only", "-q", cache)
+    ids = collected_ids(alone)
+    assert len(ids) == 6 and len([i for i in ids if "copyright" in i]) == 3, ids
+    assert "deselected" not in text_of(alone)
+
+
 def test_the_plugins_warnings_stay_warnings_under_filterwarnings_error(
         suite_dir: Path, pytester: pytest.Pytester) -> None:
     # The repo's ini (and the suite's here) turns warnings into errors; a record truncated to
