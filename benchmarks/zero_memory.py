@@ -77,7 +77,9 @@ def worker(args: argparse.Namespace) -> None:
     settings = settings_for_script(
         unlearn_model=smollm2_path() if args.model == "smollm2" else args.model,
         unlearn_data="builtin", unlearn_cache_dir=args.cache_dir, unlearn_device="cpu",
-        unlearn_dtype="float32", unlearn_inject="never")
+        unlearn_dtype="float32",
+        # The tiny model is built random in code and knows nothing until injected.
+        unlearn_inject="auto" if args.model == "tiny" else "never")
     session = UnlearnSession(settings, progress=lambda message: None)
     data = session.domain_data("privacy")
     handle = session.pipeline.load_vanilla(data)
