@@ -53,19 +53,27 @@ def load_thresholds(path: Path) -> dict[str, dict[str, float | None]]:
     if not path.is_file():
         raise UnlearnError(f"general-task thresholds file {path} does not exist; create it with "
                            "one entry per task: {min_score: ..., max_drop: ...}")
+    from .data import read_utf8
+
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        content = yaml.safe_load(read_utf8(path)) or {}
     except yaml.YAMLError as error:
         raise UnlearnError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(content, dict):
         raise UnlearnError(f"{path}: expected a mapping of task names to thresholds")
     for task, entry in content.items():
-        if not isinstance(entry, dict) or set(entry) - set(THRESHOLD_KEYS):
-            raise UnlearnError(f"{path}: task {task!r} needs a mapping with only "
-                               f"{' and '.join(THRESHOLD_KEYS)}, got {entry!r}")
+        if not isinstance(entry, dict) or set(entry) != set(THRESHOLD_KEYS):
+            raise UnlearnError(f"{path}: task {task!r} needs a mapping with exactly "
+                               f"{' and '.join(THRESHOLD_KEYS)} (null for no limit), got "
+                               f"{entry!r}")
         for key, value in entry.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UnlearnError(f"{path}: {task}.{key} must be a number or null, got {value!r}")
+            if not 0 <= value <= 1:
+                raise UnlearnError(f"{path}: {task}.{key} = {value!r} is outside [0, 1]: scores "
+                                   "and drops are fractions of accuracy (0.05 = five points)")
     return content
 
 

@@ -153,3 +153,30 @@ def test_the_shipped_release_gate_checks_the_candidates_row(warm_cache: dict[str
         ("general.max_drop: no general-task test ran", None)]  # this run has no suites/general
     # The vanilla model recalls what it must forget: it fails on unlearning.
     assert [check.passed for check in checks] == [False, True, False]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{min_score: null, max_drop: 5}", "mmlu.max_drop = 5 is outside [0, 1]: scores and drops are "
+                                       "fractions of accuracy"),
+    ("{min_score: -0.1, max_drop: 0.05}", "mmlu.min_score = -0.1 is outside [0, 1]"),
+    ("{max_drop: 0.05}", "task 'mmlu' needs a mapping with exactly min_score and max_drop"),
+    ("{min_score: null, max_drop: 0.05, floor: 1}", "needs a mapping with exactly"),
+    ("{min_score: null, max_drop: '5%'}", "mmlu.max_drop must be a number or null, got '5%'"),
+])
+def test_bad_general_thresholds_name_the_file_and_task(tmp_path: Path, entry: str,
+                                                       message: str) -> None:
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.general_suite import load_thresholds
+
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(f"mmlu: {entry}\n")
+    with pytest.raises(UnlearnError) as error:
+        load_thresholds(path)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_the_shipped_general_thresholds_load() -> None:
+    from pytest_unlearn.general_suite import load_thresholds
+
+    thresholds = load_thresholds(GENERAL_SUITE / "thresholds.yaml")
+    assert {"mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race"} <= set(thresholds)
