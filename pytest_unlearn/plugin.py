@@ -505,7 +505,11 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """A build-only run that built what it had to succeeded, though it ran no test."""
+    """A build-only run that built what it had to succeeded, though it ran no test. An
+    xdist worker hands its collection notes to the controller, which has no items."""
+    if _is_worker(session.config) and GENERAL_DESELECTED_KEY in session.config.stash:
+        session.config.workeroutput[  # type: ignore[attr-defined]
+            "unlearn_general_deselected"] = session.config.stash[GENERAL_DESELECTED_KEY]
     if BUILT_KEY in session.config.stash and \
             session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK
@@ -585,6 +589,14 @@ class UnlearnReporter:
         # Failures the gate does not judge (anything but item and general-task tests).
         self.other_failures = 0
         self.plots_error = ""
+        # Under xdist: the workers' notes on the general-task tests they deselected.
+        self.deselected: list[str] = []
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        for line in getattr(node, "workeroutput", {}).get("unlearn_general_deselected", []):
+            if line not in self.deselected:  # every worker collects the same items
+                self.deselected.append(line)
 
     @property
     def unlearn(self) -> UnlearnSession:
@@ -689,6 +701,8 @@ class UnlearnReporter:
             terminalreporter.write_sep("=", "unlearning summary")
             terminalreporter.write_line(f"ERROR: {self.error}", red=True)
             return
+        for line in self.deselected:
+            terminalreporter.write_line(line)
         if self.summary is None:
             return
         self._write_rows(terminalreporter)

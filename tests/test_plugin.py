@@ -590,7 +590,8 @@ def test_corrupt_cache_entry_is_rebuilt(pytester: pytest.Pytester, tmp_path: Pat
 
 
 def test_general_tests_follow_the_domains_of_the_item_tests(
-        suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path) -> None:
+        suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path, cache_arg: str,
+        warm_cache: dict[str, Any]) -> None:
     # suites/general tests the models of both domains; beside the privacy item tests only
     # privacy's, so that no copyright model is built for it, and it says so. No model loads.
     general = Path(__file__).resolve().parents[1] / "suites" / "general"
@@ -607,6 +608,13 @@ def test_general_tests_follow_the_domains_of_the_item_tests(
     ids = collected_ids(alone)
     assert len(ids) == 6 and len([i for i in ids if "copyright" in i]) == 3, ids
     assert "deselected" not in text_of(alone)
+    # Under xdist the workers collect; the controller still says what they deselected.
+    ran = pytester.runpytest_subprocess("-n", "2", "-k", "privacy-unlearn-000 or general",
+                                        "--unlearn-method=none", "--unlearn-general-limit=5",
+                                        cache_arg)
+    assert ran.ret == pytest.ExitCode.TESTS_FAILED, text_of(ran)  # unlearn-000 is recalled
+    assert ran.parseoutcomes() == {"failed": 1, "passed": 3}, text_of(ran)
+    assert "unlearn: 3 general-task tests of copyright deselected" in text_of(ran)
 
 
 def test_the_plugins_warnings_stay_warnings_under_filterwarnings_error(
