@@ -1,7 +1,9 @@
 """Option values: parsing and the messages for bad ones."""
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -134,15 +136,21 @@ def test_json_report_in_missing_folders_is_accepted(pytester: pytest.Pytester) -
     assert not (pytester.path / "new").exists()  # nothing is created while configuring
 
 
+@contextlib.contextmanager
+def read_only_folder(folder: Path) -> Iterator[Path]:
+    """A new folder nobody may write in, for the duration of the block."""
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        yield folder
+    finally:
+        folder.chmod(0o755)
+
+
 @needs_permissions
 def test_json_report_in_a_read_only_folder_is_refused(pytester: pytest.Pytester) -> None:
-    locked = pytester.path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    try:
+    with read_only_folder(pytester.path / "locked") as locked:
         message = usage_error(pytester, f"--unlearn-json={locked / 'r.json'}")
-    finally:
-        locked.chmod(0o755)
     assert f"no permission to write in the folder {locked}" in message
 
 
@@ -163,13 +171,8 @@ def test_cache_dir_that_cannot_be_created_is_refused(pytester: pytest.Pytester) 
 
 @needs_permissions
 def test_cache_dir_that_is_not_writable_is_refused(pytester: pytest.Pytester) -> None:
-    locked = pytester.path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    try:
+    with read_only_folder(pytester.path / "locked") as locked:
         message = usage_error(pytester, f"--unlearn-cache-dir={locked}")
-    finally:
-        locked.chmod(0o755)
     assert f"--unlearn-cache-dir='{locked}': no permission to write in the folder" in message
 
 
