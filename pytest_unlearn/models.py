@@ -323,13 +323,20 @@ def put_tensors(model: PreTrainedModel, tensors: dict[str, torch.Tensor], where:
 
 
 def _hub_revision(hub_id: str) -> str:
-    """The commit a hub id resolves to locally (None-able offline before any download)."""
-    try:
-        from transformers import AutoConfig
+    """The commit a hub id resolves to: from the hub, or offline from the local hub cache.
 
-        return str(getattr(AutoConfig.from_pretrained(hub_id), "_commit_hash", None) or "unknown")
+    Read from where huggingface_hub puts the model's config.json (``.../snapshots/<commit>/``),
+    so that no code of the model runs (a config that needs ``trust_remote_code`` too). A
+    model neither reachable nor cached gets ``unresolved``: loading it fails anyway, with
+    the reason.
+    """
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(hub_id, "config.json"))
     except Exception:
         return "unresolved"
+    return path.parent.name
 
 
 def _file_fingerprints(path: Path) -> list[list[Any]]:

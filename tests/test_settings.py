@@ -355,3 +355,22 @@ def test_pretrained_model_without_injection_is_accepted(pytester: pytest.Pyteste
     assert (settings.model, settings.inject) == ("candidate", "never")
     assert settings_of(pytester, "--model=qwen1.5-7b", "--unlearn-inject=never").inject == "never"
     assert settings_of(pytester, "--model=tiny", "--unlearn-inject=auto").model == "tiny"
+
+
+def test_a_hub_model_is_keyed_by_the_commit_of_its_cached_copy(tmp_path, monkeypatch):
+    # Offline, the commit comes from the hub cache's layout (models--ORG--NAME/refs/main and
+    # snapshots/<commit>/), without running any code of the model.
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--someorg--custom-7b"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text('{"auto_map": {}}')
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert ModelSpec.parse("someorg/custom-7b").fingerprint() == {
+        "kind": "hub", "id": "someorg/custom-7b", "revision": commit}
+    # A model that is neither reachable nor cached: loading it will say why.
+    assert ModelSpec.parse("someorg/absent").fingerprint()["revision"] == "unresolved"
