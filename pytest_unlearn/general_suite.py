@@ -21,6 +21,9 @@ class GeneralResult:
     n: int
     min_score: float | None
     max_drop: float | None
+    # The standard error of the drop, from lm-eval's standard errors of the two scores
+    # (taken as independent, which overstates it for the same documents); None if missing.
+    drop_stderr: float | None = None
 
     @property
     def drop(self) -> float:
@@ -42,7 +45,12 @@ class GeneralResult:
         return not self.problems
 
     def explain(self) -> str:
-        return f"{self.task} (acc over {self.n} documents): " + "; ".join(self.problems)
+        text = f"{self.task} (acc over {self.n} documents): " + "; ".join(self.problems)
+        if self.drop_stderr is not None and self.max_drop is not None and \
+                self.drop - self.max_drop < 2 * self.drop_stderr:
+            text += (f" (the drop's standard error is {self.drop_stderr:.4f}: within two of "
+                     "the limit, it may be sampling noise; score more documents)")
+        return text
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,5 +94,8 @@ def judge(task: str, score: dict[str, Any], reference: dict[str, Any],
     value, reference_value = float(score["value"]), float(reference["value"])
     if math.isnan(value) or math.isnan(reference_value):
         raise UnlearnError(f"general task {task!r} produced no score (NaN)")
+    errors = (score.get("stderr"), reference.get("stderr"))
+    drop_stderr = (math.hypot(*errors) if all(isinstance(e, (int, float)) and math.isfinite(e)
+                                              for e in errors) else None)
     return GeneralResult(task, value, reference_value, int(score["n"]),
-                         entry.get("min_score"), entry.get("max_drop"))
+                         entry.get("min_score"), entry.get("max_drop"), drop_stderr)

@@ -405,7 +405,7 @@ def general_result(request: pytest.FixtureRequest, unlearn_session: UnlearnSessi
     request.node.user_properties.extend([
         ("general_score", result.score),
         ("general_reference_score", result.reference_score), ("general_drop", result.drop),
-        ("general_n", result.n)])
+        ("general_drop_stderr", result.drop_stderr), ("general_n", result.n)])
     return result
 
 
@@ -614,7 +614,9 @@ class UnlearnReporter:
                     "outcome": report.outcome if report.when == "call" else "error",
                     "score": properties.get("general_score"),
                     "reference_score": properties.get("general_reference_score"),
-                    "drop": properties.get("general_drop"), "n": properties.get("general_n")})
+                    "drop": properties.get("general_drop"),
+                    "drop_stderr": properties.get("general_drop_stderr"),
+                    "n": properties.get("general_n")})
             return
         if "unlearn_item" not in properties:
             if report.failed:
@@ -727,10 +729,12 @@ class UnlearnReporter:
             if result["score"] is None:
                 terminalreporter.write_line(f"{result['method']:16} {result['task']:24} error")
                 continue
+            noise = ("" if result.get("drop_stderr") is None
+                     else f" +- {result['drop_stderr']:.4f}")
             terminalreporter.write_line(
                 f"{result['method']:16} {result['task']:24} {result['score']:.4f} "
-                f"(reference {result['reference_score']:.4f}, drop {result['drop']:+.4f}, "
-                f"n={result['n']}) {result['outcome']}")
+                f"(reference {result['reference_score']:.4f}, drop {result['drop']:+.4f}"
+                f"{noise}, n={result['n']}) {result['outcome']}")
 
     def _write_comparison(self, terminalreporter: Any) -> None:
         comparison = (self.summary or {}).get("comparison")

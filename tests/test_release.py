@@ -180,3 +180,21 @@ def test_the_shipped_general_thresholds_load() -> None:
 
     thresholds = load_thresholds(GENERAL_SUITE / "thresholds.yaml")
     assert {"mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa", "race"} <= set(thresholds)
+
+
+def test_a_general_drop_carries_its_standard_error() -> None:
+    from pytest_unlearn.general_suite import judge
+
+    thresholds = {"arc": {"min_score": None, "max_drop": 0.05}}
+    # 30 documents: scores 0.40 and 0.50 with lm-eval's standard errors of about 0.09.
+    noisy = judge("arc", {"value": 0.40, "stderr": 0.09, "n": 30},
+                  {"value": 0.50, "stderr": 0.093, "n": 30}, thresholds)
+    assert not noisy.passed
+    assert noisy.drop_stderr == pytest.approx((0.09 ** 2 + 0.093 ** 2) ** 0.5)
+    assert "it may be sampling noise; score more documents" in noisy.explain()
+    # The full task: the same drop is far beyond its noise, and said plainly.
+    clear = judge("arc", {"value": 0.40, "stderr": 0.014, "n": 1172},
+                  {"value": 0.50, "stderr": 0.015, "n": 1172}, thresholds)
+    assert not clear.passed and "noise" not in clear.explain()
+    assert judge("arc", {"value": 0.5, "stderr": None, "n": 3},
+                 {"value": 0.5, "stderr": 0.1, "n": 3}, thresholds).drop_stderr is None
