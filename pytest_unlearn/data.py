@@ -184,12 +184,14 @@ def _check(domain: str, source: str, raw: dict[str, tuple[str, Any]]) -> DomainD
     for split in SPLITS:
         for index, record in enumerate(splits[split]):
             where = f"{raw[split][0]}, record {index}"
-            if record.question in seen:
+            # Questions that differ in whitespace alone are the same question.
+            key = " ".join(record.question.split())
+            if key in seen:
                 raise UnlearnError(
-                    f"{where}: the question {record.question!r} also appears at {seen[record.question]}. "
+                    f"{where}: the question {record.question!r} also appears at {seen[key]}. "
                     "Each question must appear once: a duplicate makes one item count twice or "
                     "puts the same fact in both scopes. Remove one of them.")
-            seen[record.question] = where
+            seen[key] = where
     return DomainData(domain, source, splits)
 
 

@@ -94,8 +94,12 @@ def test_out_of_distribution_text_errors_name_the_line(tmp_path, name, content, 
         load_general_text(str(path))
 
 
-def test_duplicate_question_is_an_error(tmp_path):
-    duplicate = [{"text": "retention_train question 0?", "labels": "other."}]
+@pytest.mark.parametrize("question", ["retention_train question 0?",
+                                      "retention_train  question 0? ",
+                                      "retention_train\nquestion 0?"])
+def test_duplicate_question_is_an_error(tmp_path, question):
+    # Whitespace alone does not make another question.
+    duplicate = [{"text": question, "labels": "other."}]
     folder = write_folder(tmp_path / "mine", {"unlearn_val": duplicate})
     with pytest.raises(UnlearnError, match="retention_train.json, record 0: .* also appears at .*unlearn_val.json, record 0"):
         load_domain(str(folder), "privacy")
