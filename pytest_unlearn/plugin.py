@@ -490,8 +490,8 @@ def _follow_the_item_domains(config: pytest.Config, items: list[pytest.Item]) ->
     if not dropped:
         return
     config.hook.pytest_deselected(items=dropped)
-    kept = set(map(id, items)) - set(map(id, dropped))
-    items[:] = [item for item in items if id(item) in kept]
+    dropped_ids = set(map(id, dropped))
+    items[:] = [item for item in items if id(item) not in dropped_ids]
     domains = sorted({str(domain_of(item, "general_task")) for item in dropped})
     config.stash[GENERAL_DESELECTED_KEY] = [
         f"unlearn: {len(dropped)} general-task tests of {', '.join(domains)} deselected: this run "
