@@ -119,22 +119,26 @@ class Pipeline:
     # --- vanilla ---------------------------------------------------------------------------
 
     def vanilla_payload(self, data: DomainData) -> dict[str, Any]:
-        return {
-            "kind": "vanilla",
-            "model": self.spec.fingerprint(),
-            "data": data.content_hash(),
-            "domain": data.domain,
-            "inject": self.settings.inject,
-            "injection": dataclasses.asdict(self.injection) if self.settings.inject != "never"
-            else None,
-            "seed": self.settings.seed,
-            "dtype": str(self.dtype),
-            "versions": library_versions(),
-        }
+        """Everything that determines the vanilla model. A pretrained model tested as it is
+        (--unlearn-inject=never) depends on no data, domain or seed, so both domains and
+        every seed share its key, and what is computed from it alone (general-task scores)
+        is computed once."""
+        as_it_is = {"kind": "vanilla", "model": self.spec.fingerprint(), "inject": "never",
+                    "dtype": str(self.dtype), "versions": library_versions()}
+        if self.tested_as_it_is:
+            return as_it_is
+        return {**as_it_is, "data": data.content_hash(), "domain": data.domain,
+                "inject": self.settings.inject,
+                "injection": dataclasses.asdict(self.injection), "seed": self.settings.seed}
+
+    @property
+    def tested_as_it_is(self) -> bool:
+        """The vanilla model is the pretrained one, loaded as it is (no injection)."""
+        return not self.spec.is_tiny and self.settings.inject == "never"
 
     def load_vanilla(self, data: DomainData) -> ModelHandle:
         payload = self.vanilla_payload(data)
-        if not self.spec.is_tiny and self.settings.inject == "never":
+        if self.tested_as_it_is:
             model, tokenizer = self._load_base()
             return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload))
         path, _ = self.cache.get_or_build("vanilla", payload,
@@ -244,7 +248,7 @@ class Pipeline:
                           seed: int) -> dict[str, Any]:
         """Everything that determines the model after ``method_name`` ran with ``seed``."""
         return {"kind": "unlearned", "vanilla": cache_key(self.vanilla_payload(data)),
-                "method": method_name, "method_class": f"{method_class.__module__}."
+                "data": data.content_hash(), "domain": data.domain, "method": method_name, "method_class": f"{method_class.__module__}."
                 f"{method_class.__qualname__}", "method_version": method_class.version,
                 "config": dataclasses.asdict(config), "seed": seed,
                 "ood_data": records_hash(self.general_text), "versions": library_versions(),
@@ -294,8 +298,8 @@ class Pipeline:
 
     def relearned_payload(self, data: DomainData, unlearned_key: str,
                           seed: int) -> dict[str, Any]:
-        return {"kind": "relearned", "unlearned": unlearned_key,
-                "attack": self.attack_settings(data), "seed": seed,
+        return {"kind": "relearned", "unlearned": unlearned_key, "data": data.content_hash(),
+                "domain": data.domain, "attack": self.attack_settings(data), "seed": seed,
                 "versions": library_versions()}
 
     def load_relearned(self, data: DomainData, load_unlearned: Callable[[], ModelHandle],

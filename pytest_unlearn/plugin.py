@@ -726,13 +726,14 @@ class UnlearnReporter:
             return
         terminalreporter.write_sep("-", "general tasks (acc)")
         for result in self.general:
+            who = f"{result['method']:16} {result['domain']:9} {result['task']:24}"
             if result["score"] is None:
-                terminalreporter.write_line(f"{result['method']:16} {result['task']:24} error")
+                terminalreporter.write_line(f"{who} error")
                 continue
             noise = ("" if result.get("drop_stderr") is None
                      else f" +- {result['drop_stderr']:.4f}")
             terminalreporter.write_line(
-                f"{result['method']:16} {result['task']:24} {result['score']:.4f} "
+                f"{who} {result['score']:.4f} "
                 f"(reference {result['reference_score']:.4f}, drop {result['drop']:+.4f}"
                 f"{noise}, n={result['n']}) {result['outcome']}")
 

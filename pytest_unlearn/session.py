@@ -68,7 +68,7 @@ class UnlearnSession:
         self.started = time.time()
         self._data: dict[str, DomainData] = {}
         self._pipeline: Pipeline | None = None
-        self._scores: dict[tuple[str, str], list[ItemScore]] = {}
+        self._scores: dict[tuple[str, str, str], list[ItemScore]] = {}
         self._positions: dict[str, dict[str, int]] = {}
         self._model_keys: dict[tuple[str, str, int], str] = {}
         self._generations: dict[tuple[str, str], dict[str, list[str]]] = {}
@@ -341,7 +341,7 @@ class UnlearnSession:
         from .prompts import prompt_prefix
         from .scoring import ItemScore
 
-        memory_key = (model_key, prompt)
+        memory_key = (domain, model_key, prompt)  # a model tested as it is serves both
         if memory_key not in self._scores:
             data = self.domain_data(domain)
             ids = [item.id for item in data.items()]
@@ -432,7 +432,7 @@ class UnlearnSession:
             raise UnlearnError("the leak tests read the model's generations, and "
                                "--unlearn-max-new-tokens=0 turns generation off; give it a "
                                "positive value or deselect them with -m 'not leak'")
-        if (model_key, "leak") not in self._generations:
+        if (domain, model_key) not in self._generations:
             data = self.domain_data(domain)
             items = [each for each in data.items() if each.scope == "unlearn"]
             payload = {"kind": "leak_generations", "model": model_key,
@@ -452,9 +452,9 @@ class UnlearnSession:
 
             path, _ = self.pipeline.cache.get_or_build("scores", payload, build)
             stored = json.loads((path / "generations.json").read_text())
-            self._generations[(model_key, "leak")] = dict(zip(stored["items"],
-                                                               stored["generations"]))
-        return self._generations[(model_key, "leak")]
+            self._generations[(domain, model_key)] = dict(zip(stored["items"],
+                                                              stored["generations"]))
+        return self._generations[(domain, model_key)]
 
     def _compute_generations(self, handle: ModelHandle, domain: str,
                              items: list[Item]) -> list[list[str]]:

@@ -71,25 +71,30 @@ def test_folder_model_gets_a_lora_injection_and_unlearns(
 
 
 def test_model_tested_as_it_is_against_a_reference(
-        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, local_model: Path,
-        tmp_path: Path) -> None:
+        pytester: pytest.Pytester, suite_writer: Any, local_model: Path, tmp_path: Path) -> None:
     suite_writer(pytester.path)
     (pytester.path / "test_general.py").write_text(
         (REPO_ROOT / "suites" / "general" / "test_general.py").read_text())
     (pytester.path / "thresholds.yaml").write_text(
         (REPO_ROOT / "suites" / "general" / "thresholds.yaml").read_text())
-    data = data_writer(tmp_path / "data", records_per_split=3)
+    # The general suite alone, so it tests both domains' rows.
     result = pytester.runpytest_subprocess(
-        f"--model={local_model}", f"--unlearn-reference={local_model}",
-        "--unlearn-inject=never", "--unlearn-method=none", f"--unlearn-data={data}",
+        "test_general.py", f"--model={local_model}", f"--unlearn-reference={local_model}",
+        "--unlearn-inject=never", "--unlearn-method=none", "--unlearn-data=builtin",
         f"--unlearn-cache-dir={tmp_path / 'cache'}", "--unlearn-general-tasks=builtin",
-        "--unlearn-general-limit=10", "--unlearn-json=r.json", "--unlearn-max-new-tokens=8")
+        "--unlearn-general-limit=10", "--unlearn-json=r.json")
     output = "\n".join(result.outlines + result.errlines)
-    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
+    assert result.ret == pytest.ExitCode.OK, output
     report = json.loads((pytester.path / "r.json").read_text())
-    assert len(report["general"]) == 3
+    assert sorted((row["domain"], row["task"]) for row in report["general"]) == [
+        (domain, task) for domain in ("copyright", "privacy")
+        for task in ("unlearn_builtin_arith", "unlearn_builtin_facts", "unlearn_builtin_order")]
     # The candidate is its own reference here: the same weights give the same scores.
     assert all(row["drop"] == 0.0 and row["outcome"] == "passed" for row in report["general"])
+    # A model tested as it is depends on no domain: loaded and evaluated once for both
+    # domains, and once more as the reference.
+    assert output.count("[unlearn] loading ") == 2, output
+    assert output.count("[unlearn] general tasks: ") == 2, output
     # Nothing was injected: no vanilla entry was built.
     assert not (tmp_path / "cache" / "vanilla").exists()
 
