@@ -725,7 +725,12 @@ class UnlearnReporter:
         if not self.general:
             return
         terminalreporter.write_sep("-", "general tasks (acc)")
-        for result in self.general:
+        methods, domains = list(self.unlearn.methods), list(_settings.DOMAINS)
+        # In the order of --unlearn-method, then of the domains (tests, and xdist workers'
+        # reports, arrive in any order); within a pair, as they ran.
+        for result in sorted(self.general, key=lambda each: (
+                methods.index(each["method"]) if each["method"] in methods else len(methods),
+                domains.index(each["domain"]))):
             who = f"{result['method']:16} {result['domain']:9} {result['task']:24}"
             if result["score"] is None:
                 terminalreporter.write_line(f"{who} error")

@@ -105,6 +105,10 @@ def test_general_suite_through_lm_eval(pytester: pytest.Pytester, suite_writer: 
     result.stdout.fnmatch_lines([
         "*test_general_ability?none-privacy-unlearn_builtin_arith? PASSED*",
         "*test_general_ability?gradient_ascent-privacy-unlearn_builtin_order? *"])
+    # The table names each row's method and domain, in the order of --unlearn-method.
+    result.stdout.fnmatch_lines([
+        "*general tasks (acc)*", "none * privacy * unlearn_builtin_arith *",
+        "gradient_ascent * privacy * unlearn_builtin_arith *"])
     general = json.loads((pytester.path / "r.json").read_text())["general"]
     assert {(g["method"], g["task"]) for g in general} == {
         (m, t) for m in ("none", "gradient_ascent")
