@@ -26,12 +26,11 @@ if [ -d .whl ]; then
 fi
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>&1 | tail -1
 lmeval_path=${PYTHONPATH:-}
-if [ -d .whl-lmeval ] && [[ " $steps " == *" general"* || " $steps " == *"-general "* ]]; then
+if [ -d .whl-lmeval ] && [[ "$steps" == *general* ]]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-lmeval \
         .whl-lmeval/*.whl
     lmeval_path=/tmp/site-lmeval${PYTHONPATH:+:$PYTHONPATH}
 fi
-
 
 wanted scoring-tiny && run 110 python3 benchmarks/scoring_speed.py --model tiny --data builtin \
     --device cuda --dtype bfloat16 --cache-dir /tmp/cache

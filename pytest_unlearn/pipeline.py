@@ -123,12 +123,12 @@ class Pipeline:
         (--unlearn-inject=never) depends on no data, domain or seed, so both domains and
         every seed share its key, and what is computed from it alone (general-task scores)
         is computed once."""
-        as_it_is = {"kind": "vanilla", "model": self.spec.fingerprint(), "inject": "never",
-                    "dtype": str(self.dtype), "versions": library_versions()}
+        payload = {"kind": "vanilla", "model": self.spec.fingerprint(),
+                   "inject": self.settings.inject, "dtype": str(self.dtype),
+                   "versions": library_versions()}
         if self.tested_as_it_is:
-            return as_it_is
-        return {**as_it_is, "data": data.content_hash(), "domain": data.domain,
-                "inject": self.settings.inject,
+            return payload
+        return {**payload, "data": data.content_hash(), "domain": data.domain,
                 "injection": dataclasses.asdict(self.injection), "seed": self.settings.seed}
 
     @property
@@ -248,8 +248,9 @@ class Pipeline:
                           seed: int) -> dict[str, Any]:
         """Everything that determines the model after ``method_name`` ran with ``seed``."""
         return {"kind": "unlearned", "vanilla": cache_key(self.vanilla_payload(data)),
-                "data": data.content_hash(), "domain": data.domain, "method": method_name, "method_class": f"{method_class.__module__}."
-                f"{method_class.__qualname__}", "method_version": method_class.version,
+                "data": data.content_hash(), "domain": data.domain, "method": method_name,
+                "method_class": f"{method_class.__module__}.{method_class.__qualname__}",
+                "method_version": method_class.version,
                 "config": dataclasses.asdict(config), "seed": seed,
                 "ood_data": records_hash(self.general_text), "versions": library_versions(),
                 # Curves are part of the entry; a model without them stays under its old key.

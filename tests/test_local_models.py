@@ -99,6 +99,33 @@ def test_model_tested_as_it_is_against_a_reference(
     assert not (tmp_path / "cache" / "vanilla").exists()
 
 
+def test_model_tested_as_it_is_scores_each_domains_own_items(
+        pytester: pytest.Pytester, suite_writer: Any, local_model: Path, tmp_path: Path) -> None:
+    """Both domains share the model's cache key; each still gets its own items' scores."""
+    suite_writer(pytester.path)
+    (pytester.path / "test_copyright.py").write_text(
+        (REPO_ROOT / "suites" / "copyright" / "test_copyright.py").read_text())
+    result = pytester.runpytest_subprocess(
+        f"--model={local_model}", "--unlearn-inject=never", "--unlearn-method=none",
+        "--unlearn-data=builtin", f"--unlearn-cache-dir={tmp_path / 'cache'}",
+        "--unlearn-json=r.json", "--unlearn-max-new-tokens=0")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
+    items = json.loads((pytester.path / "r.json").read_text())["items"]
+    by_domain = {domain: [each for each in items if each["domain"] == domain]
+                 for domain in ("privacy", "copyright")}
+    from pytest_unlearn.data import load_domain
+
+    assert {domain: len(rows) for domain, rows in by_domain.items()} == {
+        domain: len(load_domain("builtin", domain).items()) for domain in by_domain}, output
+    assert len({each["model_cache_key"] for each in items}) == 1
+    # Scores kept by the key alone would give the copyright items privacy's first ones,
+    # position by position.
+    privacy = [each["mean_logprob"] for each in by_domain["privacy"]]
+    copyright_ = [each["mean_logprob"] for each in by_domain["copyright"]]
+    assert privacy[:len(copyright_)] != copyright_
+
+
 @pytest.mark.parametrize("damage", ["truncated", "missing tensor"])
 def test_corrupt_checkpoint_folder_is_a_clear_error(local_model: Path, tmp_path: Path,
                                                     damage: str) -> None:
