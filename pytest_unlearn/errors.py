@@ -1,4 +1,5 @@
-"""The one exception type the harness raises for problems a user can fix."""
+"""The exception the harness raises for problems a user can fix, and the warning it gives
+when a run can go on but its figures deserve doubt."""
 
 from __future__ import annotations
 
@@ -10,3 +11,8 @@ class UnlearnError(Exception):
     into a `pytest.UsageError` while the run is being configured, and into a clean test
     error (no internal traceback) once tests run.
     """
+
+
+class InjectionWarning(UserWarning):
+    """Knowledge injection left the vanilla model recalling too few of its records: what it
+    never learned passes every forget test, so Unlearn Success overstates every method."""

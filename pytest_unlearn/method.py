@@ -114,20 +114,27 @@ def make_config(method_class: type[UnlearningMethod], model_family: str,
             raise UnlearnError(
                 f"{source}: method {method_class.name!r} has no config key {key!r}; its keys "
                 f"are: {', '.join(fields)}")
-        default = getattr(config_class(), key)
-        if isinstance(default, float) and isinstance(value, str) and float_literal(value):
-            value = float(value)
-        if not _same_kind(default, value):
-            raise UnlearnError(
-                f"{source}: {method_class.name}.{key} = {value!r} has type "
-                f"{type(value).__name__}, expected {type(default).__name__} "
-                f"(like the default {default!r})")
-        values[key] = float(value) if isinstance(default, float) else value
+        values[key] = checked_value(getattr(config_class(), key), value,
+                                    f"{source}: {method_class.name}.{key}")
     config = config_class(**values)
     check = getattr(config, "check", None)
     if callable(check):
         check(f"{source}: method {method_class.name!r}")
     return config
+
+
+def checked_value(default: Any, value: Any, where: str) -> Any:
+    """``value`` for a config field whose default is ``default``, or an error naming
+    ``where`` if its type differs; a float field takes an int, or a number written as a
+    string (YAML 1.1, which PyYAML reads, takes ``5e-5`` for one)."""
+    from .errors import UnlearnError
+
+    if isinstance(default, float) and isinstance(value, str) and float_literal(value):
+        value = float(value)
+    if not _same_kind(default, value):
+        raise UnlearnError(f"{where} = {value!r} has type {type(value).__name__}, expected "
+                           f"{type(default).__name__} (like the default {default!r})")
+    return float(value) if isinstance(default, float) else value
 
 
 def float_literal(text: str) -> bool:

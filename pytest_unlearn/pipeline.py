@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MAX_LENGTH = 256
+# Below this share of its records recalled exactly, the vanilla model's figures come with an
+# InjectionWarning (the tiny model reaches 0.97 to 1.0 on the builtin and real data).
+MIN_INJECTED_EXACT_SHARE = 0.9
 ATTACK_BATCH_SIZE = 8
 # The tiny model's injection lr (1e-3) with a fresh AdamW breaks the model instead of
 # restoring it: after 8 steps the vanilla model recalled 7% of the unlearn val items it had
@@ -57,7 +60,7 @@ class InjectionConfig:
     # keeps flipping; training stops early once the target is reached.
     tiny: TrainSettings = TrainSettings(lr=1e-3, epochs=40, batch_size=16, grad_accum=1,
                                         weight_decay=0.0, warmup_ratio=0.0, scheduler="cosine")
-    tiny_target_token_accuracy: float = 0.999
+    tiny_target_token_accuracy: float | None = 0.999
     # The tiny model stands in for a pretrained one, which already models general text: it
     # also learns the builtin general text, so that out-of-distribution retain data (GA+GD
     # and GA+KL OOD) is text it knows, as in the paper. Without this, its NLL on that text
@@ -70,6 +73,48 @@ class InjectionConfig:
     lora_copyright: TrainSettings = TrainSettings(lr=3e-4, epochs=20, batch_size=16,
                                                   grad_accum=4, weight_decay=1e-4,
                                                   warmup_ratio=0.0, micro_batch_size=4)
+    # LoRA injection runs the paper's epochs; with a target it stops early once reached.
+    lora_target_token_accuracy: float | None = None
+
+    def overridden(self, section: dict[str, Any], source: str) -> InjectionConfig:
+        """This config with the ``inject`` section of --unlearn-config applied: its
+        TrainSettings keys replace those of the tiny model's and both domains' LoRA
+        settings, and ``target_token_accuracy`` (0 to 1, or null for none) sets when
+        training stops early, checked every second epoch."""
+        from .method import checked_value
+
+        defaults = TrainSettings()
+        known = [field.name for field in dataclasses.fields(TrainSettings)]
+        changes: dict[str, Any] = {}
+        targets: dict[str, float | None] = {}
+        for key, value in section.items():
+            where = f"{source}: inject.{key}"
+            if key == "target_token_accuracy":
+                if value is not None:
+                    value = checked_value(1.0, value, where)
+                    if not 0 < value <= 1:
+                        raise UnlearnError(f"{where} = {value!r} must be in (0, 1], a token "
+                                           "accuracy over the injected records, or null")
+                targets = {"tiny_target_token_accuracy": value,
+                           "lora_target_token_accuracy": value}
+            elif key in known:
+                changes[key] = checked_value(getattr(defaults, key), value, where)
+            else:
+                raise UnlearnError(f"{source}: section 'inject' has no key {key!r}; its keys "
+                                   f"are: {', '.join(known + ['target_token_accuracy'])}")
+        trained = {name: dataclasses.replace(getattr(self, name), **changes)
+                   for name in ("tiny", "lora_privacy", "lora_copyright")}
+        for settings in trained.values():
+            settings.check(f"{source}: inject")
+        return dataclasses.replace(self, **trained, **targets)
+
+    def as_payload(self) -> dict[str, Any]:
+        """The fields that go into a vanilla model's cache key (an unset LoRA target is
+        left out, so that models injected before it existed keep their keys)."""
+        fields = dataclasses.asdict(self)
+        if fields["lora_target_token_accuracy"] is None:
+            del fields["lora_target_token_accuracy"]
+        return fields
 
 
 def library_versions() -> dict[str, str]:
@@ -79,6 +124,24 @@ def library_versions() -> dict[str, str]:
     for name in ("torch", "transformers", "peft", "tokenizers", "safetensors"):
         versions[name] = version(name)
     return versions
+
+
+def _check_injection(log: dict[str, Any], domain: str) -> None:
+    """Warn when the injected model recalls too few of its records exactly."""
+    import warnings
+
+    from .errors import InjectionWarning
+
+    exact = log.get("exact_share")
+    if not log.get("injected") or exact is None or exact >= MIN_INJECTED_EXACT_SHARE:
+        return
+    warnings.warn(InjectionWarning(
+        f"knowledge injection ({domain}) left the vanilla model recalling {exact:.1%} of its "
+        f"{log['records']} records exactly (token accuracy {log['token_accuracy']:.4f}, "
+        f"below {MIN_INJECTED_EXACT_SHARE:.0%}): what it never learned passes every forget "
+        "test, so Unlearn Success overstates every method. Inject harder with an 'inject' "
+        "section in --unlearn-config (epochs, lr, target_token_accuracy; README, Models, "
+        "injection and the cache)"), stacklevel=2)
 
 
 def share_cpu_between_workers() -> None:
@@ -96,8 +159,8 @@ def share_cpu_between_workers() -> None:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, cache: ModelCache,
-                 progress: Callable[[str], None]) -> None:
+    def __init__(self, settings: Settings, cache: ModelCache, progress: Callable[[str], None],
+                 injection: InjectionConfig | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.progress = progress
@@ -106,7 +169,7 @@ class Pipeline:
         self.dtype = resolve_dtype(settings.dtype, self.device, tiny=self.spec.is_tiny)
         if self.device.type == "cpu":
             share_cpu_between_workers()
-        self.injection = InjectionConfig()
+        self.injection = injection or InjectionConfig()
         self._general: list[Record] | None = None
 
     @property
@@ -129,7 +192,7 @@ class Pipeline:
         if self.tested_as_it_is:
             return payload
         return {**payload, "data": data.content_hash(), "domain": data.domain,
-                "injection": dataclasses.asdict(self.injection), "seed": self.settings.seed}
+                "injection": self.injection.as_payload(), "seed": self.settings.seed}
 
     @property
     def tested_as_it_is(self) -> bool:
@@ -143,6 +206,7 @@ class Pipeline:
             return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload))
         path, _ = self.cache.get_or_build("vanilla", payload,
                                               lambda folder: self._build_vanilla(data, folder))
+        _check_injection(json.loads((path / "injection.json").read_text()), data.domain)
         return self._vanilla_from_entry(path, cache_key(payload))
 
     def _build_vanilla(self, data: DomainData, folder: Path) -> None:
@@ -182,7 +246,7 @@ class Pipeline:
         else:
             settings = (self.injection.lora_privacy if data.domain == "privacy"
                         else self.injection.lora_copyright)
-            target = None
+            target = self.injection.lora_target_token_accuracy
         accuracy: dict[str, float] = {}
 
         def reached_target(epoch: int) -> bool:
@@ -200,6 +264,10 @@ class Pipeline:
         scores = score(model, encoded, pad)
         final_accuracy = sum(s.token_accuracy for s in scores) / len(scores)
         exact = sum(s.token_accuracy == 1.0 for s in scores) / len(scores)
+        self.progress(f"inject {data.domain}: done after {log.epochs_run} "
+                      f"epoch{'' if log.epochs_run == 1 else 's'}, token accuracy "
+                      f"{final_accuracy:.4f}, {exact:.1%} of {len(records)} records recalled "
+                      "exactly")
         return {"injected": True, "records": len(records), "train_log": log.to_dict(),
                 "token_accuracy": final_accuracy, "exact_share": exact,
                 "settings": dataclasses.asdict(settings)}

@@ -74,11 +74,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "(--unlearn-leak-samples); its pass rate is leak_success")
     from .session import UnlearnSession
 
-    # A rebuilt cache entry and a record longer than the maximum length (long copyright
-    # answers) are news about the run, not failures: they stay warnings under -W error.
+    # A rebuilt cache entry, a record longer than the maximum length (long copyright
+    # answers) and a weak knowledge injection are news about the run, not failures: they
+    # stay warnings under -W error.
     config.addinivalue_line("filterwarnings", "default::pytest_unlearn.cache.CacheWarning")
     config.addinivalue_line("filterwarnings",
                             "default::pytest_unlearn.encoding.TruncationWarning")
+    config.addinivalue_line("filterwarnings", "default::pytest_unlearn.errors.InjectionWarning")
     resolved = _settings.resolve(config)
     from .distributed import launched_world_size
 

@@ -21,10 +21,12 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .models import ModelHandle
-    from .pipeline import Pipeline
+    from .pipeline import InjectionConfig, Pipeline
     from .scoring import ItemScore
 
 
+# The --unlearn-config section of knowledge injection settings (beside one per method).
+INJECT_SECTION = "inject"
 # Part of the cache key of stored scores: raise it when scoring computes anything differently.
 SCORING_VERSION = 5  # 4: torch's fused cross-entropy for the NLL; 5: on a CPU, one item at a time
 
@@ -87,6 +89,8 @@ class UnlearnSession:
         for name in self.methods:
             if name in self._yaml:  # a bad YAML section fails now, not after training;
                 self.method_config(name)  # methods without one stay unloaded until used
+        if INJECT_SECTION in self._yaml:
+            self.injection_config()
         if self.settings.gate_path is not None:
             from .gate import load_gate
 
@@ -116,8 +120,19 @@ class UnlearnSession:
             from .pipeline import Pipeline
 
             cache = ModelCache(self.settings.cache_dir, rebuild=self.settings.rebuild)
-            self._pipeline = Pipeline(self.settings, cache, self.progress)
+            self._pipeline = Pipeline(self.settings, cache, self.progress,
+                                      self.injection_config())
         return self._pipeline
+
+    def injection_config(self) -> InjectionConfig:
+        """The knowledge injection in force: paper Table 7 (LoRA) and the tiny model's
+        settings, with the config file's ``inject`` section applied."""
+        from .pipeline import InjectionConfig
+
+        section = (self._yaml or {}).get(INJECT_SECTION)
+        if section is None:
+            return InjectionConfig()
+        return InjectionConfig().overridden(section, str(self.settings.config_path))
 
     @property
     def model_family(self) -> str:
@@ -504,10 +519,14 @@ class UnlearnSession:
             raise UnlearnError(f"{path}: expected a mapping of method names to their settings, "
                                f"got {type(content).__name__}")
         known = self.registry.names()
+        if INJECT_SECTION in known and INJECT_SECTION in content:
+            raise UnlearnError(f"{path}: section {INJECT_SECTION!r} is reserved for knowledge "
+                               "injection, but a registered method has that name too; rename "
+                               "the method")
         for name, section in content.items():
-            if name not in known:
-                raise UnlearnError(f"{path}: section {name!r} names no registered method; "
-                                   f"methods are: {', '.join(known)}")
+            if name not in known and name != INJECT_SECTION:
+                raise UnlearnError(f"{path}: section {name!r} names no registered method nor "
+                                   f"{INJECT_SECTION!r}; methods are: {', '.join(known)}")
             if not isinstance(section, dict):
                 raise UnlearnError(f"{path}: section {name!r} must be a mapping of config keys "
                                    f"to values, got {type(section).__name__}")

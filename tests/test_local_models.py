@@ -70,6 +70,29 @@ def test_folder_model_gets_a_lora_injection_and_unlearns(
     assert any(not (changed[name] == saved[name]).all() for name in saved)
 
 
+def test_inject_section_target_stops_a_lora_injection_early(
+        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, local_model: Path,
+        tmp_path: Path) -> None:
+    suite_writer(pytester.path)
+    data = data_writer(tmp_path / "data", records_per_split=3)
+    # The random model reaches a token accuracy of about 0.04 by the first check (epoch 2).
+    pytester.makefile(".yaml", unlearn="inject:\n  epochs: 6\n  lr: 1.0e-2\n  batch_size: 4\n"
+                                       "  grad_accum: 1\n  target_token_accuracy: 0.01\n")
+    cache = tmp_path / "cache"
+    result = pytester.runpytest_subprocess(
+        f"--model={local_model}", "--unlearn-method=none", f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}", "--unlearn-config=unlearn.yaml",
+        "--unlearn-max-new-tokens=0")
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
+    [vanilla] = list((cache / "vanilla").glob("*/*"))
+    injection = json.loads((vanilla / "injection.json").read_text())
+    assert injection["settings"]["epochs"] == 6 and injection["settings"]["lr"] == 1e-2
+    assert injection["train_log"]["epochs_run"] == 2 and injection["token_accuracy"] >= 0.01
+    # It recalls no record exactly: the weak injection is named.
+    assert "InjectionWarning: knowledge injection (privacy)" in output
+
+
 def test_model_tested_as_it_is_against_a_reference(
         pytester: pytest.Pytester, suite_writer: Any, local_model: Path, tmp_path: Path) -> None:
     suite_writer(pytester.path)

@@ -785,6 +785,11 @@ def test_memflex_region_is_saved_and_reported(suite_dir: Path, pytester: pytest.
     ("gradient_ascent:\n  epochs: two\n", "gradient_ascent.epochs = 'two' has type str"),
     ("gradient_ascnt:\n  lr: 1\n", "section 'gradient_ascnt' names no registered method"),
     ("gradient_ascent: [1]\n", "section 'gradient_ascent' must be a mapping"),
+    ("inject:\n  epochz: 3\n", "section 'inject' has no key 'epochz'; its keys are: lr, epochs"),
+    ("inject:\n  lr: fast\n", "inject.lr = 'fast' has type str"),
+    ("inject:\n  epochs: 0\n", "inject: epochs must be >= 1 (got 0)"),
+    ("inject:\n  target_token_accuracy: 1.5\n", "target_token_accuracy = 1.5 must be in (0, 1]"),
+    ("inject: 3\n", "section 'inject' must be a mapping"),
 ])
 def test_bad_method_config_is_a_usage_error(suite_dir: Path, pytester: pytest.Pytester,
                                             cache_arg: str, yaml_text: str,
@@ -795,6 +800,28 @@ def test_bad_method_config_is_a_usage_error(suite_dir: Path, pytester: pytest.Py
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = text_of(result)
     assert message in output and "unlearn.yaml" in output and "Traceback" not in output
+
+
+def test_config_file_sets_the_knowledge_injection_and_a_weak_one_warns(
+        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, tmp_path: Path) -> None:
+    suite_writer(pytester.path)
+    data = data_writer(tmp_path / "data", records_per_split=3)
+    pytester.makefile(".yaml", unlearn="inject:\n  epochs: 1\n  lr: 1.0e-4\n"
+                                       "  target_token_accuracy: null\n")
+    cache = tmp_path / "cache"
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
+        "--unlearn-config=unlearn.yaml", "--unlearn-max-new-tokens=0")
+    output = text_of(result)
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
+    [entry] = list((cache / "vanilla").glob("*/*"))
+    injection = json.loads((entry / "injection.json").read_text())
+    assert injection["settings"]["epochs"] == 1 and injection["settings"]["lr"] == 1e-4
+    assert injection["train_log"]["epochs_run"] == 1
+    assert injection["exact_share"] < 0.9
+    assert "inject privacy: done after 1 epoch, token accuracy" in output
+    result.stdout.fnmatch_lines(["*InjectionWarning: knowledge injection (privacy) left the "
+                                 "vanilla model recalling *% of its * records exactly*"])
 
 
 def test_update_summary_hook_changes_the_report(suite_dir: Path, pytester: pytest.Pytester,

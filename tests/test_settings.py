@@ -374,3 +374,23 @@ def test_a_hub_model_is_keyed_by_the_commit_of_its_cached_copy(tmp_path, monkeyp
         "kind": "hub", "id": "someorg/custom-7b", "revision": commit}
     # A model that is neither reachable nor cached: loading it will say why.
     assert ModelSpec.parse("someorg/absent").fingerprint()["revision"] == "unresolved"
+
+
+def test_the_inject_section_overrides_every_injection_and_keeps_default_keys() -> None:
+    from pytest_unlearn.pipeline import InjectionConfig
+
+    default = InjectionConfig()
+    changed = default.overridden({"epochs": 30, "lr": "2e-4", "target_token_accuracy": 0.99},
+                                 "unlearn.yaml")
+    for name in ("tiny", "lora_privacy", "lora_copyright"):
+        settings = getattr(changed, name)
+        assert (settings.epochs, settings.lr) == (30, 2e-4)
+        # What the section does not name stays as it was (paper Table 7 for LoRA).
+        assert settings.batch_size == getattr(default, name).batch_size
+    assert changed.tiny_target_token_accuracy == changed.lora_target_token_accuracy == 0.99
+    # Models injected before the LoRA target existed keep their cache keys.
+    assert "lora_target_token_accuracy" not in default.as_payload()
+    assert changed.as_payload()["lora_target_token_accuracy"] == 0.99
+    no_target = default.overridden({"target_token_accuracy": None}, "unlearn.yaml")
+    assert no_target.tiny_target_token_accuracy is None
+    assert no_target.as_payload() != default.as_payload()
