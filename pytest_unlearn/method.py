@@ -109,12 +109,13 @@ def make_config(method_class: type[UnlearningMethod], model_family: str,
         raise UnlearnError(f"method {method_class.name!r}: config_class must be a dataclass")
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     values: dict[str, Any] = dict(method_class.presets.get(model_family, {}))
+    defaults = config_class()
     for key, value in (overrides or {}).items():
         if key not in fields:
             raise UnlearnError(
                 f"{source}: method {method_class.name!r} has no config key {key!r}; its keys "
                 f"are: {', '.join(fields)}")
-        values[key] = checked_value(getattr(config_class(), key), value,
+        values[key] = checked_value(getattr(defaults, key), value,
                                     f"{source}: {method_class.name}.{key}")
     config = config_class(**values)
     check = getattr(config, "check", None)
