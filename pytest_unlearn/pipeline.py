@@ -480,8 +480,10 @@ class Pipeline:
             point: dict[str, float] = {"step": abs(step)}
             for scope, items in encoded.items():
                 scores = score(handle.model, items, pad_token_id(handle.tokenizer))
-                recalled = sum(each.recalled(threshold) for each in scores) / len(scores)
-                point[f"{scope}_success"] = 1 - recalled if scope == "unlearn" else recalled
+                # The share of item tests that would pass, counted as the report counts it.
+                wanted = scope != "unlearn"
+                passing = sum(each.recalled(threshold) == wanted for each in scores)
+                point[f"{scope}_success"] = passing / len(scores)
                 point[f"{scope}_ppl"] = perplexity([each.mean_logprob for each in scores])
             curve.append(point)
             self.progress(f"curve {data.domain}: step {abs(step)} unlearn success "

@@ -155,10 +155,19 @@ def test_two_processes_train_the_model_that_one_process_trains(
     main_share, whole = (log["train"]["optimizer_state_bytes"] for log in logs)
     assert 0.3 * whole < main_share < 0.7 * whole
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
+    # Summing gradients in another order changes their last bits, and AdamW turns a
+    # near-zero gradient's rounding into a full-size step of either sign: a few elements
+    # in a tensor (1 of 16,384 measured) differ by more than rounding. So every tensor
+    # must agree to within 1% of how far training moved it, and nearly all of its
+    # elements to rounding.
     moved = 0.0
     for name, tensor in serial.items():
-        assert torch.allclose(parallel[name], tensor, rtol=1e-4, atol=1e-6), name
-        moved = max(moved, (tensor - vanilla[name]).abs().max().item())
+        change = (tensor - vanilla[name]).abs().max().item()
+        difference = (parallel[name] - tensor).abs().max().item()
+        assert difference <= 0.01 * change, (name, difference, change)
+        off = ~torch.isclose(parallel[name], tensor, rtol=1e-4, atol=1e-6)
+        assert off.sum().item() <= max(1, tensor.numel() // 1000), (name, off.sum().item())
+        moved = max(moved, change)
     assert moved > 1e-3  # training changed the model: the comparison is not vacuous
     assert not list((together / "tmp").glob("*rank*"))  # the other process's scratch is gone
 

@@ -75,9 +75,11 @@ def test_inject_section_target_stops_a_lora_injection_early(
         tmp_path: Path) -> None:
     suite_writer(pytester.path)
     data = data_writer(tmp_path / "data", records_per_split=3)
-    # The random model reaches a token accuracy of about 0.04 by the first check (epoch 2).
-    pytester.makefile(".yaml", unlearn="inject:\n  epochs: 6\n  lr: 1.0e-2\n  batch_size: 4\n"
-                                       "  grad_accum: 1\n  target_token_accuracy: 0.01\n")
+    # The target is checked every second epoch. The random model's token accuracy at a given
+    # epoch differs between CPUs (here 0.04 at epoch 2, on CI 0.00 at epoch 2 and 0.09 at
+    # epoch 4), so the test asks only that a low target ends injection well before its 12 epochs.
+    pytester.makefile(".yaml", unlearn="inject:\n  epochs: 12\n  lr: 1.0e-2\n  batch_size: 4\n"
+                                       "  grad_accum: 1\n  target_token_accuracy: 0.05\n")
     cache = tmp_path / "cache"
     result = pytester.runpytest_subprocess(
         f"--model={local_model}", "--unlearn-method=none", f"--unlearn-data={data}",
@@ -87,8 +89,11 @@ def test_inject_section_target_stops_a_lora_injection_early(
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
     [vanilla] = list((cache / "vanilla").glob("*/*"))
     injection = json.loads((vanilla / "injection.json").read_text())
-    assert injection["settings"]["epochs"] == 6 and injection["settings"]["lr"] == 1e-2
-    assert injection["train_log"]["epochs_run"] == 2 and injection["token_accuracy"] >= 0.01
+    assert injection["settings"]["epochs"] == 12 and injection["settings"]["lr"] == 1e-2
+    epochs_run = injection["train_log"]["epochs_run"]
+    assert epochs_run in (2, 4, 6, 8, 10), output
+    assert injection["token_accuracy"] >= 0.05
+    assert f"epoch {epochs_run} token accuracy" in output
     # It recalls no record exactly: the weak injection is named.
     assert "InjectionWarning: knowledge injection (privacy)" in output
 
