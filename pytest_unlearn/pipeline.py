@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import platform
 import re
 from dataclasses import dataclass
@@ -144,20 +143,6 @@ def _check_injection(log: dict[str, Any], domain: str) -> None:
         "injection and the cache)"), stacklevel=2)
 
 
-def share_cpu_between_workers() -> None:
-    """Under pytest-xdist on a CPU, give each worker its share of the cores.
-
-    Every torch process otherwise starts one thread per core, and n workers then
-    oversubscribe the machine n times over; on 2 cores that made training steps over ten
-    times slower.
-    """
-    import torch
-
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
 class Pipeline:
     def __init__(self, settings: Settings, cache: ModelCache, progress: Callable[[str], None],
                  injection: InjectionConfig | None = None) -> None:
@@ -167,8 +152,6 @@ class Pipeline:
         self.spec = ModelSpec.parse(settings.model)
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device, tiny=self.spec.is_tiny)
-        if self.device.type == "cpu":
-            share_cpu_between_workers()
         self.injection = injection or InjectionConfig()
         self._general: list[Record] | None = None
 

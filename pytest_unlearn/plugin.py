@@ -106,12 +106,13 @@ def pytest_configure(config: pytest.Config) -> None:
         except UnlearnError as error:
             raise pytest.UsageError(str(error)) from None
     if _is_worker(config):
-        from .workers import pin_worker_gpu
+        from .workers import pin_worker_gpu, share_cpu_threads
 
         try:
             pin_worker_gpu(config.workerinput["workerid"], resolved.worker_gpus)
         except UnlearnError as error:
             raise pytest.UsageError(str(error)) from None
+        share_cpu_threads(int(config.workerinput.get("workercount", 1)))
     config.stash[SESSION_KEY] = UnlearnSession(resolved, _ProgressWriter(config))
     config.pluginmanager.register(_session_fixtures(config.stash[SESSION_KEY]),
                                   "unlearn-fixtures")

@@ -1,11 +1,14 @@
-"""One GPU per xdist worker (pytest_unlearn.workers), without GPUs: the environment is faked."""
+"""One GPU per xdist worker and a share of the CPU cores each (pytest_unlearn.workers);
+without GPUs, the GPU environment is faked."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.workers import pin_worker_gpu, visible_gpus
+from pytest_unlearn.workers import pin_worker_gpu, share_cpu_threads, visible_gpus
 
 
 def test_workers_take_the_visible_gpus_in_turn() -> None:
@@ -50,3 +53,37 @@ def test_xdist_workers_get_their_gpu(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-n", "2", "--unlearn-worker-gpus=7,8",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
+
+
+def test_workers_share_the_cpu_cores() -> None:
+    environ: dict[str, str] = {}
+    assert share_cpu_threads(2, environ, cpus=16) == 8 and environ == {"OMP_NUM_THREADS": "8"}
+    environ = {}
+    assert share_cpu_threads(3, environ, cpus=2) == 1 and environ == {"OMP_NUM_THREADS": "1"}
+    environ = {"OMP_NUM_THREADS": "3"}  # the user's choice stands
+    assert share_cpu_threads(2, environ, cpus=16) is None and environ == {"OMP_NUM_THREADS": "3"}
+    environ = {}  # one worker has the machine to itself
+    assert share_cpu_threads(1, environ, cpus=16) is None and environ == {}
+
+
+@pytest.mark.parametrize("torch_in_conftest", [False, True])
+def test_xdist_workers_run_their_share_of_torch_threads(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        torch_in_conftest: bool) -> None:
+    pytest.importorskip("xdist")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if torch_in_conftest:  # torch already read its thread count when the plugin runs
+        pytester.makeconftest("import torch\n")
+    cores = len(os.sched_getaffinity(0))
+    pytester.makepyfile(f"""
+        import os
+
+        import torch
+
+
+        def test_threads():
+            assert os.environ["OMP_NUM_THREADS"] == "{max(1, cores // 2)}"
+            assert torch.get_num_threads() == {max(1, cores // 2)}
+        """)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
