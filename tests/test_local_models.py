@@ -76,7 +76,7 @@ def test_inject_section_target_stops_a_lora_injection_early(
     suite_writer(pytester.path)
     data = data_writer(tmp_path / "data", records_per_split=3)
     # The target is checked every second epoch. The random model's token accuracy at a given
-    # epoch differs between CPUs (here 0.04 at epoch 2, on CI 0.00 at epoch 2 and 0.09 at
+    # epoch differs between CPUs (here 0.04 or 0.06 at epoch 2, on CI 0.00 at epoch 2, 0.09 at
     # epoch 4), so the test asks only that a low target ends injection well before its 12 epochs.
     pytester.makefile(".yaml", unlearn="inject:\n  epochs: 12\n  lr: 1.0e-2\n  batch_size: 4\n"
                                        "  grad_accum: 1\n  target_token_accuracy: 0.05\n")
