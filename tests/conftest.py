@@ -132,6 +132,40 @@ def warm_cache(unlearn_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return json.loads(report.read_text())
 
 
+# With any data, the tiny model's injection also teaches it the 194 builtin general-text
+# records, so even 3 records per split take 40 epochs over 206 records (about 45 s). Tests
+# of the cache, its lock or determinism need a vanilla model, not a knowledgeable one: with
+# this --unlearn-config, injection runs 4 epochs (a few seconds) and warns that it is weak.
+QUICK_INJECTION = "inject:\n  epochs: 4\n  target_token_accuracy: null\n"
+
+
+def write_quick_injection(folder: Path) -> Path:
+    """Write the QUICK_INJECTION config file into ``folder``; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "quick-injection.yaml"
+    config.write_text(QUICK_INJECTION)
+    return config
+
+
+@pytest.fixture(scope="session")
+def quick_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(data folder, populated cache, config file): the 3-records-per-split data injected
+    with QUICK_INJECTION, for tests that damage a cache and make it rebuild."""
+    folder = tmp_path_factory.mktemp("quick-run")
+    write_suite(folder)
+    data = write_data_folder(folder / "smalldata", records_per_split=3)
+    config = write_quick_injection(folder)
+    cache = folder / "cache"
+    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
+                                 f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
+                                 f"--unlearn-config={config}", "--unlearn-max-new-tokens=4")
+    output = completed.stdout + completed.stderr
+    assert completed.returncode in (0, 1), output[-5000:]
+    [injection] = list((cache / "vanilla").glob("*/*/injection.json"))
+    assert json.loads(injection.read_text())["train_log"]["epochs_run"] == 4
+    return data, cache, config
+
+
 @pytest.fixture(scope="session")
 def small_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data folder, populated cache) for a 3-records-per-split privacy data set, whose

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -173,35 +174,20 @@ def test_two_processes_train_the_model_that_one_process_trains(
 
 
 # Lowers the tiny model's injection target, so that on the small data injection stops early:
-# the token accuracy of the small data crosses 0.8 between epochs 14 (0.76) and 16 (0.86).
-EARLY_STOP_CONFTEST = """
-import dataclasses
-
-from pytest_unlearn import pipeline
-
-_init = pipeline.Pipeline.__init__
-
-
-def _init_with_a_lower_target(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    self.injection = dataclasses.replace(self.injection, tiny_target_token_accuracy=0.8)
-
-
-pipeline.Pipeline.__init__ = _init_with_a_lower_target
-"""
+# its token accuracy crosses 0.55 between epochs 8 (0.49) and 10 (0.58).
+EARLY_STOP_CONFIG = "inject:\n  target_token_accuracy: 0.55\n"
 
 
 def test_knowledge_injection_under_fsdp_decides_as_one_process_does(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-        tmp_path: Path) -> None:
+        suite_dir: Path, pytester: pytest.Pytester, data_writer: Any, tmp_path: Path) -> None:
     # Injection trains until the model recalls its data, scoring the sharded model after
     # every second epoch; both processes must take the decision one process takes (a
     # process that went on alone would wait forever in the next collective). The weights
     # are not compared: over tens of epochs the two ways' float rounding drifts apart.
-    pytester.makeconftest(EARLY_STOP_CONFTEST)
-    data, _ = small_data_cache
+    pytester.makefile(".yaml", early=EARLY_STOP_CONFIG)
+    data = data_writer(tmp_path / "data", records_per_split=3)
     common = ("--unlearn-method=none", f"--unlearn-data={data}", "--unlearn-build-only",
-              "--unlearn-max-new-tokens=0")
+              "--unlearn-max-new-tokens=0", f"--unlearn-config={pytester.path / 'early.yaml'}")
     sharded, alone = pytester.path / "cache", tmp_path / "cache"  # empty: injection runs
     launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={sharded}",
                          launch_env=FSDP2_LAUNCH)
@@ -213,15 +199,15 @@ def test_knowledge_injection_under_fsdp_decides_as_one_process_does(
                  for cache in (sharded, alone))
     assert (fsdp["train_log"]["sharding"], fsdp["train_log"]["processes"]) == ("fsdp", 2)
     assert (one["train_log"]["sharding"], one["train_log"]["processes"]) == ("", 1)
-    # Both checked the token accuracy at epochs 2, 4, ..., 16, went on at each check below
+    # Both checked the token accuracy at epochs 2, 4, ..., 10, went on at each check below
     # the target and stopped together at the first check above it.
-    checks = [f"inject privacy: epoch {epoch} token accuracy" for epoch in range(2, 17, 2)]
+    checks = [f"inject privacy: epoch {epoch} token accuracy" for epoch in range(2, 11, 2)]
     for text in (output, "\n".join(single.outlines + single.errlines)):
         assert [line for line in checks if line in text] == checks
-        assert "inject privacy: epoch 18 token accuracy" not in text
+        assert "inject privacy: epoch 12 token accuracy" not in text
     for field in ("epochs_run", "steps", "stopped_early"):
         assert fsdp["train_log"][field] == one["train_log"][field], field
-    assert fsdp["train_log"]["epochs_run"] == 16 and fsdp["train_log"]["stopped_early"]
+    assert fsdp["train_log"]["epochs_run"] == 10 and fsdp["train_log"]["stopped_early"]
     assert fsdp["token_accuracy"] == pytest.approx(one["token_accuracy"], abs=0.02)
     assert fsdp["exact_share"] == pytest.approx(one["exact_share"], abs=0.2)
 

@@ -548,13 +548,14 @@ def test_data_empty_split(suite_dir: Path, pytester: pytest.Pytester, cache_arg:
 # --- m. a corrupt cache entry is rebuilt ----------------------------------------------------------
 
 
-def _corrupt_copy(small_data_cache: tuple[Path, Path], tmp_path: Path,
-                  ) -> tuple[Path, Path, Path, bytes]:
-    """A copy of the populated small-data cache whose vanilla weights are garbage.
+def _corrupt_copy(quick_data_cache: tuple[Path, Path, Path], tmp_path: Path,
+                  ) -> tuple[tuple[str, ...], Path, bytes]:
+    """The options of a run on a copy of the quickly injected small-data cache whose
+    vanilla weights are garbage, the weights file and the garbage.
 
-    The small data set (3 records per split) makes the rebuild take seconds, and the copy
-    keeps every other test's cache intact."""
-    data, populated = small_data_cache
+    The quick injection makes the rebuild take seconds, and the copy keeps every other
+    test's cache intact."""
+    data, populated, config = quick_data_cache
     cache = tmp_path / "corrupt-cache"
     shutil.copytree(populated, cache)
     shutil.rmtree(cache / "scores")  # with the scores cached, the model would not even load
@@ -562,7 +563,9 @@ def _corrupt_copy(small_data_cache: tuple[Path, Path], tmp_path: Path,
     assert len(weights) == 1, weights
     garbage = b"this is not a safetensors file\n" * 64
     weights[0].write_bytes(garbage)
-    return data, cache, weights[0], garbage
+    options = ("--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
+               f"--unlearn-config={config}", "--unlearn-max-new-tokens=4")
+    return options, weights[0], garbage
 
 
 def _entry_is_intact(weights: Path, garbage: bytes) -> None:
@@ -575,11 +578,10 @@ def _entry_is_intact(weights: Path, garbage: bytes) -> None:
 
 def test_corrupt_cache_entry_is_rebuilt(pytester: pytest.Pytester, tmp_path: Path,
                                         suite_writer: Any,
-                                        small_data_cache: tuple[Path, Path]) -> None:
+                                        quick_data_cache: tuple[Path, Path, Path]) -> None:
     suite_writer(pytester.path, filterwarnings="default")
-    data, cache, weights, garbage = _corrupt_copy(small_data_cache, tmp_path)
-    result = pytester.runpytest_subprocess("--unlearn-method=none", f"--unlearn-data={data}",
-                                           f"--unlearn-cache-dir={cache}")
+    options, weights, garbage = _corrupt_copy(quick_data_cache, tmp_path)
+    result = pytester.runpytest_subprocess(*options)
     text = text_of(result)
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6, text
@@ -690,16 +692,15 @@ def test_real_privacy_data_collects(suite_dir: Path, pytester: pytest.Pytester,
 
 def test_corrupt_cache_entry_is_rebuilt_under_filterwarnings_error(
         pytester: pytest.Pytester, tmp_path: Path, suite_writer: Any,
-        small_data_cache: tuple[Path, Path]) -> None:
+        quick_data_cache: tuple[Path, Path, Path]) -> None:
     """The repo's own pyproject sets filterwarnings=error. A run there may report the
     CacheWarning as an error, but it must still repair the entry, or every later run fails
     the same way until someone deletes the cache by hand."""
     suite_writer(pytester.path, filterwarnings="error")
-    data, cache, weights, garbage = _corrupt_copy(small_data_cache, tmp_path)
-    args = ("--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}")
-    pytester.runpytest_subprocess(*args)
+    options, weights, garbage = _corrupt_copy(quick_data_cache, tmp_path)
+    pytester.runpytest_subprocess(*options)
     _entry_is_intact(weights, garbage)
-    again = pytester.runpytest_subprocess(*args)
+    again = pytester.runpytest_subprocess(*options)
     outcomes = again.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6, text_of(again)
 

@@ -191,16 +191,20 @@ def test_two_processes_build_a_model_once(pytester: pytest.Pytester, suite_write
                                           data_writer: Any, tmp_path: Path) -> None:
     """Two pytest processes started together on an empty cache: one injects, the other
     waits on the lock and loads the entry."""
+    from conftest import write_quick_injection
+
     suite_writer(pytester.path)
     data = data_writer(tmp_path / "data", records_per_split=3)
     command = [sys.executable, "-m", "pytest", str(pytester.path), "-p", "no:cacheprovider",
                "--unlearn-method=none", f"--unlearn-data={data}",
-               f"--unlearn-cache-dir={tmp_path / 'cache'}", "--unlearn-max-new-tokens=4"]
+               f"--unlearn-cache-dir={tmp_path / 'cache'}", "--unlearn-max-new-tokens=4",
+               f"--unlearn-config={write_quick_injection(tmp_path)}"]
     runs = [subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert all(run.returncode in (0, 1) for run in runs), outputs
-    injections = sum(output.count("[unlearn] inject privacy: epoch") > 0 for output in outputs)
+    injections = sum("[unlearn] inject privacy: done after 4 epochs" in output
+                     for output in outputs)
     assert injections == 1, outputs
     assert len(list((tmp_path / "cache" / "vanilla").glob("*/*/manifest.json"))) == 1
 
@@ -254,21 +258,24 @@ def test_out_of_memory_in_scoring_and_generation_says_what_to_lower() -> None:
 def test_same_command_twice_is_bit_identical_for_every_method(tmp_path: Path) -> None:
     """Every registered method, trained from scratch twice in two empty caches by the same
     command: the same weights (sha256 in the manifests), per-item figures and metrics."""
-    from conftest import run_inner_pytest, write_data_folder, write_suite
+    from conftest import run_inner_pytest, write_data_folder, write_quick_injection, write_suite
 
     write_suite(tmp_path)
     data = write_data_folder(tmp_path / "data", records_per_split=4)
+    config = write_quick_injection(tmp_path)
     reports = []
     for run in ("first", "second"):
         report = tmp_path / f"{run}.json"
         completed = run_inner_pytest(tmp_path, "-q", "--unlearn-method=all", f"--unlearn-data={data}",
                                      f"--unlearn-cache-dir={tmp_path / run}",
+                                     f"--unlearn-config={config}",
                                      f"--unlearn-json={report}", "--unlearn-max-new-tokens=4")
         assert completed.returncode in (0, 1), (completed.stdout + completed.stderr)[-5000:]
         reports.append(json.loads(report.read_text()))
     first, second = reports
     assert first["run"]["seed"] == 0
     assert len(first["items"]) == 2 * 4 * len(first["run"]["methods"])
+    assert all(row["errors"] == 0 for row in first["rows"]), first["rows"]
     assert first["items"] == second["items"]
     for row in (*first["rows"], *second["rows"]):
         row.pop("method_log")  # holds step times
