@@ -168,8 +168,9 @@ def quick_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
 
 @pytest.fixture(scope="session")
 def small_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(data folder, populated cache) for a 3-records-per-split privacy data set, whose
-    injection takes seconds: for tests that damage a cache and make it rebuild."""
+    """(data folder, populated cache) for a 3-records-per-split privacy data set, injected
+    in full (about 45 s), for tests that train or score its vanilla model: each copies the
+    cache (or adds to it) and runs in a fraction of that."""
     folder = tmp_path_factory.mktemp("small-run")
     write_suite(folder)
     data = write_data_folder(folder / "smalldata", records_per_split=3)
