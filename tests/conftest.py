@@ -147,20 +147,31 @@ def write_quick_injection(folder: Path) -> Path:
     return config
 
 
+def _populated_small_cache(tmp_path_factory: pytest.TempPathFactory, name: str,
+                           *options: str) -> tuple[Path, Path]:
+    """(data folder, cache) after a run of --unlearn-method=none with ``options`` on a fresh
+    3-records-per-split privacy data set: the cache holds its one vanilla model."""
+    folder = tmp_path_factory.mktemp(name)
+    write_suite(folder)
+    data = write_data_folder(folder / "smalldata", records_per_split=3)
+    cache = folder / "cache"
+    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
+                                 f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
+                                 *options)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode in (0, 1), output[-5000:]
+    assert len(list((cache / "vanilla").glob("*/*/weights.safetensors"))) == 1, output[-5000:]
+    return data, cache
+
+
 @pytest.fixture(scope="session")
 def quick_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(data folder, populated cache, config file): the 3-records-per-split data injected
     with QUICK_INJECTION, for tests that damage a cache and make it rebuild."""
-    folder = tmp_path_factory.mktemp("quick-run")
-    write_suite(folder)
-    data = write_data_folder(folder / "smalldata", records_per_split=3)
-    config = write_quick_injection(folder)
-    cache = folder / "cache"
-    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
-                                 f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-                                 f"--unlearn-config={config}", "--unlearn-max-new-tokens=4")
-    output = completed.stdout + completed.stderr
-    assert completed.returncode in (0, 1), output[-5000:]
+    config = write_quick_injection(tmp_path_factory.mktemp("quick-config"))
+    data, cache = _populated_small_cache(tmp_path_factory, "quick-run",
+                                         f"--unlearn-config={config}",
+                                         "--unlearn-max-new-tokens=4")
     [injection] = list((cache / "vanilla").glob("*/*/injection.json"))
     assert json.loads(injection.read_text())["train_log"]["epochs_run"] == 4
     return data, cache, config
@@ -171,13 +182,4 @@ def small_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     """(data folder, populated cache) for a 3-records-per-split privacy data set, injected
     in full (about 45 s), for tests that train or score its vanilla model: each copies the
     cache (or adds to it) and runs in a fraction of that."""
-    folder = tmp_path_factory.mktemp("small-run")
-    write_suite(folder)
-    data = write_data_folder(folder / "smalldata", records_per_split=3)
-    cache = folder / "cache"
-    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
-                                 f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}")
-    output = completed.stdout + completed.stderr
-    assert completed.returncode in (0, 1), output[-5000:]
-    assert len(list((cache / "vanilla").glob("*/*/weights.safetensors"))) == 1, output[-5000:]
-    return data, cache
+    return _populated_small_cache(tmp_path_factory, "small-run")
