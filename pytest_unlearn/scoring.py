@@ -98,10 +98,30 @@ def _answer_figures_by_row(logits: torch.Tensor, labels: torch.Tensor,
         targets = shifted_labels[row, start:]
         losses.append(float(F.cross_entropy(answer_logits, targets, ignore_index=IGNORE_INDEX,
                                             reduction="sum")))
-        correct = (answer_logits.argmax(dim=-1) == targets) & (targets != IGNORE_INDEX)
+        answered = targets != IGNORE_INDEX
+        correct = _is_argmax(answer_logits, targets.clamp(min=0)) & answered
         hits.append(float(correct.sum()))
     return ([hit / max(count, 1) for hit, count in zip(hits, counts)],
             [-loss / max(count, 1) for loss, count in zip(losses, counts)], counts)
+
+
+def _is_argmax(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Whether each row's target is its argmax (the first maximal index, on ties): the same
+    as ``scores.argmax(-1) == targets``, in about half the time on a CPU, where argmax does
+    not vectorize and a maximum does.
+
+    A target whose score is the row's maximum and which no other entry reaches is the
+    argmax. Rows where that cannot be told from the maxima alone (a tie at the top, or a NaN
+    anywhere, which argmax ranks above every number) take argmax itself.
+    """
+    top = scores.amax(dim=-1)
+    index = targets.unsqueeze(-1)
+    at_top = scores.gather(-1, index).squeeze(-1) == top
+    others = scores.clone().scatter_(-1, index, float("-inf")).amax(dim=-1)
+    unclear = (at_top & ~(others < top)) | top.isnan()
+    if bool(unclear.any()):
+        at_top[unclear] = scores[unclear].argmax(dim=-1) == targets[unclear]
+    return at_top
 
 
 def _answer_figures_batched(logits: torch.Tensor, labels: torch.Tensor,

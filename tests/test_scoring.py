@@ -7,9 +7,12 @@ import pytest
 import torch
 
 from pytest_unlearn.encoding import IGNORE_INDEX, Encoded, collate, length_buckets
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pytest_unlearn.scoring import (ItemScore, _answer_figures_batched,
-                                    _answer_figures_by_row, per_item_nll, perplexity,
-                                    score)
+                                    _answer_figures_by_row, _is_argmax, per_item_nll,
+                                    perplexity, score)
 
 
 class TableModel(torch.nn.Module):
@@ -80,6 +83,36 @@ def test_score_gives_the_same_figures_the_gpu_way(monkeypatch: pytest.MonkeyPatc
     assert [s.mean_logprob for s in on_device] == pytest.approx(
         [s.mean_logprob for s in by_row], abs=1e-6)
     assert len({s.token_accuracy for s in by_row}) > 1  # the items differ
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.lists(st.sampled_from([-2.0, 0.0, 1.0, 3.0, math.inf, -math.inf,
+                                               math.nan]), min_size=5, max_size=5),
+                     min_size=1, max_size=6),
+       seed=st.integers(0, 2**16))
+def test_is_argmax_agrees_with_argmax_on_ties_infinities_and_nan(rows, seed):
+    # A handful of values, so that most rows tie at the top; argmax takes the first maximal
+    # index and ranks NaN above every number.
+    scores = torch.tensor(rows)
+    targets = torch.randint(0, 5, (len(rows),), generator=torch.Generator().manual_seed(seed))
+    targets[0] = scores[0].argmax()  # at least one row whose target is the argmax
+    assert torch.equal(_is_argmax(scores, targets), scores.argmax(dim=-1) == targets)
+
+
+def test_is_argmax_on_unique_maxima_needs_no_argmax(monkeypatch: pytest.MonkeyPatch):
+    torch.manual_seed(0)
+    scores = torch.randn(50, 300)
+    targets = torch.randint(0, 300, (50,))
+    targets[:20] = scores[:20].argmax(dim=-1)
+    expected = scores.argmax(dim=-1) == targets
+
+    def no_argmax(*args, **kwargs):
+        raise AssertionError("argmax called on rows with a unique maximum")
+
+    monkeypatch.setattr(torch.Tensor, "argmax", no_argmax)
+    found = _is_argmax(scores, targets)
+    assert found.sum() == 20
+    assert torch.equal(found, expected)
 
 
 def test_mean_logprob_matches_cross_entropy():
