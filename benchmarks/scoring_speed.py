@@ -100,32 +100,50 @@ def raw_batched_forwards(model: Any, encoded: Sequence[Any], pad_id: int,
 
 
 def figure_paths(model: Any, encoded: Sequence[Any], pad_id: int, batch_size: int,
-                 repeats: int) -> tuple[float, float]:
-    """Seconds the two ways of turning a batch's logits into per-item figures take on the
+                 repeats: int) -> dict[str, float]:
+    """Seconds that ways of turning a batch's logits into per-item figures take on the
     harness's own logits, summed over the batches (each a median of ``repeats``): each
-    item's answer slice on its own (the harness's way on a CPU), and every answer position
-    of the batch gathered first (its way on a GPU)."""
+    item's answer slice on its own ("by row", the harness's way on a CPU), and every answer
+    position of the batch gathered first ("batched", its way on a GPU). And, on the same
+    answer slices, the part of "by row" that tells which answer tokens are the argmax:
+    with torch's argmax, and with the two maxima the harness uses."""
     import torch
 
-    from pytest_unlearn.encoding import collate, length_buckets
+    from pytest_unlearn.encoding import IGNORE_INDEX, collate, length_buckets
     from pytest_unlearn.scoring import (_answer_figures_batched, _answer_figures_by_row,
-                                        answer_logits)
+                                        _is_argmax, answer_logits)
+
+    def answer_slices(logits: torch.Tensor, labels: torch.Tensor,
+                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        targets = labels[:, 1:]
+        answered = targets != IGNORE_INDEX
+        starts = answered.to(torch.uint8).argmax(dim=1).tolist()
+        return [(logits[row, start: -1].float(), targets[row, start:].clamp(min=0))
+                for row, (start, count) in enumerate(zip(starts, answered.sum(dim=1).tolist()))
+                if count]
 
     device = next(model.parameters()).device
-    by_row = batched = 0.0
+    totals = {"by row": 0.0, "batched": 0.0, "argmax": 0.0, "two maxima": 0.0}
     with torch.inference_mode():
         for indices in length_buckets(encoded, batch_size):
             batch = collate([encoded[i] for i in indices], pad_id, device, left=True)
             logits, labels = answer_logits(model, batch)
+            slices = answer_slices(logits, labels)
             timings = interleaved_medians(
                 {"by row": lambda: _answer_figures_by_row(logits, labels),
                  # read back, as the harness does once per run: otherwise a GPU's queue
                  # would be timed, not its work
                  "batched": lambda: [figures.tolist() for figures in
-                                     _answer_figures_batched(logits, labels)]}, repeats)
-            by_row += timings["by row"][0]
-            batched += timings["batched"][0]
-    return by_row, batched
+                                     _answer_figures_batched(logits, labels)],
+                 "argmax": lambda: [int((scores.argmax(dim=-1) == targets).sum())
+                                    for scores, targets in slices],
+                 "two maxima": lambda: [int(_is_argmax(scores, targets).sum())
+                                        for scores, targets in slices]}, repeats)
+            if timings["argmax"][1] != timings["two maxima"][1]:
+                raise SystemExit("the argmax check and argmax disagree on these logits")
+            for name in totals:
+                totals[name] += timings[name][0]
+    return totals
 
 
 def item_at_a_time_generations(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]],
@@ -197,7 +215,7 @@ def main() -> None:
         "raw": lambda: raw_batched_forwards(model, encoded, pad, args.batch_size, True),
         "raw full": lambda: raw_batched_forwards(model, encoded, pad, args.batch_size, False),
     }, args.repeats)
-    by_row_s, gathered_s = figure_paths(model, encoded, pad, args.batch_size, args.repeats)
+    figure_s = figure_paths(model, encoded, pad, args.batch_size, args.repeats)
     naive_s, naive = scoring["loop"]
     batched_s, batched = scoring["harness"]
     raw_s, raw_full_s = scoring["raw"][0], scoring["raw full"][0]
@@ -241,10 +259,13 @@ def main() -> None:
           f"right-padded forwards alone: {naive_s / raw_full_s:.1f}x")
     print(f"  harness overhead over its raw forwards: {(batched_s - raw_s) / raw_s:+.1%} "
           "(target < 15%)")
-    print(f"  figures from the same logits: each item's answer slice {by_row_s:.3f} s, "
-          f"the batch's answer positions gathered {gathered_s:.3f} s (the harness takes the "
-          f"first on a CPU, the second on a GPU: "
+    print(f"  figures from the same logits: each item's answer slice {figure_s['by row']:.3f} s, "
+          f"the batch's answer positions gathered {figure_s['batched']:.3f} s (the harness "
+          f"takes the first on a CPU, the second on a GPU: "
           f"{'first' if model.device.type == 'cpu' else 'second'} here)")
+    print(f"  which answer tokens are the argmax, on the same answer slices: argmax "
+          f"{figure_s['argmax']:.3f} s, two maxima {figure_s['two maxima']:.3f} s (the "
+          "harness's way on a CPU; the same counts)")
     print(f"  same number of recalled answer tokens as the loop: {same_recall}/{len(encoded)} "
           "items; largest "
           f"mean-logprob difference {logprob_gap:.2e}")
