@@ -107,8 +107,8 @@ def _answer_figures_by_row(logits: torch.Tensor, labels: torch.Tensor,
 
 def _is_argmax(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Whether each row's target is its argmax (the first maximal index, on ties): the same
-    as ``scores.argmax(-1) == targets``, in about half the time on a CPU, where argmax does
-    not vectorize and a maximum does.
+    as ``scores.argmax(-1) == targets``, but faster on a CPU, where torch's argmax over the
+    vocabulary is far slower than its maximum (``benchmarks/scoring_speed.py`` times both).
 
     A target whose score is the row's maximum and which no other entry reaches is the
     argmax. Rows where that cannot be told from the maxima alone (a tie at the top, or a NaN

@@ -5,11 +5,10 @@ import warnings
 
 import pytest
 import torch
-
-from pytest_unlearn.encoding import IGNORE_INDEX, Encoded, collate, length_buckets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_unlearn.encoding import IGNORE_INDEX, Encoded, collate, length_buckets
 from pytest_unlearn.scoring import (ItemScore, _answer_figures_batched,
                                     _answer_figures_by_row, _is_argmax, per_item_nll,
                                     perplexity, score)
