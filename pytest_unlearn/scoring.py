@@ -110,18 +110,19 @@ def _is_argmax(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     as ``scores.argmax(-1) == targets``, but faster on a CPU, where torch's argmax over the
     vocabulary is far slower than its maximum (``benchmarks/scoring_speed.py`` times both).
 
-    A target whose score is the row's maximum and which no other entry reaches is the
-    argmax. Rows where that cannot be told from the maxima alone (a tie at the top, or a NaN
-    anywhere, which argmax ranks above every number) take argmax itself.
+    A target that scores above every other entry is the argmax, and one that scores below
+    some other entry is not. Rows where the comparison does not tell (the target ties with
+    the best other entry, or a NaN, which argmax ranks above every number, makes both
+    comparisons false) take argmax itself.
     """
-    top = scores.amax(dim=-1)
     index = targets.unsqueeze(-1)
-    at_top = scores.gather(-1, index).squeeze(-1) == top
-    others = scores.clone().scatter_(-1, index, float("-inf")).amax(dim=-1)
-    unclear = (at_top & ~(others < top)) | top.isnan()
+    target = scores.gather(-1, index).squeeze(-1)
+    others = scores.scatter(-1, index, float("-inf")).amax(dim=-1)
+    found = target > others
+    unclear = ~(found | (target < others))
     if bool(unclear.any()):
-        at_top[unclear] = scores[unclear].argmax(dim=-1) == targets[unclear]
-    return at_top
+        found[unclear] = scores[unclear].argmax(dim=-1) == targets[unclear]
+    return found
 
 
 def _answer_figures_batched(logits: torch.Tensor, labels: torch.Tensor,
