@@ -61,16 +61,16 @@ def answer_token_losses(logits: torch.Tensor, labels: torch.Tensor,
 
 def _answer_figures(logits: torch.Tensor, labels: torch.Tensor) -> Figures:
     """Per item of the batch: token accuracy, mean answer-token log-probability, answer
-    length. Only answer positions are scored (torch's fused cross-entropy and an argmax over
-    the vocabulary).
+    length. Only answer positions are scored (torch's fused cross-entropy, and whether each
+    answer token is the argmax over the vocabulary).
 
     The batch is left-padded, so each row's answer is one contiguous run of positions at its
     end. On a CPU each row's run is scored on its own: it is a contiguous slice of the logits
-    that stays in the processor's cache from the cross-entropy to the argmax, with no copy
-    of the batch's answer rows (``benchmarks/scoring_speed.py`` times both ways on the same
-    logits). On a GPU, where each row would cost its own kernel launches, the whole batch is
-    scored in one pass whose figures stay on the GPU, so that nothing waits for the GPU
-    until every batch is queued.
+    that stays in the processor's cache from the cross-entropy to the argmax check
+    (``_is_argmax``), with no copy of the batch's answer rows (``benchmarks/scoring_speed.py``
+    times both ways on the same logits). On a GPU, where each row would cost its own kernel
+    launches, the whole batch is scored in one pass whose figures stay on the GPU, so that
+    nothing waits for the GPU until every batch is queued.
     """
     if logits.device.type == "cpu":
         return _answer_figures_by_row(logits, labels)
