@@ -110,18 +110,14 @@ def figure_paths(model: Any, encoded: Sequence[Any], pad_id: int, batch_size: in
     harness's way)."""
     import torch
 
-    from pytest_unlearn.encoding import IGNORE_INDEX, collate, length_buckets
+    from pytest_unlearn.encoding import collate, length_buckets
     from pytest_unlearn.scoring import (_answer_figures_batched, _answer_figures_by_row,
-                                        _is_argmax, answer_logits)
+                                        _is_argmax, answer_logits, answer_rows)
 
     def answer_slices(logits: torch.Tensor, labels: torch.Tensor,
                       ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        targets = labels[:, 1:]
-        answered = targets != IGNORE_INDEX
-        starts = answered.to(torch.uint8).argmax(dim=1).tolist()
-        return [(logits[row, start: -1].float(), targets[row, start:].clamp(min=0))
-                for row, (start, count) in enumerate(zip(starts, answered.sum(dim=1).tolist()))
-                if count]
+        return [(scores, targets.clamp(min=0))
+                for count, scores, targets in answer_rows(logits, labels) if count]
 
     device = next(model.parameters()).device
     totals = {"by row": 0.0, "batched": 0.0, "argmax": 0.0, "best other": 0.0}

@@ -11,7 +11,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from .encoding import IGNORE_INDEX, SEPARATOR, Encoded, collate, length_buckets
 from .errors import UnlearnError
@@ -79,23 +79,15 @@ def _answer_figures(logits: torch.Tensor, labels: torch.Tensor) -> Figures:
 
 def _answer_figures_by_row(logits: torch.Tensor, labels: torch.Tensor,
                            ) -> tuple[list[float], list[float], list[int]]:
-    import torch
     import torch.nn.functional as F
 
-    # Position t predicts label t + 1.
-    shifted_labels = labels[:, 1:]
-    is_answer = shifted_labels != IGNORE_INDEX
-    counts = is_answer.sum(dim=1).tolist()
-    # Where each row's answer starts (argmax finds the first True).
-    starts = is_answer.to(torch.uint8).argmax(dim=1).tolist()
-    hits, losses = [], []
-    for row, (start, count) in enumerate(zip(starts, counts)):
+    hits, losses, counts = [], [], []
+    for count, answer_logits, targets in answer_rows(logits, labels):
+        counts.append(count)
         if count == 0:
             hits.append(0.0)
             losses.append(0.0)
             continue
-        answer_logits = logits[row, start: -1].float()
-        targets = shifted_labels[row, start:]
         losses.append(float(F.cross_entropy(answer_logits, targets, ignore_index=IGNORE_INDEX,
                                             reduction="sum")))
         answered = targets != IGNORE_INDEX
@@ -103,6 +95,26 @@ def _answer_figures_by_row(logits: torch.Tensor, labels: torch.Tensor,
         hits.append(float(correct.sum()))
     return ([hit / max(count, 1) for hit, count in zip(hits, counts)],
             [-loss / max(count, 1) for loss, count in zip(losses, counts)], counts)
+
+
+def answer_rows(logits: torch.Tensor, labels: torch.Tensor,
+                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Each row of a left-padded batch: its number of answer tokens, the float32 logits
+    from its first answer token's prediction on, and the labels they predict (which may
+    hold IGNORE_INDEX inside the answer). A row without an answer gives 0 and two empty
+    tensors."""
+    import torch
+
+    # Position t predicts label t + 1.
+    shifted_labels = labels[:, 1:]
+    is_answer = shifted_labels != IGNORE_INDEX
+    counts = is_answer.sum(dim=1).tolist()
+    # Where each row's answer starts (argmax finds the first True).
+    starts = is_answer.to(torch.uint8).argmax(dim=1).tolist()
+    for row, (start, count) in enumerate(zip(starts, counts)):
+        if count == 0:
+            start = shifted_labels.shape[1]
+        yield count, logits[row, start: -1].float(), shifted_labels[row, start:]
 
 
 def _is_argmax(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
