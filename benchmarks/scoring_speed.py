@@ -101,7 +101,7 @@ def raw_batched_forwards(model: Any, encoded: Sequence[Any], pad_id: int,
 
 def figure_paths(model: Any, encoded: Sequence[Any], pad_id: int, batch_size: int,
                  repeats: int) -> dict[str, float]:
-    """Seconds that ways of turning a batch's logits into per-item figures take on the
+    """Seconds that several ways of turning a batch's logits into per-item figures take on the
     harness's own logits, summed over the batches (each a median of ``repeats``): each
     item's answer slice on its own ("by row", the harness's way on a CPU), and every answer
     position of the batch gathered first ("batched", its way on a GPU). And, on the same
