@@ -1,10 +1,18 @@
-"""The on-disk cache of built models.
+"""The on-disk cache of built models, their scores, and whole-file hashes.
 
 An entry is a folder named only by the sha256 key of everything that determines its content
-(no user string becomes a path). It is built in a private temporary folder, given a manifest
-with the sha256 of every file, and published with one atomic rename, under a file lock so
-that concurrent pytest processes or xdist workers build it once. An entry whose manifest
-does not match its files is reported and rebuilt.
+(no user string becomes a path). It is built in a private staging folder under ``tmp/``,
+given a manifest with the sha256 of every file, and published with one atomic rename, under
+a file lock so that concurrent pytest processes or xdist workers build it once. An entry
+whose manifest does not match its files is reported and rebuilt.
+
+An intact entry is read without taking its lock (it is published atomically), so a cache
+that already holds everything a run needs serves that run even when it is read-only (a
+shared CI cache). Building anything in a read-only cache is one clear error that names
+what would have to be built.
+
+A build killed mid-way (kill -9, SIGTERM) leaves its staging folder behind; the next run
+that uses the cache removes every staging folder whose lock no live process holds.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 import warnings
@@ -23,10 +32,18 @@ from typing import TYPE_CHECKING, Any, Callable
 from .errors import UnlearnError
 
 if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
     from .distributed import World
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+KINDS = ("vanilla", "unlearned", "scores")
+# How often a process waiting on another's build says that it still waits.
+WAIT_REPORT_SECONDS = 60.0
+# Staging folders: <key>-<pid>-<hex>, <key>-rank<r>-<hex> (a launched process's scratch
+# folder) and retired-<key>-<hex> (an old entry being deleted).
+_STAGING = re.compile(r"^(?:retired-)?([0-9a-f]{64})-")
 
 
 class CacheWarning(UserWarning):
@@ -40,15 +57,18 @@ def cache_key(payload: dict[str, Any]) -> str:
 
 
 class ModelCache:
-    def __init__(self, root: Path, rebuild: bool = False) -> None:
+    def __init__(self, root: Path, rebuild: bool = False,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.rebuild = rebuild
+        self.progress = progress or (lambda message: None)
         # With --unlearn-rebuild, an entry made before this process started is rebuilt once;
         # one that a concurrent worker made during this run is reused.
         self.started = time.time()
+        self.file_hashes = FileHashes(root / "file_hashes", self.progress)
 
     def entry_path(self, kind: str, key: str) -> Path:
-        if kind not in ("vanilla", "unlearned", "scores"):
+        if kind not in KINDS:
             raise ValueError(f"unknown cache kind {kind!r}")
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise ValueError(f"cache keys are sha256 hex digests, not {key!r}")
@@ -59,49 +79,103 @@ class ModelCache:
         path = self.entry_path(kind, key)
         return path if self._valid(path, key) is None else None
 
-    def get_or_build(self, kind: str, payload: dict[str, Any],
-                     build: Callable[[Path], None]) -> tuple[Path, bool]:
-        """Return (entry folder, whether it was built now). ``build`` fills an empty folder."""
-        from filelock import FileLock
+    @property
+    def writable(self) -> bool:
+        """Whether this process can build entries here (folders created as needed)."""
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        return os.access(existing, os.W_OK | os.X_OK)
 
+    def get_or_build(self, kind: str, payload: dict[str, Any], build: Callable[[Path], None],
+                     what: str = "") -> tuple[Path, bool]:
+        """Return (entry folder, whether it was built now). ``build`` fills an empty folder;
+        ``what`` says what the entry is, for the messages of a read-only cache and of a
+        process that waits on another's build."""
         from .distributed import world
 
         key = cache_key(payload)
         final = self.entry_path(kind, key)
-        (self.root / "locks").mkdir(parents=True, exist_ok=True)
+        what = what or f"the {kind} entry {key[:12]}"
         group = world()
         if group is not None:
-            return self._get_or_build_together(group, kind, key, final, payload, build)
-        with FileLock(str(self.root / "locks" / f"{key}.lock")):
+            return self._get_or_build_together(group, kind, key, final, payload, build, what)
+        problem = self._valid(final, key)
+        if problem is None and not self._must_rebuild(final):
+            return final, False  # published atomically: intact means complete, no lock needed
+        with self._locked(key, what):
             problem = self._valid(final, key)
             if problem is None and not self._must_rebuild(final):
-                return final, False
+                return final, False  # another process built it while this one waited
             self._build(final, key, payload, build)
-            if problem not in (None, "missing"):
-                # Warn only after the repair: under -W error the warning raises, and the
-                # entry must be sound by then.
-                warnings.warn(CacheWarning(f"cache entry {final} was corrupt ({problem}); "
-                                           "it has been rebuilt"), stacklevel=2)
-            return final, True
+        if problem not in (None, "missing"):
+            # Warn only after the repair: under -W error the warning raises, and the entry
+            # must be sound by then.
+            warnings.warn(CacheWarning(f"cache entry {final} was corrupt ({problem}); it has "
+                                       "been rebuilt"), stacklevel=2)
+        return final, True
+
+    def clean_stale_staging(self) -> list[str]:
+        """Remove the staging folders of builds that no live process runs (their lock is
+        free): a build killed with kill -9 or SIGTERM leaves one behind. Returns the names
+        removed. A cache this process cannot write is left alone."""
+        from filelock import FileLock, Timeout
+
+        staging = self.root / "tmp"
+        if not staging.is_dir() or not os.access(staging, os.W_OK | os.X_OK):
+            return []
+        removed = []
+        for folder in sorted(staging.iterdir()):
+            match = _STAGING.match(folder.name)
+            if match is None:
+                continue
+            lock = FileLock(str(self._lock_path(match.group(1))))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue  # a live build holds it
+            except OSError:
+                return removed  # locks/ cannot be written: nothing is built here
+            try:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+            finally:
+                lock.release()
+        if removed:
+            self.progress(f"removed {len(removed)} staging folder(s) that killed builds left "
+                          f"in {staging}")
+        return removed
+
+    def _lock_path(self, key: str) -> Path:
+        return self.root / "locks" / f"{key}.lock"
+
+    def _locked(self, key: str, what: str) -> _HeldLock:
+        """The entry's lock, taken (waiting for another process's build, and saying so);
+        one clear error when the cache cannot be written."""
+        if not self.writable:
+            raise UnlearnError(
+                f"the cache {self.root} is read-only, and it lacks {what} (cache key "
+                f"{key[:12]}), which this run would have to build. Build it first with the "
+                "same command on a writable cache (--unlearn-build-only builds everything "
+                "the selected tests need), or pass a writable --unlearn-cache-dir.")
+        return _HeldLock(self._lock_path(key), what, self.progress)
 
     def _get_or_build_together(self, group: World, kind: str, key: str, final: Path,
                                payload: dict[str, Any], build: Callable[[Path], None],
-                               ) -> tuple[Path, bool]:
+                               what: str) -> tuple[Path, bool]:
         """``get_or_build`` for processes that train together (``distributed.world()``).
 
         The main process decides whether the entry must be built. If so, every process runs
         ``build`` (training needs all of them) and the main one publishes its folder under the
         lock; the others build into a scratch folder they delete.
         """
-        from filelock import FileLock
-
         needed = False
         if group.is_main:
             needed = self._valid(final, key) is not None or self._must_rebuild(final)
         if not group.main_says(needed):
             return final, False
         if group.is_main:
-            with FileLock(str(self.root / "locks" / f"{key}.lock")):
+            with self._locked(key, what):
                 self._build(final, key, payload, build)
         else:
             scratch = self.root / "tmp" / f"{key}-rank{group.rank}-{uuid.uuid4().hex[:8]}"
@@ -125,7 +199,8 @@ class ModelCache:
         staging.mkdir(parents=True)
         try:
             build(staging)
-            files = {p.name: _sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
+            files = {p.name: sha256_of_file(p) for p in sorted(staging.iterdir())
+                     if p.is_file()}
             manifest = {"format": FORMAT_VERSION, "key": key, "payload": payload,
                         "files": files, "created": time.time()}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
@@ -154,9 +229,116 @@ class ModelCache:
             file = path / name
             if not file.is_file():
                 return f"{name} is missing"
-            if _sha256(file) != digest:
+            if sha256_of_file(file) != digest:
                 return f"{name} does not match its sha256 in the manifest"
         return None
+
+
+class _HeldLock:
+    """An entry's file lock for the length of a ``with`` block. A process that finds it
+    held says who holds it and what they build (from the holder's note beside the lock),
+    then again every ``WAIT_REPORT_SECONDS`` while it waits."""
+
+    def __init__(self, path: Path, what: str, progress: Callable[[str], None]) -> None:
+        self.path = path
+        self.note = path.with_suffix(".holder.json")
+        self.what = what
+        self.progress = progress
+        self.lock: BaseFileLock | None = None
+
+    def __enter__(self) -> None:
+        from filelock import FileLock, Timeout
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = FileLock(str(self.path))
+            try:
+                self.lock.acquire(timeout=0)
+            except Timeout:
+                started, reports = time.monotonic(), 0
+                while True:
+                    waited = time.monotonic() - started
+                    self.progress(f"{'still ' if reports else ''}waiting for {self.what}: "
+                                  f"{self._holder()}"
+                                  + (f"; waited {waited:.0f} s so far" if reports else ""))
+                    reports += 1
+                    try:
+                        self.lock.acquire(timeout=WAIT_REPORT_SECONDS)
+                        break
+                    except Timeout:
+                        continue
+            self.note.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                             "what": self.what, "since": time.time()}))
+        except OSError as error:
+            raise UnlearnError(
+                f"cannot take the cache lock {self.path} to build {self.what} "
+                f"({type(error).__name__}: {error.strerror or error}): make "
+                f"{self.path.parent} writable, or pass a writable --unlearn-cache-dir") from None
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self.lock is not None
+        try:
+            self.note.unlink(missing_ok=True)
+        finally:
+            self.lock.release()
+
+    def _holder(self) -> str:
+        try:
+            note = json.loads(self.note.read_text())
+            since = time.strftime("%H:%M:%S", time.localtime(float(note["since"])))
+            return (f"process {note['pid']} on {note['host']} has been building it since "
+                    f"{since} (lock {self.path})")
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"another process holds its lock {self.path}"
+
+
+class FileHashes:
+    """The sha256 of whole files (model weights, .gguf files), remembered between runs.
+
+    A file's hash is stored under ``folder`` with what identifies that version of the file:
+    its resolved path, size, modification and status-change times (nanoseconds) and inode.
+    A rerun on an unchanged file reads the stored hash instead of hashing gigabytes again;
+    any write to the file changes its status-change time, which no tool can set back, so a
+    file overwritten in place, even with its old size and modification time, is hashed
+    again. A cache this process cannot write still gets correct hashes, computed each run.
+    """
+
+    def __init__(self, folder: Path, progress: Callable[[str], None] | None = None) -> None:
+        self.folder = folder
+        self.progress = progress or (lambda message: None)
+
+    def sha256(self, path: Path) -> str:
+        path = path.resolve()
+        identity = _identity(path)
+        record = self.folder / f"{hashlib.sha256(str(path).encode()).hexdigest()}.json"
+        try:
+            stored = json.loads(record.read_text())
+            if stored.get("identity") == identity and isinstance(stored.get("sha256"), str):
+                return str(stored["sha256"])
+        except (OSError, ValueError):
+            pass
+        size = identity["size"]
+        if size > 256 << 20:
+            self.progress(f"hashing {path.name} ({size / 2**30:.1f} GiB) in full for the "
+                          "cache key; later runs reuse the hash while the file is unchanged")
+        digest = sha256_of_file(path)
+        if _identity(path) != identity:
+            raise UnlearnError(f"{path} changed while it was being hashed; wait until it is "
+                               "completely written, then run again")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"identity": identity, "sha256": digest}))
+            os.replace(temporary, record)
+        except OSError:
+            pass  # a read-only cache: the hash is right, just computed again next run
+        return digest
+
+
+def _identity(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino, "device": stat.st_dev}
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -179,7 +361,7 @@ def load_tensors(path: Path) -> dict[str, Any]:
                            "cache entry or rerun with --unlearn-rebuild") from None
 
 
-def _sha256(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

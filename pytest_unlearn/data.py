@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ SPLITS = tuple(f"{scope}_{part}" for scope in SCOPES for part in PARTS)
 
 @dataclass(frozen=True)
 class Record:
-    """One question and its answer."""
+    """One question and its answer, and where it was read (for messages; two records with
+    the same question and answer are equal wherever they come from)."""
 
     question: str
     answer: str
+    where: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -184,8 +187,7 @@ def _check(domain: str, source: str, raw: dict[str, tuple[str, Any]]) -> DomainD
     for split in SPLITS:
         for index, record in enumerate(splits[split]):
             where = f"{raw[split][0]}, record {index}"
-            # Questions that differ in whitespace alone are the same question.
-            key = " ".join(record.question.split())
+            key = question_key(record.question)
             if key in seen:
                 raise UnlearnError(
                     f"{where}: the question {record.question!r} also appears at {seen[key]}. "
@@ -193,6 +195,18 @@ def _check(domain: str, source: str, raw: dict[str, tuple[str, Any]]) -> DomainD
                     "puts the same fact in both scopes. Remove one of them.")
             seen[key] = where
     return DomainData(domain, source, splits)
+
+
+# Characters that print as nothing: two questions that differ by them alone look the same.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def question_key(question: str) -> str:
+    """What makes two questions the same question: equal after Unicode NFKC normalization
+    (full-width letters, ligatures and other compatibility forms become their plain
+    letters), with invisible characters (zero-width spaces and joiners, the soft hyphen,
+    the byte-order mark) removed and runs of white space read as one space."""
+    return " ".join(unicodedata.normalize("NFKC", question).translate(_INVISIBLE).split())
 
 
 def _check_records(where: str, records: Any) -> list[Record]:
@@ -215,5 +229,6 @@ def _check_records(where: str, records: Any) -> list[Record]:
                                    f"{type(record[key]).__name__} {record[key]!r:.60}")
             if not record[key].strip():
                 raise UnlearnError(f"{where}, record {index}: field {key!r} is empty")
-        checked.append(Record(question=record["text"], answer=record["labels"]))
+        checked.append(Record(question=record["text"], answer=record["labels"],
+                              where=f"{where}, record {index}"))
     return checked

@@ -56,9 +56,11 @@ def encode(tokenizer: PreTrainedTokenizerBase, record: Record, max_length: int,
         from .errors import UnlearnError
 
         raise UnlearnError(
-            f"the question {record.question[:60]!r} alone is {len(prompt)} tokens, at least the "
-            f"maximum length {max_length}: no answer token would remain. Shorten the question "
-            "or raise max_length.")
+            f"{record.where or 'a record'}: the question ({record.question[:60]!r}"
+            f"{'...' if len(record.question) > 60 else ''}, {len(record.question):,} "
+            f"characters) is {len(prompt):,} tokens with its prompt, and pytest-unlearn trains "
+            f"and scores at most {max_length} tokens per record (the paper's maximum length), "
+            "so no answer token would remain. Shorten the question in the data.")
     return Encoded(tuple(ids[:max_length]), len(prompt), truncated)
 
 

@@ -89,9 +89,11 @@ def load_gate(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        gate = yaml.safe_load(read_utf8(path)) or {}
+        gate = yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as error:
         raise UnlearnError(f"{path}: not valid YAML: {error}") from None
+    if gate is None:  # an empty file: the check below says what a gate needs
+        gate = {}
     _mapping(gate, str(path))
     _known(gate, TOP_KEYS, str(path))
     methods = gate.get("methods")
@@ -177,6 +179,7 @@ def evaluate_gate(gate: dict[str, Any], summary: dict[str, Any]) -> list[Check]:
         if not domain_rows:
             checks.append(Check(f"{domain}: no item tests of this domain ran", None, "min", 1))
         for row in domain_rows:
+            checks += _test_integrity(row_name(row, "/"), row.get("tests", {}))
             for key, bounds in metrics.items():
                 for bound, limit in bounds.items():
                     checks.append(_metric_check(row, key, bound, float(limit)))
@@ -187,11 +190,40 @@ def evaluate_gate(gate: dict[str, Any], summary: dict[str, Any]) -> list[Check]:
         results = [result for result in summary.get("general", [])
                    if (result["method"] in methods if methods is not None
                        else result["method"] != "none")]
+        for counts in summary.get("general_tests", []):
+            if methods is None and counts["method"] == "none" or \
+                    methods is not None and counts["method"] not in methods:
+                continue
+            checks += _test_integrity(f"{counts['method']}/{counts['domain']}",
+                                      {"general-task": counts})
         checks += _drop_checks(drop, results)
         if methods is not None and results:
             checks += _methods_not_run(methods, {result["method"] for result in results},
                                        "general-task")
     checks += _compare_checks(gate.get("compare", {}), summary.get("comparison"))
+    return checks
+
+
+def _test_integrity(who: str, tests: dict[str, dict[str, Any]]) -> list[Check]:
+    """A gate reads a row's figures only if every test behind them reported a real outcome:
+    one failing check per test kind where tests errored (an errored test counts as 0% and
+    would satisfy a maximum), were skipped other than by the suite's documented skips, or
+    never reported (-x, --maxfail, a crash), so the figures stand on fewer items than the
+    suite collected."""
+    checks = []
+    for kind, counts in tests.items():
+        what = f"{who} {kind} tests"
+        if counts["errors"]:
+            checks.append(Check(f"{what} that errored", float(counts["errors"]), "max", 0,
+                                f"first: {counts['first_error']}"))
+        if counts["skipped"]:
+            checks.append(Check(f"{what} skipped", float(counts["skipped"]), "max", 0,
+                                f"no documented skip; first: {counts.get('first_skip')}"))
+        if counts["reported"] < counts["collected"]:
+            checks.append(Check(
+                f"{what} that reported an outcome", float(counts["reported"]), "min",
+                float(counts["collected"]), f"{counts['collected']} were collected; the others "
+                "did not run (-x, --maxfail, an interrupted run or a crashed worker)"))
     return checks
 
 

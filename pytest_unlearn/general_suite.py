@@ -64,11 +64,14 @@ def load_thresholds(path: Path) -> dict[str, dict[str, float | None]]:
     from .data import read_utf8
 
     try:
-        content = yaml.safe_load(read_utf8(path)) or {}
+        content = yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as error:
         raise UnlearnError(f"{path}: not valid YAML: {error}") from None
+    if content is None:
+        content = {}  # an empty file: each task's test says it has no thresholds
     if not isinstance(content, dict):
-        raise UnlearnError(f"{path}: expected a mapping of task names to thresholds")
+        raise UnlearnError(f"{path}: expected a mapping of task names to thresholds, got "
+                           f"{type(content).__name__}")
     for task, entry in content.items():
         if not isinstance(entry, dict) or set(entry) != set(THRESHOLD_KEYS):
             raise UnlearnError(f"{path}: task {task!r} needs a mapping with exactly "

@@ -8,7 +8,11 @@ with it, and calls ``unlearn`` once on a freshly loaded vanilla model.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import inspect
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
@@ -74,7 +78,13 @@ class UnlearningMethod:
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    version: ClassVar[str] = "1"
+    # The models a method unlearned are cached under a key that includes its code: the
+    # source of the modules of its class and base classes, and the version of the installed
+    # distribution that provides it (``code_fingerprint``), so editing a method rebuilds its
+    # models. A string here replaces the source in the key: you then decide when its models
+    # are rebuilt, by changing it (for a method whose behaviour lives in other modules, or
+    # whose source cannot be read).
+    version: ClassVar[str | None] = None
     # False only for methods that leave the model as it is (``none``).
     unlearns: ClassVar[bool] = True
     # True when training with the model sharded across processes (FSDP) is safe: every
@@ -92,6 +102,50 @@ class UnlearningMethod:
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         raise NotImplementedError
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(method_class: type[UnlearningMethod]) -> dict[str, Any]:
+    """What identifies a method's code, for the cache keys of the models it unlearns.
+
+    Without an explicit ``version``: the sha256 of the source file of each class in its
+    MRO up to `UnlearningMethod` (a subclass of MemFlex changes when memflex.py does), and
+    the name and version of the installed distribution of each of those modules, if any.
+    Code the method calls in other modules is not covered: the package version covers the
+    harness itself, and a method whose behaviour lives elsewhere sets ``version``.
+    """
+    from .errors import UnlearnError
+
+    if method_class.version is not None:
+        return {"version": str(method_class.version)}
+    sources: dict[str, str] = {}
+    distributions: dict[str, str] = {}
+    for cls in method_class.__mro__:
+        if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)) or \
+                cls is UnlearningMethod or cls.__module__ in sources:
+            continue
+        try:
+            path = inspect.getsourcefile(cls)
+            if path is None:
+                raise TypeError("no source file")
+            with open(path, "rb") as source:
+                sources[cls.__module__] = hashlib.sha256(source.read()).hexdigest()
+        except (OSError, TypeError) as error:
+            raise UnlearnError(
+                f"method {method_class.name!r}: the source of {cls.__module__}."
+                f"{cls.__qualname__} cannot be read ({error}), and the cache key of the "
+                "models it unlearns includes its code. Define it in a file, or set a "
+                "version class attribute that you change whenever its code changes.") \
+                from None
+        top = cls.__module__.split(".")[0]
+        for name in _distributions_of_packages().get(top, ()):
+            distributions[name] = metadata.version(name)
+    return {"sources": sources, "distributions": distributions}
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions_of_packages() -> dict[str, list[str]]:
+    return dict(metadata.packages_distributions())
 
 
 def make_config(method_class: type[UnlearningMethod], model_family: str,

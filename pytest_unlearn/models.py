@@ -8,7 +8,6 @@ tensors.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from .cache import FileHashes
     from .data import Record
 
 # The tiny model: LLaMA architecture, about 1.4M parameters, built from this config in code.
@@ -85,14 +85,16 @@ class ModelSpec:
                 return family
         return "other"
 
-    def fingerprint(self) -> dict[str, Any]:
-        """What identifies the starting weights, for cache keys."""
+    def fingerprint(self, hashes: FileHashes) -> dict[str, Any]:
+        """What identifies the starting weights, for cache keys: for a local folder or
+        .gguf file, the sha256 of every file in full (``hashes`` remembers them between
+        runs, so an unchanged 7B checkpoint is hashed once)."""
         if self.is_tiny:
             return {"kind": "tiny", "architecture": TINY_ARCHITECTURE,
                     "vocab_size": TINY_VOCAB_SIZE}
         if self.kind == "hub":
             return {"kind": "hub", "id": self.location, "revision": _hub_revision(self.location)}
-        return {"kind": self.kind, "files": _file_fingerprints(Path(self.location))}
+        return {"kind": self.kind, "files": _file_fingerprints(Path(self.location), hashes)}
 
 
 @dataclass
@@ -247,6 +249,11 @@ def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
 
 
 def _load_failure(spec: ModelSpec, error: Exception) -> str:
+    if "trust_remote_code" in str(error):
+        return (f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): it "
+                "ships its own Python code (an auto_map in its config), which pytest-unlearn "
+                "runs only when asked: if you trust that code, pass "
+                "--unlearn-trust-remote-code (ini: unlearn_trust_remote_code = true)")
     what = f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): " \
            f"{type(error).__name__}: {str(error)[:400]}"
     if spec.kind == "hub":
@@ -339,18 +346,17 @@ def _hub_revision(hub_id: str) -> str:
     return path.parent.name
 
 
-def _file_fingerprints(path: Path) -> list[list[Any]]:
-    """Name, size and hashes of the first and last MiB of each file: cheap for 7B weights."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+def _file_fingerprints(path: Path, hashes: FileHashes) -> list[list[Any]]:
+    """Name, size and full sha256 of the file, or of each file of the folder. Hidden files and
+    folders (``.git``, ``.cache``: version control and download bookkeeping) are left out;
+    transformers reads none of them."""
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(file for file in path.rglob("*") if file.is_file() and not any(
+            part.startswith(".") for part in file.relative_to(path).parts))
     fingerprints = []
     for file in files:
-        size = file.stat().st_size
-        digest = hashlib.sha256()
-        with file.open("rb") as handle:
-            digest.update(handle.read(1 << 20))
-            if size > 2 << 20:
-                handle.seek(-(1 << 20), 2)
-                digest.update(handle.read(1 << 20))
-        name = file.name if path.is_file() else str(file.relative_to(path))
-        fingerprints.append([name, size, digest.hexdigest()])
+        name = file.name if path.is_file() else file.relative_to(path).as_posix()
+        fingerprints.append([name, file.stat().st_size, hashes.sha256(file)])
     return fingerprints

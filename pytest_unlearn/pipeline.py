@@ -24,7 +24,7 @@ from .cache import ModelCache, cache_key, load_tensors, save_tensors
 from .data import DomainData, Record, load_general_text, records_hash
 from .encoding import encode_all
 from .errors import UnlearnError
-from .method import UnlearnContext, UnlearningMethod
+from .method import UnlearnContext, UnlearningMethod, code_fingerprint
 from .models import (ModelHandle, ModelSpec, all_tensor_names, attach_lora, build_tiny_model,
                      enable_gradient_checkpointing, get_tensors, load_pretrained,
                      lora_tensor_names, pad_token_id, put_tensors, resolve_device,
@@ -169,7 +169,7 @@ class Pipeline:
         (--unlearn-inject=never) depends on no data, domain or seed, so both domains and
         every seed share its key, and what is computed from it alone (general-task scores)
         is computed once."""
-        payload = {"kind": "vanilla", "model": self.spec.fingerprint(),
+        payload = {"kind": "vanilla", "model": self.spec.fingerprint(self.cache.file_hashes),
                    "inject": self.settings.inject, "dtype": str(self.dtype),
                    "versions": library_versions()}
         if self.tested_as_it_is:
@@ -187,8 +187,10 @@ class Pipeline:
         if self.tested_as_it_is:
             model, tokenizer = self._load_base()
             return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload))
-        path, _ = self.cache.get_or_build("vanilla", payload,
-                                              lambda folder: self._build_vanilla(data, folder))
+        path, _ = self.cache.get_or_build(
+            "vanilla", payload, lambda folder: self._build_vanilla(data, folder),
+            f"the vanilla model ({self.spec.requested}, {data.domain} data, seed "
+            f"{self.settings.seed})")
         _check_injection(json.loads((path / "injection.json").read_text()), data.domain)
         return self._vanilla_from_entry(path, cache_key(payload))
 
@@ -301,7 +303,7 @@ class Pipeline:
         return {"kind": "unlearned", "vanilla": cache_key(self.vanilla_payload(data)),
                 "data": data.content_hash(), "domain": data.domain, "method": method_name,
                 "method_class": f"{method_class.__module__}.{method_class.__qualname__}",
-                "method_version": method_class.version,
+                "method_code": code_fingerprint(method_class),
                 "config": dataclasses.asdict(config), "seed": seed,
                 "ood_data": records_hash(self.general_text), "versions": library_versions(),
                 # Curves are part of the entry; a model without them stays under its old key.
@@ -321,7 +323,9 @@ class Pipeline:
             built.update(self._build_unlearned(data, method_name, method_class, config, seed,
                                                folder))
 
-        path, _ = self.cache.get_or_build("unlearned", payload, build)
+        path, _ = self.cache.get_or_build(
+            "unlearned", payload, build,
+            f"the model unlearned by {method_name} ({data.domain}, seed {seed})")
         handle = built.pop("handle", None)
         if handle is None:
             handle = self.load_vanilla(data)
@@ -389,7 +393,10 @@ class Pipeline:
                 {"attack": attack, "records": len(chosen), "train": log.to_dict()}, indent=1))
             built["handle"] = handle
 
-        path, _ = self.cache.get_or_build("unlearned", payload, build)
+        path, _ = self.cache.get_or_build(
+            "unlearned", payload, build,
+            f"the model {unlearned_key[:12]} after the relearning attack ({data.domain}, "
+            f"seed {seed})")
         handle = built.pop("handle", None)
         if handle is None:
             handle = load_unlearned()

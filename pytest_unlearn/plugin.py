@@ -129,11 +129,95 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     unlearn = session.config.stash[SESSION_KEY]
     try:
-        registry = MethodRegistry.from_entry_points()
-        session.config.hook.pytest_unlearn_register_methods(registry=registry)
-        unlearn.start(registry)
+        unlearn.start(MethodRegistry.from_entry_points())
+        _ask_for_registrations(session.config)
     except UnlearnError as error:
         raise pytest.UsageError(str(error)) from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Resolve --unlearn-method before any test is parametrized by it. When a name (or
+    'all') may come from a conftest that pytest loads only as it collects its folder, every
+    conftest under the run's paths is loaded first, so that it registers its methods."""
+    unlearn = session.config.stash[SESSION_KEY]
+    failed: list[str] = []
+    try:
+        if unlearn.needs_every_conftest():
+            failed = _load_every_conftest(session.config)
+            _ask_for_registrations(session.config)
+        unlearn.resolve_methods()
+    except UnlearnError as error:
+        note = "".join(f" (a conftest that failed to import may register it: {each})"
+                       for each in failed)
+        raise pytest.UsageError(f"{error}{note}") from None
+
+
+def _check_methods_are_final(config: pytest.Config) -> None:
+    """After collection every conftest of the run is loaded: a method it registered too late
+    to be parametrized (outside the run's paths when collection started) is an error that
+    says so, never a method silently left out of 'all'."""
+    unlearn = config.stash[SESSION_KEY]
+    try:
+        _ask_for_registrations(config)
+        final = unlearn.registry.resolve(unlearn.settings.methods)
+    except UnlearnError as error:
+        raise pytest.UsageError(str(error)) from None
+    late = [name for name in final if name not in unlearn.methods]
+    if late:
+        raise pytest.UsageError(
+            f"method(s) {', '.join(map(repr, late))} ({'; '.join(map(unlearn.registry.origin, late))}) "
+            f"registered after the tests were parametrized by --unlearn-method="
+            f"{','.join(unlearn.settings.methods)}, so they would have been left out. Register "
+            "them in a conftest.py under the paths pytest is given (or above them), or in an "
+            "installed package's 'pytest_unlearn.methods' entry point.")
+
+
+def _ask_for_registrations(config: pytest.Config) -> None:
+    """Call ``pytest_unlearn_register_methods`` of every plugin and conftest that
+    implements it and has not been asked yet (each is asked once)."""
+    unlearn = config.stash[SESSION_KEY]
+    name = "pytest_unlearn_register_methods"
+    implementers = [impl.plugin for impl in getattr(config.hook, name).get_hookimpls()]
+    new = [plugin for plugin in implementers
+           if not any(plugin is asked for asked in unlearn.asked_plugins)]
+    if not new:
+        return
+    asked = [plugin for plugin in implementers if all(plugin is not each for each in new)]
+    config.pluginmanager.subset_hook_caller(name, remove_plugins=asked)(
+        registry=unlearn.registry)
+    unlearn.asked_plugins.extend(new)
+
+
+def _load_every_conftest(config: pytest.Config) -> list[str]:
+    """Load the conftest.py of every folder pytest would collect under the run's paths, as
+    pytest itself does before it collects a folder (``_pytest/runner.py``); folders it
+    ignores (--ignore, norecursedirs, virtual environments) are skipped the same way. A
+    conftest that fails to import is left to pytest, which reports it as the folder's
+    collection error; it is returned, for the message of a method name it might hold."""
+    import os
+
+    failed = []
+
+    for argument in config.args:
+        path = config.invocation_params.dir / argument.split("::")[0]
+        if path.is_file():
+            path = path.parent
+        if not path.is_dir():
+            continue  # a --pyargs module name: its package is loaded as pytest collects it
+        for folder, subfolders, files in os.walk(path):
+            here = Path(folder)
+            subfolders[:] = sorted(name for name in subfolders if not config.hook.pytest_ignore_collect(
+                collection_path=here / name, config=config))
+            if "conftest.py" in files:
+                try:
+                    config.pluginmanager._loadconftestmodules(
+                        here, config.getoption("importmode"), rootpath=config.rootpath,
+                        consider_namespace_packages=config.getini(
+                            "consider_namespace_packages"))
+                except Exception as error:  # ConftestImportFailure, reported by collection
+                    failed.append(f"{here / 'conftest.py'}: {error}")
+    return failed
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -447,6 +531,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Under accelerate launch or torchrun every process takes part."""
     from .session import ModelNeeds
 
+    _check_methods_are_final(config)
     _follow_the_item_domains(config, items)
     unlearn = config.stash[SESSION_KEY]
     if not unlearn.settings.build_only:
@@ -510,9 +595,12 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A build-only run that built what it had to succeeded, though it ran no test. An
     xdist worker hands its collection notes to the controller, which has no items."""
-    if _is_worker(session.config) and GENERAL_DESELECTED_KEY in session.config.stash:
-        session.config.workeroutput[  # type: ignore[attr-defined]
-            "unlearn_general_deselected"] = session.config.stash[GENERAL_DESELECTED_KEY]
+    if _is_worker(session.config):
+        output = session.config.workeroutput  # type: ignore[attr-defined]
+        output["unlearn_collected"] = [list(entry) for entry in
+                                       session.config.stash[SESSION_KEY].collected]
+        if GENERAL_DESELECTED_KEY in session.config.stash:
+            output["unlearn_general_deselected"] = session.config.stash[GENERAL_DESELECTED_KEY]
     if BUILT_KEY in session.config.stash and \
             session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK
@@ -569,6 +657,53 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     return (yield)
 
 
+def _outcome_of(report: pytest.TestReport) -> str | None:
+    """The outcome a test's report decides: the call's, or an error or skip in setup, or an
+    error in teardown (after a call that passed or failed); None for the other reports."""
+    if report.when == "call":
+        return report.outcome
+    if report.failed:
+        return "error"
+    if report.when == "setup" and report.skipped:
+        return "skipped"
+    return None
+
+
+def _message_of(report: pytest.TestReport) -> str | None:
+    """The first line of why a test errored or was skipped, for the reports and the gate."""
+    if report.passed or (report.failed and report.when == "call"):
+        return None
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")[:300]
+    text = report.longreprtext.strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    reason = next((line for line in reversed(lines) if line.startswith(("E ", "Failed: "))),
+                  lines[-1] if lines else "")
+    return reason.removeprefix("E").strip().removeprefix("Failed: ")[:300] or None
+
+
+def _collected_tests(items: list[pytest.Item]) -> list[tuple[str, str, str, str, str]]:
+    """(method, domain, prompt, test kind, scope) of every selected item and general-task
+    test, one entry each: the gate compares what reported with what was collected."""
+    collected = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "unlearn_method" not in params:
+            continue
+        if "knowundo_item" in params:
+            collected.append((params["unlearn_method"], params["knowundo_item"].domain,
+                              params.get("unlearn_prompt", DEFAULT_PROMPT), _test_kind(item),
+                              params["knowundo_item"].scope))
+        elif "general_task" in params:
+            collected.append((params["unlearn_method"], params["unlearn_domain"], "",
+                              "general", ""))
+    return collected
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[SESSION_KEY].collected = _collected_tests(session.items)
+
+
 def _test_kind(item: pytest.Item) -> str:
     """What an item test checks: 'attack' (after relearning), 'leak' (in generations) or
     'recall' (teacher-forced, the paper's metrics)."""
@@ -594,12 +729,17 @@ class UnlearnReporter:
         self.plots_error = ""
         # Under xdist: the workers' notes on the general-task tests they deselected.
         self.deselected: list[str] = []
+        # Where each general-task test's result is in ``general`` (by node id).
+        self.general_index: dict[str, int] = {}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        for line in getattr(node, "workeroutput", {}).get("unlearn_general_deselected", []):
+        output = getattr(node, "workeroutput", {})
+        for line in output.get("unlearn_general_deselected", []):
             if line not in self.deselected:  # every worker collects the same items
                 self.deselected.append(line)
+        if "unlearn_collected" in output and not self.unlearn.collected:
+            self.unlearn.collected = [tuple(entry) for entry in output["unlearn_collected"]]
 
     @property
     def unlearn(self) -> UnlearnSession:
@@ -607,32 +747,58 @@ class UnlearnReporter:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
+        outcome = _outcome_of(report)
         if "general_task" in properties:
-            if report.when == "call" or (report.when == "setup" and report.failed):
-                self.general.append({
-                    "method": properties["unlearn_method"],
-                    "domain": properties["unlearn_domain"],
-                    "seed": properties.get("unlearn_seed"),
-                    "task": properties["general_task"],
-                    "outcome": report.outcome if report.when == "call" else "error",
-                    "score": properties.get("general_score"),
-                    "reference_score": properties.get("general_reference_score"),
-                    "drop": properties.get("general_drop"),
-                    "drop_stderr": properties.get("general_drop_stderr"),
-                    "n": properties.get("general_n")})
+            if outcome is not None:
+                self._record_general(report.nodeid, properties, outcome, _message_of(report))
             return
         if "unlearn_item" not in properties:
             if report.failed:
                 self.other_failures += 1
             return
+        if outcome is None:
+            return
         from .report import ItemOutcome
 
-        if report.when == "call":
-            # A leak test of an answer without a sensitive string skips, with its reason,
-            # and is left out of the pass rates (the summary counts it apart).
-            self.unlearn.outcomes.append(ItemOutcome.from_properties(properties, report.outcome))
-        elif report.when == "setup" and report.failed:
-            self.unlearn.outcomes.append(ItemOutcome.from_properties(properties, "error"))
+        # A leak test of an answer without a sensitive string skips, saying so: a skip the
+        # suite documents, left out of the pass rates and counted apart. Any other skip is
+        # one the gate refuses.
+        documented = (outcome == "skipped" and properties.get("unlearn_test") == "leak"
+                      and properties.get("sensitive_strings") == 0)
+        record = ItemOutcome.from_properties(properties, outcome, _message_of(report),
+                                             documented)
+        index = self.unlearn.outcome_index.get(report.nodeid)
+        if index is None:
+            self.unlearn.outcome_index[report.nodeid] = len(self.unlearn.outcomes)
+            self.unlearn.outcomes.append(record)
+        else:  # a teardown error after the test's outcome: the test errored
+            self.unlearn.outcomes[index] = record
+
+    def _record_general(self, nodeid: str, properties: dict[str, Any], outcome: str,
+                        message: str | None) -> None:
+        result = {
+            "method": properties["unlearn_method"],
+            "domain": properties["unlearn_domain"],
+            "seed": properties.get("unlearn_seed"),
+            "task": properties["general_task"],
+            "outcome": outcome,
+            "message": message,
+            "score": properties.get("general_score"),
+            "reference_score": properties.get("general_reference_score"),
+            "drop": properties.get("general_drop"),
+            "drop_stderr": properties.get("general_drop_stderr"),
+            "n": properties.get("general_n")}
+        index = self.general_index.get(nodeid)
+        if index is None:
+            self.general_index[nodeid] = len(self.general)
+            self.general.append(result)
+        else:
+            self.general[index] = result
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # Under --continue-on-collection-errors a broken module is a failure no gate weighs.
+        if report.failed:
+            self.other_failures += 1
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -808,7 +974,7 @@ class UnlearnReporter:
             terminalreporter.write_line(f"JSON report: {settings.json_path}")
 
     def _summary(self) -> dict[str, Any]:
-        from .report import outcomes_as_dicts, summarize
+        from .report import general_test_counts, outcomes_as_dicts, summarize
 
         unlearn = self.unlearn
         settings = unlearn.settings
@@ -818,9 +984,10 @@ class UnlearnReporter:
                     "seeds": settings.unlearn_seeds,
                     "inject": settings.inject, "device": settings.device,
                     "dtype": settings.dtype, "seconds": round(time.time() - unlearn.started, 3)},
-            "rows": summarize(unlearn.outcomes),
+            "rows": summarize(unlearn.outcomes, collected=unlearn.collected),
             "items": outcomes_as_dicts(unlearn.outcomes),
             "general": self.general,
+            "general_tests": general_test_counts(self.general, unlearn.collected),
         }
         if settings.compare_baseline is not None:
             from .baselines import compare_with_baseline

@@ -7,6 +7,7 @@ run uses that method.
 from __future__ import annotations
 
 import difflib
+import inspect
 from importlib.metadata import EntryPoint, entry_points
 from typing import Union
 
@@ -46,7 +47,12 @@ class MethodRegistry:
         if not isinstance(method_class, type):
             raise UnlearnError(f"registering method {name!r}: expected a class, got "
                                f"{type(method_class).__name__}")
-        self._add(name, method_class, f"{method_class.__module__}.{method_class.__qualname__}")
+        origin = f"{method_class.__module__}.{method_class.__qualname__}"
+        try:
+            origin += f" in {inspect.getsourcefile(method_class)}"
+        except TypeError:
+            pass  # a class without a source file (built at run time)
+        self._add(name, method_class, origin)
 
     def _add(self, name: str, source: MethodSource, origin: str) -> None:
         if not name or name != name.strip() or "," in name or name in RESERVED_NAMES:

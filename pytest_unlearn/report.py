@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 @dataclass(frozen=True)
 class ItemOutcome:
@@ -26,9 +26,16 @@ class ItemOutcome:
     seed: int = 0
     prompt: str = "plain"
     test: str = "recall"  # "recall" (teacher-forced), "attack" (after relearning), "leak"
+    # Why it errored or was skipped: the first line of pytest's report.
+    message: str | None = None
+    # A skip the suite documents (a leak test of an answer with nothing to leak); any other
+    # skip fails a gate that reads the test.
+    documented_skip: bool = False
 
     @classmethod
-    def from_properties(cls, properties: dict[str, Any], outcome: str) -> ItemOutcome:
+    def from_properties(cls, properties: dict[str, Any], outcome: str,
+                        message: str | None = None, documented_skip: bool = False,
+                        ) -> ItemOutcome:
         token_accuracy = properties.get("token_accuracy")
         mean_logprob = properties.get("mean_logprob")
         return cls(method=str(properties["unlearn_method"]),
@@ -42,21 +49,33 @@ class ItemOutcome:
                    else float(properties["rouge_l"]),
                    seed=int(properties.get("unlearn_seed", 0)),
                    prompt=str(properties.get("unlearn_prompt", "plain")),
-                   test=str(properties.get("unlearn_test", "recall")))
+                   test=str(properties.get("unlearn_test", "recall")),
+                   message=message, documented_skip=documented_skip)
 
 
 def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
-              ) -> list[dict[str, Any]]:
+              collected: Iterable[Sequence[str]] = ()) -> list[dict[str, Any]]:
     """One row per (method, domain, prompt variant), in first-seen order, with the paper's
     Table 2 columns.
 
     Under several seeds each figure is the mean over seeds of that seed's figure, and
     ``intervals`` holds its bootstrap interval over seeds and items (``stats.interval``);
     ``per_seed`` holds the successes of each seed.
+
+    ``collected`` lists (method, domain, prompt, test kind, scope) of every selected test;
+    ``tests`` then says, per test kind, how many were collected and how many reported each
+    outcome (a row whose tests never reported is there too, with no figures).
     """
     groups: dict[tuple[str, str, str], list[ItemOutcome]] = {}
     for outcome in outcomes:
         groups.setdefault((outcome.method, outcome.domain, outcome.prompt), []).append(outcome)
+    expected: dict[tuple[str, str, str], dict[str, int]] = {}
+    for method, domain, prompt, kind, _ in collected:
+        if kind == "general":
+            continue
+        counts = expected.setdefault((method, domain, prompt), {})
+        counts[kind] = counts.get(kind, 0) + 1
+        groups.setdefault((method, domain, prompt), [])
     rows = []
     for (method, domain, prompt), group in groups.items():
         recall = [o for o in group if o.test == "recall"]
@@ -82,8 +101,31 @@ def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
             members = [o for o in group if o.test == kind]
             if members:
                 _add_extra(row, key, _by_seed(members), confidence)
+        row["tests"] = test_counts(group, expected.get((method, domain, prompt), {}))
         rows.append(row)
     return rows
+
+
+def test_counts(outcomes: Sequence[ItemOutcome], collected: dict[str, int],
+                ) -> dict[str, dict[str, Any]]:
+    """Per test kind: collected, reported, passed, failed, errors, undocumented skips, the
+    suite's documented skips (``nothing_to_check``), and the first error's message."""
+    kinds = list(dict.fromkeys([*collected, *(o.test for o in outcomes)]))
+    counts = {}
+    for kind in kinds:
+        members = [o for o in outcomes if o.test == kind]
+        errors = [o for o in members if o.outcome == "error"]
+        skipped = [o for o in members if o.outcome == "skipped" and not o.documented_skip]
+        counts[kind] = {
+            "collected": collected.get(kind, 0), "reported": len(members),
+            "passed": sum(o.outcome == "passed" for o in members),
+            "failed": sum(o.outcome == "failed" for o in members),
+            "errors": len(errors), "skipped": len(skipped),
+            "nothing_to_check": sum(o.documented_skip for o in members),
+            "first_error": f"{errors[0].item}: {errors[0].message}" if errors else None,
+            "first_skip": f"{skipped[0].item}: {skipped[0].message}" if skipped else None,
+        }
+    return counts
 
 
 # Item tests beyond the paper's: their pass rate, a figure of the Unlearn Scope.
@@ -189,6 +231,31 @@ def _intervals(by_seed: dict[int, list[ItemOutcome]], confidence: float,
     return intervals
 
 
+def general_test_counts(results: Sequence[dict[str, Any]],
+                        collected: Iterable[Sequence[str]]) -> list[dict[str, Any]]:
+    """Per (method, domain) of the general-task tests: collected, reported, errors and
+    skips, for the gate (as ``test_counts`` for the item tests)."""
+    counts: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(method: str, domain: str) -> dict[str, Any]:
+        return counts.setdefault((method, domain), {
+            "method": method, "domain": domain, "collected": 0, "reported": 0, "errors": 0,
+            "skipped": 0, "first_error": None})
+
+    for method, domain, _, kind, _ in collected:
+        if kind == "general":
+            entry(method, domain)["collected"] += 1
+    for result in results:
+        each = entry(result["method"], result["domain"])
+        each["reported"] += 1
+        if result["outcome"] == "error":
+            each["errors"] += 1
+            each["first_error"] = each["first_error"] or f"{result['task']}: {result['message']}"
+        elif result["outcome"] == "skipped":
+            each["skipped"] += 1
+    return list(counts.values())
+
+
 def row_name(row: dict[str, Any], separator: str = " ") -> str:
     """'method domain', with the prompt variant when it is not the plain one."""
     name = f"{row['method']}{separator}{row['domain']}"
@@ -269,7 +336,8 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
         if row.get("prompt", "plain") != "plain":
             prefix += f".prompt_{row['prompt']}"
         for key, value in row.items():
-            if key not in ("method", "domain", "prompt", "method_log", "per_seed", "intervals"):
+            if key not in ("method", "domain", "prompt", "method_log", "per_seed", "intervals",
+                           "tests"):
                 properties.append((f"{prefix}.{key}", _text(value)))
     for result in summary.get("general", []):
         prefix = f"unlearn.{result['method']}.{result['domain']}.general.{result['task']}"

@@ -15,7 +15,7 @@ from . import __version__
 from .data import DomainData, Item, load_domain
 from .errors import UnlearnError
 from .prompts import DEFAULT_PROMPT
-from .registry import MethodRegistry
+from .registry import ALL_METHODS, MethodRegistry
 from .report import ItemOutcome
 from .settings import Settings
 
@@ -65,8 +65,14 @@ class UnlearnSession:
         self.settings = settings
         self.progress = progress
         self.registry = MethodRegistry()
+        # The plugins and conftests whose pytest_unlearn_register_methods has been called.
+        self.asked_plugins: list[object] = []
         self.methods: list[str] = list(settings.methods)
         self.outcomes: list[ItemOutcome] = []
+        self.outcome_index: dict[str, int] = {}  # where each item test's outcome is, by node id
+        # (method, domain, prompt, test kind, scope) of every selected test (the controller's
+        # under xdist comes from a worker): the gate compares it with what reported.
+        self.collected: list[tuple[str, ...]] = []
         self.started = time.time()
         self._data: dict[str, DomainData] = {}
         self._pipeline: Pipeline | None = None
@@ -82,15 +88,10 @@ class UnlearnSession:
         self._general: dict[str, dict[str, Any]] = {}
 
     def start(self, registry: MethodRegistry) -> None:
-        """Called at session start, once conftest registrations are in."""
+        """Called at session start: the registry (entry points and the conftests loaded so
+        far), the gate and the baseline. Method names are resolved later, by
+        ``resolve_methods``, once every conftest of the run can have registered its own."""
         self.registry = registry
-        self.methods = registry.resolve(self.settings.methods)
-        self._yaml = self._read_config_file()
-        for name in self.methods:
-            if name in self._yaml:  # a bad YAML section fails now, not after training;
-                self.method_config(name)  # methods without one stay unloaded until used
-        if INJECT_SECTION in self._yaml:
-            self.injection_config()
         if self.settings.gate_path is not None:
             from .gate import load_gate
 
@@ -103,6 +104,30 @@ class UnlearnSession:
                 raise UnlearnError(
                     f"--unlearn-compare={self.settings.compare_baseline}: no baseline at {path}; "
                     f"save one first with --unlearn-save={self.settings.compare_baseline}")
+
+    def needs_every_conftest(self) -> bool:
+        """Whether the methods can only be resolved once every conftest of the run is
+        loaded: 'all' is asked for, or a method name (or a section of --unlearn-config)
+        names no method registered so far."""
+        if ALL_METHODS in self.settings.methods:
+            return True
+        try:
+            self.registry.resolve(self.settings.methods)
+        except UnlearnError:
+            return True
+        known = set(self.registry.names()) | {INJECT_SECTION}
+        return not set(self._config_file_sections()) <= known
+
+    def resolve_methods(self) -> None:
+        """Resolve --unlearn-method and check --unlearn-config against the registry; a bad
+        YAML section fails now, not after training."""
+        self.methods = self.registry.resolve(self.settings.methods)
+        self._yaml = self._read_config_file()
+        for name in self.methods:
+            if name in self._yaml:
+                self.method_config(name)  # methods without a section stay unloaded until used
+        if INJECT_SECTION in self._yaml:
+            self.injection_config()
 
     # --- data --------------------------------------------------------------------------
 
@@ -119,7 +144,9 @@ class UnlearnSession:
             from .cache import ModelCache
             from .pipeline import Pipeline
 
-            cache = ModelCache(self.settings.cache_dir, rebuild=self.settings.rebuild)
+            cache = ModelCache(self.settings.cache_dir, rebuild=self.settings.rebuild,
+                               progress=self.progress)
+            cache.clean_stale_staging()
             self._pipeline = Pipeline(self.settings, cache, self.progress,
                                       self.injection_config())
         return self._pipeline
@@ -307,7 +334,8 @@ class UnlearnSession:
                 if scores is not None:  # None: another process than the main one
                     (folder / "scores.json").write_text(json.dumps(scores, indent=1))
 
-            path, _ = self.pipeline.cache.get_or_build("scores", payload, build)
+            path, _ = self.pipeline.cache.get_or_build(
+                "scores", payload, build, f"the general-task scores of model {model_key[:12]}")
             self._general[model_key] = json.loads((path / "scores.json").read_text())
         return self._general[model_key]
 
@@ -321,7 +349,8 @@ class UnlearnSession:
             from .models import ModelSpec
 
             key = cache_key({"kind": "reference", "model": ModelSpec.parse(
-                self.settings.reference).fingerprint(), "dtype": str(pipeline.dtype)})
+                self.settings.reference).fingerprint(pipeline.cache.file_hashes),
+                "dtype": str(pipeline.dtype)})
             load: Callable[[], ModelHandle] = pipeline.load_reference
         else:
             data = self.domain_data(domain)
@@ -374,7 +403,9 @@ class UnlearnSession:
                     (folder / "item_scores.json").write_text(json.dumps(
                         {"items": ids, "scores": [dataclasses.asdict(each) for each in scores]}))
 
-            path, built = self.pipeline.cache.get_or_build("scores", payload, build)
+            path, built = self.pipeline.cache.get_or_build(
+                "scores", payload, build,
+                f"the {domain} item scores of model {model_key[:12]} (prompt {prompt})")
             if not built:
                 self.progress(f"score {domain}: {len(ids)} items, prompt {prompt}, from the "
                               f"cache (model {model_key[:12]})")
@@ -465,7 +496,9 @@ class UnlearnSession:
                 (folder / "generations.json").write_text(json.dumps(
                     {"items": [each.id for each in items], "generations": texts}))
 
-            path, _ = self.pipeline.cache.get_or_build("scores", payload, build)
+            path, _ = self.pipeline.cache.get_or_build(
+                "scores", payload, build,
+                f"the {domain} leak generations of model {model_key[:12]}")
             stored = json.loads((path / "generations.json").read_text())
             self._generations[(domain, model_key)] = dict(zip(stored["items"],
                                                               stored["generations"]))
@@ -503,7 +536,11 @@ class UnlearnSession:
 
     # --- config file -------------------------------------------------------------------
 
-    def _read_config_file(self) -> dict[str, Any]:
+    def _config_file_sections(self) -> list[str]:
+        return [str(name) for name in self._config_file_content()]
+
+    def _config_file_content(self) -> dict[str, Any]:
+        """The --unlearn-config file, read and checked to be a mapping (empty: no file)."""
         path: Path | None = self.settings.config_path
         if path is None:
             return {}
@@ -512,12 +549,19 @@ class UnlearnSession:
         from .data import read_utf8
 
         try:
-            content = yaml.safe_load(read_utf8(path)) or {}
+            content = yaml.safe_load(read_utf8(path))
         except yaml.YAMLError as error:
             raise UnlearnError(f"{path}: not valid YAML: {error}") from None
+        if content is None:
+            return {}
         if not isinstance(content, dict):
             raise UnlearnError(f"{path}: expected a mapping of method names to their settings, "
                                f"got {type(content).__name__}")
+        return content
+
+    def _read_config_file(self) -> dict[str, Any]:
+        content = self._config_file_content()
+        path = self.settings.config_path
         known = self.registry.names()
         if INJECT_SECTION in known and INJECT_SECTION in content:
             raise UnlearnError(f"{path}: section {INJECT_SECTION!r} is reserved for knowledge "

@@ -576,8 +576,11 @@ def _non_negative(origin: Origin, text: str) -> int:
 
 
 def _positive(origin: Origin, text: str) -> int:
-    value = _non_negative(origin, text)
-    if value == 0:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UnlearnError(f"{origin.label(text)} is not an integer") from None
+    if value < 1:
         raise UnlearnError(f"{origin.label(text)} must be at least 1")
     return value
 
@@ -657,6 +660,10 @@ def _cache_dir(origin: Origin, text: str, rootdir: Path) -> Path:
     if not path.is_absolute() and origin.source in ("ini", "-o"):
         path = rootdir / path
     path = path.resolve()
+    if path.is_dir() and os.access(path, os.R_OK | os.X_OK):
+        # A read-only cache (a shared CI cache) serves what it holds; a run that would have
+        # to build something there says so when it gets to it.
+        return path
     _check_writable_folder(origin.label(text), path,
                            "remove what is in the way or choose another --unlearn-cache-dir")
     return path

@@ -314,6 +314,7 @@ class Trainer(Generic[Example]):
         for batch, weight in batches:
             try:
                 losses = self.item_losses(batch)
+                self._check_losses(losses, len(batch))
                 # The step's loss is the mean over its items: each micro-batch adds its share.
                 loss = losses.sum() * weight / len(items)
                 (loss * scale if scale != 1 else loss).backward()
@@ -331,6 +332,17 @@ class Trainer(Generic[Example]):
         if math.isfinite(total_loss):
             optimizer.step()
         return total_loss
+
+    def _check_losses(self, losses: Any, items: int) -> None:
+        """``item_losses`` gives one loss per item: a scalar (a batch mean) would be
+        divided by the step's item count a second time, silently shrinking the step."""
+        shape = tuple(getattr(losses, "shape", ()))
+        if shape != (items,):
+            raise UnlearnError(
+                f"{self.stage}: item_losses returned {type(losses).__name__} of shape {shape} "
+                f"for a micro-batch of {items} items; it must return one loss per item, a "
+                f"tensor of shape ({items},). The Trainer averages the items' losses over "
+                "each optimizer step itself: do not reduce them to a mean or a sum.")
 
     @staticmethod
     def _sum_gradients(group: World, optimizer: torch.optim.Optimizer) -> None:

@@ -183,3 +183,25 @@ def small_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     in full (about 45 s), for tests that train or score its vanilla model: each copies the
     cache (or adds to it) and runs in a fraction of that."""
     return _populated_small_cache(tmp_path_factory, "small-run")
+
+
+@pytest.fixture(scope="session")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random LLaMA model and its tokenizer, saved like a hub snapshot."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pytest_unlearn.data import load_general_text
+    from pytest_unlearn.models import pad_token_id, tokenizer_texts, train_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("local-llama")
+    tokenizer = train_tiny_tokenizer(tokenizer_texts(load_general_text()))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=pad_token_id(tokenizer))
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -81,3 +81,83 @@ def test_rebuild_flag_rebuilds_entries_made_before_the_run(tmp_path):
     # Made during this run: reused, not rebuilt again.
     _, built_again = rebuilding.get_or_build("vanilla", {"k": 1}, write_file("newer"))
     assert not built_again
+
+
+# --- builds killed mid-way, and a process that waits on another's build --------------------
+
+CHILD_BUILD = """
+import sys, time
+from pathlib import Path
+from pytest_unlearn.cache import ModelCache
+
+def build(folder):
+    (folder / "weights.bin").write_text("half")
+    Path(sys.argv[2]).write_text("building")
+    time.sleep(600)
+
+ModelCache(Path(sys.argv[1])).get_or_build("vanilla", {"k": 1}, build, "the vanilla model")
+"""
+
+
+def start_child_build(tmp_path):
+    """A child process that stays inside a build until killed; returns it once the build's
+    staging folder exists."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "building"
+    child = subprocess.Popen([sys.executable, "-c", CHILD_BUILD, str(tmp_path / "cache"),
+                              str(marker)])
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert child.poll() is None and time.monotonic() < deadline, "the child never built"
+        time.sleep(0.05)
+    return child
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_staging_folders_of_killed_builds_are_removed_at_start(tmp_path, signal_name):
+    import signal
+
+    child = start_child_build(tmp_path)
+    child.send_signal(getattr(signal, signal_name))
+    child.wait(timeout=60)
+    staging = tmp_path / "cache" / "tmp"
+    [left] = list(staging.iterdir())  # the killed build left its staging folder
+    removed = ModelCache(tmp_path / "cache").clean_stale_staging()
+    assert removed == [left.name]
+    assert not list(staging.iterdir())
+
+
+def test_the_staging_folder_of_a_live_build_is_kept(tmp_path):
+    child = start_child_build(tmp_path)
+    try:
+        assert ModelCache(tmp_path / "cache").clean_stale_staging() == []
+        assert len(list((tmp_path / "cache" / "tmp").iterdir())) == 1
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+
+
+def test_a_waiting_process_says_who_builds_what(tmp_path, monkeypatch):
+    import os
+
+    import pytest_unlearn.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "WAIT_REPORT_SECONDS", 0.2)
+    child = start_child_build(tmp_path)
+    messages = []
+
+    def progress(message):
+        messages.append(message)
+        if len(messages) == 2:
+            child.kill()  # the holder dies; its lock is free, and this process builds
+
+    path, built = ModelCache(tmp_path / "cache", progress=progress).get_or_build(
+        "vanilla", {"k": 1}, write_file("good"), "the vanilla model")
+    child.wait(timeout=60)
+    assert built and (path / "weights.bin").read_text() == "good"
+    assert messages[0].startswith(f"waiting for the vanilla model: process {child.pid} on "
+                                  f"{os.uname().nodename} has been building it since ")
+    assert messages[1].startswith("still waiting for the vanilla model: ")

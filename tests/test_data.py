@@ -96,7 +96,11 @@ def test_out_of_distribution_text_errors_name_the_line(tmp_path, name, content, 
 
 @pytest.mark.parametrize("question", ["retention_train question 0?",
                                       "retention_train  question 0? ",
-                                      "retention_train\nquestion 0?"])
+                                      "retention_train\nquestion 0?",
+                                      "retention_train question\u200b 0?",  # zero-width space
+                                      "retention_train question 0\ufeff?",  # zero-width no-break
+                                      "retention\u00ad_train question 0?",  # soft hyphen
+                                      "ｒetention_train question ０?"])  # full-width letters
 def test_duplicate_question_is_an_error(tmp_path, question):
     # Whitespace alone does not make another question.
     duplicate = [{"text": question, "labels": "other."}]
@@ -138,3 +142,22 @@ def test_real_privacy_data_counts():
     assert sizes == {"unlearn_train": 400, "unlearn_val": 110, "retention_train": 441,
                      "retention_val": 108}
     assert len(data.items()) == 218
+
+
+def test_a_question_too_long_to_score_names_its_file_and_record(tmp_path):
+    from pytest_unlearn.encoding import encode_all
+    from pytest_unlearn.models import train_tiny_tokenizer
+
+    long_question = "Which of these " + "very " * 2000 + "long words is the question?"
+    folder = write_folder(tmp_path / "data", {"unlearn_val": [
+        {"text": "short?", "labels": "yes."}, {"text": long_question, "labels": "this one."}]})
+    data = load_domain(str(folder), "privacy")
+    tokenizer = train_tiny_tokenizer(["a few words to learn from", long_question])
+    with pytest.raises(UnlearnError) as error:
+        encode_all(tokenizer, data.splits["unlearn_val"], 256, "privacy val")
+    message = str(error.value)
+    assert message.startswith(f"{folder / 'unlearn_val.json'}, record 1: the question "
+                              "('Which of these very very")
+    assert f"{len(long_question):,} characters" in message
+    assert "at most 256 tokens per record (the paper's maximum length)" in message
+    assert "max_length" not in message  # no option of that name exists

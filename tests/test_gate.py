@@ -166,6 +166,12 @@ def test_an_unknown_suffix_lists_the_valid_ones(tmp_path, key):
     assert "mean, lower, upper" in str(error.value) and "gate.yaml" in str(error.value)
 
 
+@pytest.mark.parametrize("text", ["[]\n", "- domains\n"])
+def test_a_gate_that_is_a_list_is_an_error(tmp_path, text):
+    with pytest.raises(UnlearnError, match="gate.yaml: expected a mapping, got list"):
+        load_gate(write(tmp_path, text))
+
+
 def test_an_unknown_metric_with_a_suffix_is_an_unknown_metric(tmp_path):
     with pytest.raises(UnlearnError, match="unknown metric 'forget_rate'"):
         load_gate(write(tmp_path, "domains:\n  privacy:\n    forget_rate.lower: {min: 1}\n"))

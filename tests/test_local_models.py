@@ -13,28 +13,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random LLaMA model and its tokenizer, saved like a hub snapshot."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from pytest_unlearn.data import load_general_text
-    from pytest_unlearn.models import pad_token_id, tokenizer_texts, train_tiny_tokenizer
-
-    folder = tmp_path_factory.mktemp("local-llama")
-    tokenizer = train_tiny_tokenizer(tokenizer_texts(load_general_text()))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=pad_token_id(tokenizer))
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_folder_model_gets_a_lora_injection_and_unlearns(
         pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, local_model: Path,
         tmp_path: Path) -> None:
@@ -183,6 +161,32 @@ def test_corrupt_checkpoint_folder_is_a_clear_error(local_model: Path, tmp_path:
                         trust_remote_code=False)
     assert f"could not load model {str(folder)!r}" in str(error.value)
     assert expected in str(error.value)
+
+
+def test_a_model_with_its_own_code_names_the_option_that_allows_it(
+        local_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.models import ModelSpec, load_pretrained
+
+    folder = tmp_path / "custom"
+    shutil.copytree(local_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    # A model type transformers does not know, so only the model's own code could load it.
+    config["model_type"] = "custom_llama"
+    config["auto_map"] = {"AutoConfig": "modeling_custom.CustomConfig",
+                          "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_custom.py").write_text("raise SystemExit('this code must not run')\n")
+    with pytest.raises(UnlearnError) as error:
+        load_pretrained(ModelSpec.parse(str(folder)), torch.device("cpu"), torch.float32,
+                        trust_remote_code=False)
+    message = str(error.value)
+    assert "ships its own Python code" in message
+    assert "pass --unlearn-trust-remote-code" in message
 
 
 def test_gradient_checkpointing_changes_memory_not_results(local_model: Path) -> None:

@@ -791,6 +791,8 @@ def test_memflex_region_is_saved_and_reported(suite_dir: Path, pytester: pytest.
     ("inject:\n  epochs: 0\n", "inject: epochs must be >= 1 (got 0)"),
     ("inject:\n  target_token_accuracy: 1.5\n", "target_token_accuracy = 1.5 must be in (0, 1]"),
     ("inject: 3\n", "section 'inject' must be a mapping"),
+    ("[]\n", "expected a mapping of method names to their settings, got list"),
+    ("[gradient_ascent]\n", "expected a mapping of method names to their settings, got list"),
 ])
 def test_bad_method_config_is_a_usage_error(suite_dir: Path, pytester: pytest.Pytester,
                                             cache_arg: str, yaml_text: str,

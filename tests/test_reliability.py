@@ -110,6 +110,15 @@ def test_non_finite_loss_stops_before_touching_the_weights() -> None:
     assert torch.equal(trainer.model.weight, before)
 
 
+def test_item_losses_that_are_not_one_per_item_are_an_error() -> None:
+    # A batch mean would be divided by the step's item count a second time.
+    trainer = _trainer(lambda batch: trainer.model.weight.sum() * torch.ones(len(batch)).mean())
+    with pytest.raises(UnlearnError, match=r"probe: item_losses returned Tensor of shape \(\) "
+                                           r"for a micro-batch of 2 items; it must return one "
+                                           r"loss per item, a tensor of shape \(2,\)"):
+        trainer.run()
+
+
 def test_out_of_memory_says_what_to_lower() -> None:
     def exhausted(batch):
         raise torch.OutOfMemoryError("CUDA out of memory")

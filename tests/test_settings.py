@@ -7,6 +7,7 @@ from typing import Iterator
 
 import pytest
 
+from pytest_unlearn.cache import FileHashes
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.models import ModelSpec
 from pytest_unlearn.settings import (Settings, check_data_spec, check_model_spec,
@@ -170,10 +171,20 @@ def test_cache_dir_that_cannot_be_created_is_refused(pytester: pytest.Pytester) 
 
 
 @needs_permissions
-def test_cache_dir_that_is_not_writable_is_refused(pytester: pytest.Pytester) -> None:
+def test_cache_dir_that_cannot_be_created_in_a_read_only_folder_is_refused(
+        pytester: pytest.Pytester) -> None:
     with read_only_folder(pytester.path / "locked") as locked:
-        message = usage_error(pytester, f"--unlearn-cache-dir={locked}")
-    assert f"--unlearn-cache-dir='{locked}': no permission to write in the folder" in message
+        message = usage_error(pytester, f"--unlearn-cache-dir={locked / 'cache'}")
+    assert f"--unlearn-cache-dir='{locked / 'cache'}': no permission to write in the folder " \
+           f"{locked}" in message
+
+
+@needs_permissions
+def test_an_existing_read_only_cache_dir_is_accepted(pytester: pytest.Pytester) -> None:
+    # A shared, fully built cache serves a run read-only (tests/test_read_only_cache.py);
+    # what it lacks is an error when the run gets to it.
+    with read_only_folder(pytester.path / "shared") as shared:
+        assert settings_of(pytester, f"--unlearn-cache-dir={shared}").cache_dir == shared
 
 
 def test_new_cache_dir_is_accepted_and_not_created_yet(pytester: pytest.Pytester) -> None:
@@ -253,6 +264,14 @@ def test_seed_must_fit_in_32_bits(pytester: pytest.Pytester, seed: str) -> None:
 
 def test_largest_seed_is_accepted(pytester: pytest.Pytester) -> None:
     assert settings_of(pytester, f"--unlearn-seed={2**32 - 1}").unlearn_seeds == [2**32 - 1]
+
+
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_a_seed_count_below_one_says_it_must_be_at_least_one(pytester: pytest.Pytester,
+                                                              value: str) -> None:
+    message = usage_error(pytester, f"--unlearn-seeds={value}")
+    assert f"--unlearn-seeds='{value}' must be at least 1" in message
+    assert "zero or positive" not in message
 
 
 def test_seeds_must_stay_below_2_to_the_32(pytester: pytest.Pytester) -> None:
@@ -370,10 +389,11 @@ def test_a_hub_model_is_keyed_by_the_commit_of_its_cached_copy(tmp_path, monkeyp
     (repo / "snapshots" / commit / "config.json").write_text('{"auto_map": {}}')
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert ModelSpec.parse("someorg/custom-7b").fingerprint() == {
+    hashes = FileHashes(tmp_path / "hashes")
+    assert ModelSpec.parse("someorg/custom-7b").fingerprint(hashes) == {
         "kind": "hub", "id": "someorg/custom-7b", "revision": commit}
     # A model that is neither reachable nor cached: loading it will say why.
-    assert ModelSpec.parse("someorg/absent").fingerprint()["revision"] == "unresolved"
+    assert ModelSpec.parse("someorg/absent").fingerprint(hashes)["revision"] == "unresolved"
 
 
 def test_the_inject_section_overrides_every_injection_and_keeps_default_keys() -> None:
