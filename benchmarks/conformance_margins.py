@@ -21,13 +21,17 @@ def main() -> None:
     torch.set_num_threads(1)
     registry = MethodRegistry.from_entry_points()
     print(f"command: python benchmarks/conformance_margins.py {' '.join(sys.argv[1:])}")
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}, torch "
-          f"{torch.__version__}; toy training {TOY_OVERRIDES}")
+    print(
+        f"machine: {platform.machine()}, Python {platform.python_version()}, torch "
+        f"{torch.__version__}; toy training {TOY_OVERRIDES}"
+    )
     print(f"threshold: forget NLL rise >= {MIN_FORGET_NLL_RISE:.1e} of its value")
-    rows = [(name, registry.get(name), {}) for name in registry.names()
-            if registry.get(name).unlearns]
-    rows.append(("gradient_ascent at lr 1e-9 (control)", registry.get("gradient_ascent"),
-                 {"lr": 1e-9}))
+    rows = [
+        (name, registry.get(name), {}) for name in registry.names() if registry.get(name).unlearns
+    ]
+    rows.append(
+        ("gradient_ascent at lr 1e-9 (control)", registry.get("gradient_ascent"), {"lr": 1e-9})
+    )
     smallest = None
     for label, method, overrides in rows:
         rises = {}
@@ -38,8 +42,10 @@ def main() -> None:
         print(f"  {label:40s} full {rises['full']:+.2e}  lora {rises['lora']:+.2e}  {verdict}")
         if not overrides:
             smallest = min(smallest or float("inf"), *rises.values())
-    print(f"smallest rise of a built-in method: {smallest:+.2e} "
-          f"({smallest / MIN_FORGET_NLL_RISE:.1f}x the threshold)")
+    print(
+        f"smallest rise of a built-in method: {smallest:+.2e} "
+        f"({smallest / MIN_FORGET_NLL_RISE:.1f}x the threshold)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("paths", nargs="*", type=Path)
     args = parser.parse_args()
 
-    from pytest_unlearn.cache import FileHashes
+    from pytest_unlearn.file_hashes import FileHashes
     from pytest_unlearn.models import ModelSpec
 
     paths = args.paths or [smollm2_gguf()]
@@ -42,8 +42,11 @@ def main() -> None:
     print(f"machine: {platform.machine()}, Python {platform.python_version()}")
     for path in paths:
         spec = ModelSpec.parse(str(path))
-        size = sum(file.stat().st_size for file in
-                   ([path] if path.is_file() else path.rglob("*")) if file.is_file())
+        size = sum(
+            file.stat().st_size
+            for file in ([path] if path.is_file() else path.rglob("*"))
+            if file.is_file()
+        )
         with tempfile.TemporaryDirectory() as store:
             hashes = FileHashes(Path(store))
             started = time.perf_counter()
@@ -56,9 +59,11 @@ def main() -> None:
                 warm_times.append(time.perf_counter() - started)
         assert warm_key == cold_key
         warm = statistics.median(warm_times)
-        print(f"{path.name}: {size / 2**20:.1f} MiB in {len(cold_key['files'])} file(s); "
-              f"first run (hashing) {cold:.3f} s ({size / 2**20 / cold:.0f} MiB/s); rerun "
-              f"(stored hash) {warm * 1000:.2f} ms median of 20")
+        print(
+            f"{path.name}: {size / 2**20:.1f} MiB in {len(cold_key['files'])} file(s); "
+            f"first run (hashing) {cold:.3f} s ({size / 2**20 / cold:.0f} MiB/s); rerun "
+            f"(stored hash) {warm * 1000:.2f} ms median of 20"
+        )
 
 
 if __name__ == "__main__":

@@ -15,18 +15,26 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from pytest_unlearn.data import SPLITS, load_domain
+from pytest_unlearn.data import load_domain
 from pytest_unlearn.leaks import KINDS, Sensitive, sensitive_strings
+from pytest_unlearn.vocabulary import SPLITS
 
 EXAMPLES = 10
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/knowundo/privacy",
-                        help="a data folder, or 'builtin' (default: %(default)s)")
-    parser.add_argument("--split", default="unlearn_val", choices=SPLITS,
-                        help="which split to read (default: %(default)s)")
+    parser.add_argument(
+        "--data",
+        default="../shared/knowundo/privacy",
+        help="a data folder, or 'builtin' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--split",
+        default="unlearn_val",
+        choices=SPLITS,
+        help="which split to read (default: %(default)s)",
+    )
     args = parser.parse_args()
     data = load_domain(args.data, "privacy")
     records = data.splits[args.split]
@@ -36,10 +44,14 @@ def main() -> None:
     checked = [sensitive_strings(record.answer, question=record.question) for record in records]
     print(f"{'':>30} {'answer':>8} {'answer not in question':>24}")
     for kind in KINDS:
-        print(f"{'items with ' + kind:>30} {_items_with(from_answers, kind):>8} "
-              f"{_items_with(checked, kind):>24}")
-    print(f"{'items with none':>30} {sum(not found for found in from_answers):>8} "
-          f"{sum(not found for found in checked):>24}")
+        print(
+            f"{'items with ' + kind:>30} {_items_with(from_answers, kind):>8} "
+            f"{_items_with(checked, kind):>24}"
+        )
+    print(
+        f"{'items with none':>30} {sum(not found for found in from_answers):>8} "
+        f"{sum(not found for found in checked):>24}"
+    )
     print(f"{'strings':>30} {sum(map(len, from_answers)):>8} {sum(map(len, checked)):>24}")
 
     for kind in KINDS:
@@ -50,9 +62,12 @@ def main() -> None:
             if texts and shown < EXAMPLES:
                 shown += 1
                 print(f"  {texts}  <-  {record.answer[:100]!r}")
-    given_away = Counter(sensitive.kind
-                         for found, kept in zip(from_answers, checked)
-                         for sensitive in found if sensitive not in kept)
+    given_away = Counter(
+        sensitive.kind
+        for found, kept in zip(from_answers, checked)
+        for sensitive in found
+        if sensitive not in kept
+    )
     print(f"\nstrings the question already contains, by kind: {dict(given_away) or 'none'}")
 
 

@@ -52,17 +52,21 @@ def child(args: argparse.Namespace) -> None:
     import time
 
     import torch
+    from scoring_speed import smollm2_path
 
+    from pytest_unlearn.options import settings_for_script
     from pytest_unlearn.registry import MethodRegistry
     from pytest_unlearn.session import UnlearnSession
-    from pytest_unlearn.settings import settings_for_script
-    from scoring_speed import smollm2_path
 
     model_spec = smollm2_path() if args.model == "smollm2" else args.model
     settings = settings_for_script(
-        unlearn_model=model_spec, unlearn_data=args.data, unlearn_cache_dir=args.cache_dir,
-        unlearn_device=args.device, unlearn_dtype=args.dtype,
-        unlearn_inject="auto" if args.model == "tiny" else "never")
+        unlearn_model=model_spec,
+        unlearn_data=args.data,
+        unlearn_cache_dir=args.cache_dir,
+        unlearn_device=args.device,
+        unlearn_dtype=args.dtype,
+        unlearn_inject="auto" if args.model == "tiny" else "never",
+    )
     on_gpu = args.device.startswith("cuda")
     steps: list[float] = []
     marks: dict[str, float] = {}
@@ -88,10 +92,13 @@ def child(args: argparse.Namespace) -> None:
     pipeline.prepare_trainable(handle, settings.seed)
     context = pipeline.unlearn_context(data, handle, settings.seed)
     if args.records:
-        context = dataclasses.replace(context, forget=context.forget[: args.records],
-                                      retain=context.retain[: args.records],
-                                      forget_val=context.forget_val[: args.records],
-                                      retain_val=context.retain_val[: args.records])
+        context = dataclasses.replace(
+            context,
+            forget=context.forget[: args.records],
+            retain=context.retain[: args.records],
+            forget_val=context.forget_val[: args.records],
+            retain_val=context.retain_val[: args.records],
+        )
     context = dataclasses.replace(context, progress=progress)
     config = session.method_config(args.child)
     if args.epochs:
@@ -106,17 +113,25 @@ def child(args: argparse.Namespace) -> None:
     parameters = dict(result.model.named_parameters())
     trained_numel = sum(parameters[name].numel() for name in trained)
     intervals = [b - a for a, b in zip(steps, steps[1:])]
-    print(json.dumps({
-        "method": args.child, "steps": len(steps),
-        "step_seconds": statistics.median(intervals) if intervals else None,
-        "before_steps_seconds": steps[0] - started if steps else None,
-        "localize_seconds": (steps[0] - marks["localize"]) if "localize" in marks else None,
-        "peak_extra_mib": (peak - baseline) / 1024, "baseline_mib": baseline / 1024,
-        "trained_tensors": len(trained), "all_tensors": len(handle.trainable),
-        "trained_parameters": trained_numel,
-        "accounted_mib": trained_numel * 12 / 2 ** 20,
-        "threads": torch.get_num_threads(),
-        "device": torch.cuda.get_device_name() if on_gpu else "cpu"}))
+    print(
+        json.dumps(
+            {
+                "method": args.child,
+                "steps": len(steps),
+                "step_seconds": statistics.median(intervals) if intervals else None,
+                "before_steps_seconds": steps[0] - started if steps else None,
+                "localize_seconds": (steps[0] - marks["localize"]) if "localize" in marks else None,
+                "peak_extra_mib": (peak - baseline) / 1024,
+                "baseline_mib": baseline / 1024,
+                "trained_tensors": len(trained),
+                "all_tensors": len(handle.trainable),
+                "trained_parameters": trained_numel,
+                "accounted_mib": trained_numel * 12 / 2**20,
+                "threads": torch.get_num_threads(),
+                "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -125,8 +140,9 @@ def main() -> None:
     parser.add_argument("--data", default="builtin")
     parser.add_argument("--domain", default="privacy")
     parser.add_argument("--cache-dir", default=str(ROOT / ".unlearn_cache"))
-    parser.add_argument("--records", type=int, default=0,
-                        help="use only the first N records of each split (0: all)")
+    parser.add_argument(
+        "--records", type=int, default=0, help="use only the first N records of each split (0: all)"
+    )
     parser.add_argument("--epochs", type=int, default=0, help="override epochs (0: preset)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (--unlearn-device)")
@@ -137,13 +153,24 @@ def main() -> None:
         child(args)
         return
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in METHODS}
-    forwarded = [f"--model={args.model}", f"--data={args.data}", f"--domain={args.domain}",
-                 f"--cache-dir={args.cache_dir}", f"--records={args.records}",
-                 f"--epochs={args.epochs}", f"--device={args.device}", f"--dtype={args.dtype}"]
+    forwarded = [
+        f"--model={args.model}",
+        f"--data={args.data}",
+        f"--domain={args.domain}",
+        f"--cache-dir={args.cache_dir}",
+        f"--records={args.records}",
+        f"--epochs={args.epochs}",
+        f"--device={args.device}",
+        f"--dtype={args.dtype}",
+    ]
 
     def run_child(name: str) -> subprocess.CompletedProcess[str]:
-        completed = subprocess.run([sys.executable, __file__, *forwarded, f"--child={name}"],
-                                   cwd=ROOT, capture_output=True, text=True)
+        completed = subprocess.run(
+            [sys.executable, __file__, *forwarded, f"--child={name}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         if completed.returncode != 0:
             sys.exit(f"{name} failed:\n{completed.stderr[-4000:]}")
         return completed
@@ -153,27 +180,34 @@ def main() -> None:
         for name in METHODS:
             runs[name].append(json.loads(run_child(name).stdout.strip().splitlines()[-1]))
     print(f"command: python benchmarks/memflex_step.py {' '.join(sys.argv[1:])}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-          f"{platform.python_version()}, {runs['memflex'][0]['threads']} torch threads, "
-          f"device {runs['memflex'][0]['device']}, dtype {args.dtype}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {runs['memflex'][0]['threads']} torch threads, "
+        f"device {runs['memflex'][0]['device']}, dtype {args.dtype}"
+    )
     summary = {}
     for name, results in runs.items():
         first = results[0]
         summary[name] = {
             "step": statistics.median(r["step_seconds"] for r in results),
             "peak": statistics.median(r["peak_extra_mib"] for r in results),
-            "accounted": first["accounted_mib"]}
+            "accounted": first["accounted_mib"],
+        }
         localize = [r["localize_seconds"] for r in results if r["localize_seconds"]]
-        print(f"{name:16} {first['steps']:3d} steps; trains {first['trained_tensors']} of "
-              f"{first['all_tensors']} tensors ({first['trained_parameters']:,} parameters); "
-              f"median step {summary[name]['step']:.3f} s; peak during steps "
-              f"+{summary[name]['peak']:.1f} MiB over {first['baseline_mib']:.0f} MiB; "
-              f"accounted grads+AdamW {first['accounted_mib']:.2f} MiB"
-              + (f"; localization {statistics.median(localize):.1f} s" if localize else ""))
+        print(
+            f"{name:16} {first['steps']:3d} steps; trains {first['trained_tensors']} of "
+            f"{first['all_tensors']} tensors ({first['trained_parameters']:,} parameters); "
+            f"median step {summary[name]['step']:.3f} s; peak during steps "
+            f"+{summary[name]['peak']:.1f} MiB over {first['baseline_mib']:.0f} MiB; "
+            f"accounted grads+AdamW {first['accounted_mib']:.2f} MiB"
+            + (f"; localization {statistics.median(localize):.1f} s" if localize else "")
+        )
     ga, mf = summary["gradient_ascent"], summary["memflex"]
-    print(f"memflex / gradient_ascent: step time {mf['step'] / ga['step']:.2f}x (target <= 0.8x, "
-          f"paper 0.79x); peak memory during steps {mf['peak'] / ga['peak']:.2f}x (target < 1, "
-          f"paper 0.96x); accounted {mf['accounted'] / ga['accounted']:.2f}x")
+    print(
+        f"memflex / gradient_ascent: step time {mf['step'] / ga['step']:.2f}x (target <= 0.8x, "
+        f"paper 0.79x); peak memory during steps {mf['peak'] / ga['peak']:.2f}x (target < 1, "
+        f"paper 0.96x); accounted {mf['accounted'] / ga['accounted']:.2f}x"
+    )
     print(f"median of {args.repeats} child runs per method")
 
 

@@ -25,11 +25,25 @@ def run_point(args: argparse.Namespace, value: float | int, workdir: Path) -> di
     config = workdir / f"config-{value}.yaml"
     config.write_text(yaml.safe_dump({args.method: {args.field: value}}))
     report = workdir / f"report-{value}.json"
-    command = [sys.executable, "-m", "pytest", args.suite, "-q", "-p", "no:cacheprovider",
-               f"--unlearn-method={args.method}", f"--unlearn-config={config}",
-               f"--unlearn-json={report}", f"--unlearn-data={args.data}", f"--model={args.model}",
-               f"--unlearn-seed={args.seed}", "--rootdir", str(ROOT), "-c",
-               str(ROOT / "pyproject.toml")]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        args.suite,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--unlearn-method={args.method}",
+        f"--unlearn-config={config}",
+        f"--unlearn-json={report}",
+        f"--unlearn-data={args.data}",
+        f"--model={args.model}",
+        f"--unlearn-seed={args.seed}",
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+    ]
     subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if not report.exists():
         return {"error": "no report"}
@@ -46,10 +60,14 @@ def main() -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--seed", default="0")
     args = parser.parse_args()
-    print(f"sweep of {args.method}.{args.field} on {args.suite} (model {args.model}, data "
-          f"{args.data}, seed {args.seed})")
-    print(f"{args.field:>10}  unlearn_success  retention_success  avg_success  unlearn_ppl  "
-          "retention_ppl")
+    print(
+        f"sweep of {args.method}.{args.field} on {args.suite} (model {args.model}, data "
+        f"{args.data}, seed {args.seed})"
+    )
+    print(
+        f"{args.field:>10}  unlearn_success  retention_success  avg_success  unlearn_ppl  "
+        "retention_ppl"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for text in args.values.split(","):
             value = int(text) if text.isdigit() else float(text)
@@ -57,9 +75,12 @@ def main() -> None:
             if "error" in row:
                 print(f"{text:>10}  {row['error']}")
                 continue
-            print(f"{text:>10}  {row['unlearn_success']:15.3f}  {row['retention_success']:17.3f}"
-                  f"  {row['avg_success']:11.3f}  {row['unlearn_ppl']:11.3g}  "
-                  f"{row['retention_ppl']:13.3g}", flush=True)
+            print(
+                f"{text:>10}  {row['unlearn_success']:15.3f}  {row['retention_success']:17.3f}"
+                f"  {row['avg_success']:11.3f}  {row['unlearn_ppl']:11.3g}  "
+                f"{row['retention_ppl']:13.3g}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

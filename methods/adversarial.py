@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
-from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import encode_records, train_and_report, with_adversarial_targets
-from pytest_unlearn.training import TrainSettings, answer_nll
+from pytest_unlearn.api import (
+    MethodResult,
+    TrainSettings,
+    UnlearnContext,
+    UnlearningMethod,
+    answer_nll,
+    encode_records,
+    pad_token_id,
+    train_and_report,
+    with_adversarial_targets,
+)
 from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
@@ -21,7 +28,7 @@ class AdversarialConfig(TrainSettings):
     """The paper's baseline settings (inherited)."""
 
 
-class Adversarial(UnlearningMethod):
+class Adversarial(UnlearningMethod[AdversarialConfig]):
     name = "adversarial"
     config_class = AdversarialConfig
     fsdp_compatible = True  # one forward pass per batch
@@ -31,5 +38,6 @@ class Adversarial(UnlearningMethod):
         model, pad = context.model, pad_token_id(context.tokenizer)
         forget = encode_records(context, context.forget, "forget")
         targets = with_adversarial_targets(model, forget, pad)
-        return train_and_report(context, self.name, self.config, targets,
-                                lambda batch: answer_nll(model, batch, pad))
+        return train_and_report(
+            context, self.name, self.config, targets, lambda batch: answer_nll(model, batch, pad)
+        )

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
-from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import encode_records, interleave, train_and_report, weighted_nll
-from pytest_unlearn.training import TrainSettings
+from pytest_unlearn.api import (
+    MethodResult,
+    TrainSettings,
+    UnlearnContext,
+    UnlearningMethod,
+    encode_records,
+    interleave,
+    pad_token_id,
+    train_and_report,
+    weighted_nll,
+)
 from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
@@ -25,7 +32,7 @@ class GaGdConfig(TrainSettings):
     retain_weight: float = 1.0
 
 
-class _GaGd(UnlearningMethod):
+class _GaGd(UnlearningMethod[GaGdConfig]):
     config_class = GaGdConfig
     fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_BASELINE_LR}}
@@ -36,9 +43,14 @@ class _GaGd(UnlearningMethod):
         forget = encode_records(context, context.forget, "forget")
         retain = encode_records(context, getattr(context, self.retain_source), "retain")
         items = interleave(forget, retain, self.config.forget_weight, self.config.retain_weight)
-        return train_and_report(context, self.name, self.config, items,
-                                lambda batch: weighted_nll(model, batch, pad),
-                                retain_source=self.retain_source)
+        return train_and_report(
+            context,
+            self.name,
+            self.config,
+            items,
+            lambda batch: weighted_nll(model, batch, pad),
+            retain_source=self.retain_source,
+        )
 
 
 class GaGdInDistribution(_GaGd):

@@ -10,17 +10,26 @@ shards of them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
-from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.sharding import is_sharded
-from pytest_unlearn.objectives import (FrozenReference, WeightedItem, encode_records,
-                                       interleave, kl_to_reference, train_and_report)
-from pytest_unlearn.training import TrainSettings, answer_nll
+from pytest_unlearn.api import (
+    FrozenReference,
+    MethodResult,
+    TrainSettings,
+    UnlearnContext,
+    UnlearningMethod,
+    WeightedItem,
+    answer_nll,
+    encode_records,
+    interleave,
+    is_sharded,
+    kl_to_reference,
+    pad_token_id,
+    train_and_report,
+)
 from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
@@ -31,7 +40,7 @@ class GaKlConfig(TrainSettings):
     kl_weight: float = 1.0
 
 
-class _GaKl(UnlearningMethod):
+class _GaKl(UnlearningMethod[GaKlConfig]):
     config_class = GaKlConfig
     # Sharded (FSDP), every batch runs the same passes (see item_losses), and the frozen
     # reference swaps each process's shards.
@@ -44,8 +53,9 @@ class _GaKl(UnlearningMethod):
         forget = encode_records(context, context.forget, "forget")
         retain = encode_records(context, getattr(context, self.retain_source), "retain")
         items = interleave(forget, retain, -1.0, self.config.kl_weight)
-        reference = FrozenReference(model, [n for n, p in model.named_parameters()
-                                            if p.requires_grad])
+        reference = FrozenReference(
+            model, [n for n, p in model.named_parameters() if p.requires_grad]
+        )
 
         def item_losses(batch: Sequence[WeightedItem]) -> torch.Tensor:
             losses = torch.zeros(len(batch), device=next(model.parameters()).device)
@@ -57,17 +67,26 @@ class _GaKl(UnlearningMethod):
             if forget_rows or uniform:
                 rows, scale = (forget_rows, 1.0) if forget_rows else ([0], 0.0)
                 nll = answer_nll(model, [batch[i].encoded for i in rows], pad)
-                losses = losses.index_add(0, _rows(rows, losses),
-                                          scale * _weights(batch, rows, losses) * nll)
+                losses = losses.index_add(
+                    0, _rows(rows, losses), scale * _weights(batch, rows, losses) * nll
+                )
             if retain_rows or uniform:
                 rows, scale = (retain_rows, 1.0) if retain_rows else ([0], 0.0)
                 kl = kl_to_reference(model, reference, [batch[i].encoded for i in rows], pad)
-                losses = losses.index_add(0, _rows(rows, losses),
-                                          scale * _weights(batch, rows, losses) * kl)
+                losses = losses.index_add(
+                    0, _rows(rows, losses), scale * _weights(batch, rows, losses) * kl
+                )
             return losses
 
-        result = train_and_report(context, self.name, self.config, items, item_losses,
-                                  on_start=reference.capture, retain_source=self.retain_source)
+        result = train_and_report(
+            context,
+            self.name,
+            self.config,
+            items,
+            item_losses,
+            on_start=reference.capture,
+            retain_source=self.retain_source,
+        )
         # Starting values this process held: all of them, or under FSDP its shards of them.
         result.log["reference_numel"] = reference.held_numel()
         return result

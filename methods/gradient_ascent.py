@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
-from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import encode_records, train_and_report
-from pytest_unlearn.training import TrainSettings, answer_nll
+from pytest_unlearn.api import (
+    MethodResult,
+    TrainSettings,
+    UnlearnContext,
+    UnlearningMethod,
+    answer_nll,
+    encode_records,
+    pad_token_id,
+    train_and_report,
+)
 from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
@@ -17,7 +23,7 @@ class GradientAscentConfig(TrainSettings):
     3% warmup (inherited from TrainSettings)."""
 
 
-class GradientAscent(UnlearningMethod):
+class GradientAscent(UnlearningMethod[GradientAscentConfig]):
     name = "gradient_ascent"
     config_class = GradientAscentConfig
     fsdp_compatible = True  # one forward pass per batch
@@ -26,5 +32,6 @@ class GradientAscent(UnlearningMethod):
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)
         forget = encode_records(context, context.forget, "forget")
-        return train_and_report(context, self.name, self.config, forget,
-                                lambda batch: -answer_nll(model, batch, pad))
+        return train_and_report(
+            context, self.name, self.config, forget, lambda batch: -answer_nll(model, batch, pad)
+        )

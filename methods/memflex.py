@@ -25,19 +25,29 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from pytest_unlearn.encoding import Encoded, collate
-from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
-from pytest_unlearn.models import pad_token_id, set_trainable
-from pytest_unlearn.objectives import (encode_records, interleave, random_token_ids,
-                                       train_and_report, weighted_nll)
-from pytest_unlearn.scoring import per_item_nll
-from pytest_unlearn.training import TrainSettings
+from pytest_unlearn.api import (
+    Encoded,
+    MethodResult,
+    TrainSettings,
+    UnlearnContext,
+    UnlearnError,
+    UnlearningMethod,
+    collate,
+    encode_records,
+    interleave,
+    pad_token_id,
+    per_item_nll,
+    random_token_ids,
+    set_trainable,
+    train_and_report,
+    weighted_nll,
+)
 from pytest_unlearn_methods.presets import TINY_MEMFLEX_LR
 
 # Paper Table 12: (mu, sigma) by model family and domain.
@@ -79,8 +89,9 @@ class MemFlexConfig(MemFlexTraining):
         if self.copies < 1:
             problems.append(f"copies must be >= 1 (got {self.copies})")
         if self.threshold_rule not in RULES:
-            problems.append(f"threshold_rule must be one of {', '.join(RULES)} (got "
-                            f"{self.threshold_rule!r})")
+            problems.append(
+                f"threshold_rule must be one of {', '.join(RULES)} (got {self.threshold_rule!r})"
+            )
         for name in ("mu", "sigma"):  # nan: Table 12's value
             if math.isinf(getattr(self, name)):
                 problems.append(f"{name} must be a finite number (got {getattr(self, name)})")
@@ -90,9 +101,13 @@ class MemFlexConfig(MemFlexTraining):
         return problems
 
 
-class MemFlex(UnlearningMethod):
+class MemFlex(UnlearningMethod[MemFlexConfig]):
     name = "memflex"
     config_class = MemFlexConfig
+    # Its ablation controls (memflex_controls.py): --unlearn-method=memflex+controls runs
+    # them beside it, and the summary says whether its localization beats each one.
+    controls = ("memflex_all_tensors", "memflex_random_region", "memflex_inverse_region")
+    controls_test = "localization"
     fsdp_compatible = True  # one forward pass per batch
     presets = {"tiny": {"lr": TINY_MEMFLEX_LR}}
 
@@ -105,12 +120,18 @@ class MemFlex(UnlearningMethod):
         forget = encode_records(context, context.forget, "forget")
         retain = encode_records(context, context.retain, "retain")
         items = interleave(forget, retain, self.config.forget_weight, self.config.retain_weight)
-        pairs = [items[i: i + 2] for i in range(0, len(items), 2)]
+        pairs = [items[i : i + 2] for i in range(0, len(items), 2)]
         random.Random(self.config.shuffle_seed).shuffle(pairs)
         items = [item for pair in pairs for item in pair]
         summary = {key: value for key, value in region.items() if key != "per_tensor"}
-        result = train_and_report(context, self.name, self.config, items,
-                                  lambda batch: weighted_nll(model, batch, pad), region=summary)
+        result = train_and_report(
+            context,
+            self.name,
+            self.config,
+            items,
+            lambda batch: weighted_nll(model, batch, pad),
+            region=summary,
+        )
         set_trainable(model, trainable)
         result.artifacts["region"] = region
         return result
@@ -122,24 +143,29 @@ class MemFlex(UnlearningMethod):
         return select_region(stats, self.config, context.model_family, context.domain)
 
 
-def localize(context: UnlearnContext, config: MemFlexConfig, names: Sequence[str],
-             ) -> dict[str, dict[str, float]]:
+def localize(
+    context: UnlearnContext, config: MemFlexConfig, names: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """cos(G_UL, G_RT) and mean |G_UL| of every named tensor."""
     model = context.model
     vocab_size = model.get_input_embeddings().weight.shape[0]
     choices = random_token_ids(context.tokenizer, vocab_size)
     rng = random.Random(context.seed)
-    scopes = {"unlearn": context.forget + (context.forget_val if config.localize_on_val else []),
-              "retention": context.retain + (context.retain_val if config.localize_on_val
-                                             else [])}
+    scopes = {
+        "unlearn": context.forget + (context.forget_val if config.localize_on_val else []),
+        "retention": context.retain + (context.retain_val if config.localize_on_val else []),
+    }
     gradients = {}
     for scope, records in scopes.items():
-        context.progress(f"memflex {context.domain}: localizing on {len(records)} {scope} "
-                         f"records x {config.copies} copies")
+        context.progress(
+            f"memflex {context.domain}: localizing on {len(records)} {scope} "
+            f"records x {config.copies} copies"
+        )
         encoded = encode_records(context, records, f"{scope} localization")
         copies = [corrupt(enc, choices, rng) for enc in encoded for _ in range(config.copies)]
-        gradients[scope] = mean_gradient(model, copies, pad_token_id(context.tokenizer), names,
-                                         config.micro_batch_size)
+        gradients[scope] = mean_gradient(
+            model, copies, pad_token_id(context.tokenizer), names, config.micro_batch_size
+        )
     stats = {}
     for name in names:
         unlearn, retention = gradients["unlearn"][name], gradients["retention"][name]
@@ -148,10 +174,12 @@ def localize(context: UnlearnContext, config: MemFlexConfig, names: Sequence[str
             # training it would change nothing; such a tensor is never selected.
             cosine = math.nan
         else:
-            cosine = float(torch.nn.functional.cosine_similarity(
-                unlearn.flatten().double(), retention.flatten().double(), dim=0))
-        stats[name] = {"cos": cosine, "mag": float(unlearn.abs().mean()),
-                       "numel": unlearn.numel()}
+            cosine = float(
+                torch.nn.functional.cosine_similarity(
+                    unlearn.flatten().double(), retention.flatten().double(), dim=0
+                )
+            )
+        stats[name] = {"cos": cosine, "mag": float(unlearn.abs().mean()), "numel": unlearn.numel()}
     return stats
 
 
@@ -165,8 +193,13 @@ def corrupt(encoded: Encoded, choices: Sequence[int], rng: random.Random) -> Enc
     return Encoded(tuple(ids), encoded.prompt_length, encoded.truncated)
 
 
-def mean_gradient(model: torch.nn.Module, copies: Sequence[Encoded], pad_id: int,
-                  names: Sequence[str], micro_batch_size: int) -> dict[str, torch.Tensor]:
+def mean_gradient(
+    model: torch.nn.Module,
+    copies: Sequence[Encoded],
+    pad_id: int,
+    names: Sequence[str],
+    micro_batch_size: int,
+) -> dict[str, torch.Tensor]:
     """Gradient of the mean over copies of each copy's mean answer-token cross-entropy.
 
     Computed in eval mode (no dropout), so localization depends only on the seed.
@@ -177,21 +210,23 @@ def mean_gradient(model: torch.nn.Module, copies: Sequence[Encoded], pad_id: int
     model.zero_grad(set_to_none=True)
     device = next(model.parameters()).device
     for start in range(0, len(copies), micro_batch_size):
-        batch = collate(copies[start: start + micro_batch_size], pad_id, device)
+        batch = collate(copies[start : start + micro_batch_size], pad_id, device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         (per_item_nll(logits, batch["labels"]).sum() / len(copies)).backward()
     gradients = {}
     for name in names:
         grad = parameters[name].grad
-        gradients[name] = (torch.zeros_like(parameters[name]) if grad is None
-                           else grad.detach().clone())
+        gradients[name] = (
+            torch.zeros_like(parameters[name]) if grad is None else grad.detach().clone()
+        )
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return gradients
 
 
-def select_region(stats: dict[str, dict[str, float]], config: MemFlexConfig, family: str,
-                  domain: str) -> dict[str, Any]:
+def select_region(
+    stats: dict[str, dict[str, float]], config: MemFlexConfig, family: str, domain: str
+) -> dict[str, Any]:
     """Apply the threshold rule; a region of no tensor or of every tensor is an error."""
     rule = config.threshold_rule
     mu, sigma = config.mu, config.sigma
@@ -203,47 +238,65 @@ def select_region(stats: dict[str, dict[str, float]], config: MemFlexConfig, fam
                 raise UnlearnError(
                     f"memflex config: the absolute rule needs mu and sigma, and paper Table 12 "
                     f"has no values for model family {family!r}, domain {domain!r}; set mu and "
-                    "sigma, or use threshold_rule: quantile")
+                    "sigma, or use threshold_rule: quantile"
+                )
             table_mu, table_sigma = TABLE_12[(family, domain)]
             mu = table_mu if math.isnan(mu) else mu
             sigma = table_sigma if math.isnan(sigma) else sigma
     else:
         live = [s for s in stats.values() if not math.isnan(s["cos"])]
         if not live:
-            raise UnlearnError("memflex: no trainable tensor has a gradient on both scopes; "
-                               "nothing can be localized")
+            raise UnlearnError(
+                "memflex: no trainable tensor has a gradient on both scopes; "
+                "nothing can be localized"
+            )
         mu = _quantile([s["cos"] for s in live], config.cosine_quantile)
         sigma = _quantile([s["mag"] for s in live], config.magnitude_quantile)
-    selected = [name for name, s in stats.items()
-                if not math.isnan(s["cos"]) and s["cos"] < mu and s["mag"] > sigma]
+    selected = [
+        name
+        for name, s in stats.items()
+        if not math.isnan(s["cos"]) and s["cos"] < mu and s["mag"] > sigma
+    ]
     if not selected or len(selected) == len(stats):
         raise UnlearnError(
             f"memflex: the {rule} rule (mu={mu:.4g}, sigma={sigma:.4g}) selects "
             f"{len(selected)} of {len(stats)} tensors, which localizes nothing. "
             f"{_distribution(stats)}. Set mu and sigma in --unlearn-config, or use "
-            "threshold_rule: quantile.")
+            "threshold_rule: quantile."
+        )
     return region_record(rule, mu, sigma, selected, stats)
 
 
-def region_record(rule: str, mu: float, sigma: float, selected: Sequence[str],
-                  stats: dict[str, dict[str, float]]) -> dict[str, Any]:
+def region_record(
+    rule: str, mu: float, sigma: float, selected: Sequence[str], stats: dict[str, dict[str, float]]
+) -> dict[str, Any]:
     """What is saved and reported of a region: the rule and thresholds that chose it, the
     selected tensors, their tensor and parameter counts, and ``stats`` (per tensor, at least
     its ``numel``) as ``per_tensor``."""
     total = sum(s["numel"] for s in stats.values())
     chosen = sum(stats[name]["numel"] for name in selected)
-    return {"rule": rule, "mu": mu, "sigma": sigma, "selected": list(selected),
-            "n_selected": len(selected), "n_tensors": len(stats),
-            "selected_parameters": chosen, "total_parameters": total,
-            "fraction_tensors": len(selected) / len(stats), "fraction_parameters": chosen / total,
-            "per_tensor": stats}
+    return {
+        "rule": rule,
+        "mu": mu,
+        "sigma": sigma,
+        "selected": list(selected),
+        "n_selected": len(selected),
+        "n_tensors": len(stats),
+        "selected_parameters": chosen,
+        "total_parameters": total,
+        "fraction_tensors": len(selected) / len(stats),
+        "fraction_parameters": chosen / total,
+        "per_tensor": stats,
+    }
 
 
 def describe_region(region: dict[str, Any]) -> str:
     control = f"{region['control']} control, " if "control" in region else ""
-    return (f"{control}region of {region['n_selected']} of {region['n_tensors']} tensors, "
-            f"{region['selected_parameters']:,} of {region['total_parameters']:,} trainable "
-            f"parameters ({region['fraction_parameters']:.1%})")
+    return (
+        f"{control}region of {region['n_selected']} of {region['n_tensors']} tensors, "
+        f"{region['selected_parameters']:,} of {region['total_parameters']:,} trainable "
+        f"parameters ({region['fraction_parameters']:.1%})"
+    )
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -260,5 +313,7 @@ def _distribution(stats: dict[str, dict[str, float]]) -> str:
         return "/".join(f"{float(p):.4g}" for p in points)
 
     cosines = [s["cos"] for s in stats.values() if not math.isnan(s["cos"])] or [math.nan]
-    return (f"Per-tensor cos min/q1/median/q3/max: {five(cosines)}; "
-            f"mean |G_UL| min/q1/median/q3/max: {five([s['mag'] for s in stats.values()])}")
+    return (
+        f"Per-tensor cos min/q1/median/q3/max: {five(cosines)}; "
+        f"mean |G_UL| min/q1/median/q3/max: {five([s['mag'] for s in stats.values()])}"
+    )

@@ -30,7 +30,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_unlearn.method import UnlearnContext
+from pytest_unlearn.api import UnlearnContext
 from pytest_unlearn_methods.memflex import MemFlex, MemFlexConfig, MemFlexTraining, region_record
 
 
@@ -54,36 +54,41 @@ class MemFlexInverseRegionConfig(MemFlexConfig):
 class MemFlexAllTensors(MemFlex):
     name = "memflex_all_tensors"
     config_class = MemFlexAllTensorsConfig
+    controls = ()  # a control has none of its own
 
     def choose_region(self, context: UnlearnContext, trainable: list[str]) -> dict[str, Any]:
         parameters = dict(context.model.named_parameters())
         sizes = {name: {"numel": parameters[name].numel()} for name in trainable}
-        return {**region_record("none", math.nan, math.nan, trainable, sizes),
-                "control": "all-tensors"}
+        return {
+            **region_record("none", math.nan, math.nan, trainable, sizes),
+            "control": "all-tensors",
+        }
 
 
 class MemFlexRandomRegion(MemFlex):
     name = "memflex_random_region"
     config_class = MemFlexRandomRegionConfig
+    controls = ()  # a control has none of its own
 
     def choose_region(self, context: UnlearnContext, trainable: list[str]) -> dict[str, Any]:
         memflex_region = super().choose_region(context, trainable)
         generator = random.Random(f"region {self.config.region_seed} seed {context.seed}")
-        drawn = set(generator.sample(
-            trainable, memflex_region["n_selected"]))
+        drawn = set(generator.sample(trainable, memflex_region["n_selected"]))
         selected = [name for name in trainable if name in drawn]
-        return _control_record("random-region", selected, memflex_region,
-                               region_seed=self.config.region_seed)
+        return _control_record(
+            "random-region", selected, memflex_region, region_seed=self.config.region_seed
+        )
 
 
 class MemFlexInverseRegion(MemFlex):
     name = "memflex_inverse_region"
     config_class = MemFlexInverseRegionConfig
+    controls = ()  # a control has none of its own
 
     def choose_region(self, context: UnlearnContext, trainable: list[str]) -> dict[str, Any]:
         memflex_region = super().choose_region(context, trainable)
         ranked = inverse_ranking(memflex_region["per_tensor"])
-        taken = set(ranked[:memflex_region["n_selected"]])
+        taken = set(ranked[: memflex_region["n_selected"]])
         selected = [name for name in trainable if name in taken]
         return _control_record("inverse-region", selected, memflex_region)
 
@@ -94,12 +99,23 @@ def inverse_ranking(stats: dict[str, dict[str, float]]) -> list[str]:
     return sorted(live, key=lambda name: (-stats[name]["cos"], stats[name]["mag"]))
 
 
-def _control_record(control: str, selected: list[str], memflex_region: dict[str, Any],
-                    **extra: Any) -> dict[str, Any]:
+def _control_record(
+    control: str, selected: list[str], memflex_region: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     """A control's region record: the rule and thresholds of the MemFlex region that sized
     it, MemFlex's own selection, and how many of its tensors are also in that selection."""
-    record = region_record(memflex_region["rule"], memflex_region["mu"], memflex_region["sigma"],
-                           selected, memflex_region["per_tensor"])
+    record = region_record(
+        memflex_region["rule"],
+        memflex_region["mu"],
+        memflex_region["sigma"],
+        selected,
+        memflex_region["per_tensor"],
+    )
     memflex_selected = memflex_region["selected"]
-    return {**record, "control": control, **extra, "memflex_selected": memflex_selected,
-            "overlap_with_memflex": len(set(selected) & set(memflex_selected))}
+    return {
+        **record,
+        "control": control,
+        **extra,
+        "memflex_selected": memflex_selected,
+        "overlap_with_memflex": len(set(selected) & set(memflex_selected)),
+    }

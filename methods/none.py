@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
+from pytest_unlearn.api import MethodResult, UnlearnContext, UnlearningMethod
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,7 @@ class NoUnlearningConfig:
     """Nothing to configure."""
 
 
-class NoUnlearning(UnlearningMethod):
+class NoUnlearning(UnlearningMethod[NoUnlearningConfig]):
     name = "none"
     config_class = NoUnlearningConfig
     fsdp_compatible = True  # it does not train

@@ -21,18 +21,24 @@ with the forget items as in GA+GD (f0 r0 f1 r1 ...), each with loss retain_weigh
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from pytest_unlearn.encoding import Encoded
-from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
-from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import answer_logprob_and_length, encode_records, train_and_report
-from pytest_unlearn.training import TrainSettings
+from pytest_unlearn.api import (
+    Encoded,
+    MethodResult,
+    TrainSettings,
+    UnlearnContext,
+    UnlearnError,
+    UnlearningMethod,
+    answer_logprob_and_length,
+    encode_records,
+    pad_token_id,
+    train_and_report,
+)
 from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
@@ -49,8 +55,9 @@ class NpoConfig(TrainSettings):
         if not (math.isfinite(self.beta) and self.beta > 0):
             problems.append(f"beta must be a finite number > 0 (got {self.beta})")
         if not (math.isfinite(self.retain_weight) and self.retain_weight >= 0):
-            problems.append(f"retain_weight must be a finite number >= 0 (got "
-                            f"{self.retain_weight})")
+            problems.append(
+                f"retain_weight must be a finite number >= 0 (got {self.retain_weight})"
+            )
         return problems
 
 
@@ -63,7 +70,7 @@ class NpoItem:
     reference_logprob: float = math.nan
 
 
-class Npo(UnlearningMethod):
+class Npo(UnlearningMethod[NpoConfig]):
     name = "npo"
     config_class = NpoConfig
     fsdp_compatible = True  # one forward pass per batch
@@ -74,44 +81,53 @@ class Npo(UnlearningMethod):
         model, pad = context.model, pad_token_id(context.tokenizer)
         forget = encode_records(context, context.forget, "forget")
         reference = reference_logprobs(model, forget, pad, config.micro_batch_size)
-        items = [NpoItem(encoded, "forget", logprob)
-                 for encoded, logprob in zip(forget, reference)]
+        items = [NpoItem(encoded, "forget", logprob) for encoded, logprob in zip(forget, reference)]
         if config.retain_weight > 0:
             retain = encode_records(context, context.retain, "retain")
             items = with_retain_items(items, retain)
 
         def item_losses(batch: list[NpoItem]) -> torch.Tensor:
-            logprob, length = answer_logprob_and_length(model, [item.encoded for item in batch],
-                                                        pad)
-            is_forget = torch.tensor([item.kind == "forget" for item in batch],
-                                     device=logprob.device)
+            logprob, length = answer_logprob_and_length(
+                model, [item.encoded for item in batch], pad
+            )
+            is_forget = torch.tensor(
+                [item.kind == "forget" for item in batch], device=logprob.device
+            )
             reference_logprob = torch.tensor(
                 [item.reference_logprob if item.kind == "forget" else 0.0 for item in batch],
-                dtype=logprob.dtype, device=logprob.device)
+                dtype=logprob.dtype,
+                device=logprob.device,
+            )
             npo = npo_loss(logprob, reference_logprob, config.beta)
             retain_nll = config.retain_weight * -logprob / length.clamp(min=1)
             return torch.where(is_forget, npo, retain_nll)
 
-        return train_and_report(context, self.name, self.config, items, item_losses,
-                                objective="npo+rt" if config.retain_weight > 0 else "npo",
-                                reference_mean_logprob=sum(reference) / len(reference))
+        return train_and_report(
+            context,
+            self.name,
+            self.config,
+            items,
+            item_losses,
+            objective="npo+rt" if config.retain_weight > 0 else "npo",
+            reference_mean_logprob=sum(reference) / len(reference),
+        )
 
 
-def npo_loss(logprob: torch.Tensor, reference_logprob: torch.Tensor, beta: float,
-             ) -> torch.Tensor:
+def npo_loss(logprob: torch.Tensor, reference_logprob: torch.Tensor, beta: float) -> torch.Tensor:
     """-(2 / beta) * log sigmoid(-beta * (log p_theta - log p_ref)), per item."""
     return -(2.0 / beta) * F.logsigmoid(-beta * (logprob - reference_logprob))
 
 
-def reference_logprobs(model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
-                       micro_batch_size: int) -> list[float]:
+def reference_logprobs(
+    model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, micro_batch_size: int
+) -> list[float]:
     """log p(y|x) of every item under the model as it is now, in eval mode."""
     was_training = model.training
     model.eval()
     logprobs: list[float] = []
     with torch.no_grad():
         for start in range(0, len(encoded), micro_batch_size):
-            batch = encoded[start: start + micro_batch_size]
+            batch = encoded[start : start + micro_batch_size]
             logprobs.extend(answer_logprob_and_length(model, batch, pad_id)[0].tolist())
     model.train(was_training)
     return logprobs

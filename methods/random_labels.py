@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_unlearn.method import MethodResult, UnlearnContext, UnlearningMethod
-from pytest_unlearn.models import pad_token_id
-from pytest_unlearn.objectives import (encode_records, random_token_ids, train_and_report,
-                                       with_random_targets)
-from pytest_unlearn.training import TrainSettings, answer_nll
+from pytest_unlearn.api import (
+    MethodResult,
+    TrainSettings,
+    UnlearnContext,
+    UnlearningMethod,
+    answer_nll,
+    encode_records,
+    pad_token_id,
+    random_token_ids,
+    train_and_report,
+    with_random_targets,
+)
 from pytest_unlearn_methods.presets import TINY_BASELINE_LR
 
 
@@ -17,7 +24,7 @@ class RandomLabelsConfig(TrainSettings):
     """The paper's baseline settings (inherited); labels are drawn once, with the seed."""
 
 
-class RandomLabels(UnlearningMethod):
+class RandomLabels(UnlearningMethod[RandomLabelsConfig]):
     name = "random_labels"
     config_class = RandomLabelsConfig
     fsdp_compatible = True  # one forward pass per batch
@@ -29,5 +36,6 @@ class RandomLabels(UnlearningMethod):
         vocab_size = model.get_input_embeddings().weight.shape[0]
         choices = random_token_ids(context.tokenizer, vocab_size)
         targets = with_random_targets(forget, choices, context.seed)
-        return train_and_report(context, self.name, self.config, targets,
-                                lambda batch: answer_nll(model, batch, pad))
+        return train_and_report(
+            context, self.name, self.config, targets, lambda batch: answer_nll(model, batch, pad)
+        )

@@ -1,24 +1,25 @@
 """pytest-unlearn: test that an LLM forgot what it must forget and kept what it must keep.
 
 Import-light on purpose: the pytest entry module imports this package in every pytest run.
-The public names are resolved lazily.
+The public names (``pytest_unlearn.api``, and the registry) are resolved lazily.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "UnlearningMethod": "pytest_unlearn.method",
-    "UnlearnContext": "pytest_unlearn.method",
-    "MethodResult": "pytest_unlearn.method",
+    "UnlearningMethod": "pytest_unlearn.api",
+    "UnlearnContext": "pytest_unlearn.api",
+    "MethodResult": "pytest_unlearn.api",
+    "UnlearnError": "pytest_unlearn.api",
+    "Record": "pytest_unlearn.api",
+    "TrainSettings": "pytest_unlearn.api",
+    "Trainer": "pytest_unlearn.api",
     "MethodRegistry": "pytest_unlearn.registry",
-    "UnlearnError": "pytest_unlearn.errors",
-    "Record": "pytest_unlearn.data",
-    "TrainSettings": "pytest_unlearn.training",
-    "Trainer": "pytest_unlearn.training",
 }
 
 __all__ = ["__version__", *_PUBLIC]
@@ -26,7 +27,5 @@ __all__ = ["__version__", *_PUBLIC]
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
-        import importlib
-
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'pytest_unlearn' has no attribute {name!r}")

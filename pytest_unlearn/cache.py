@@ -20,21 +20,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import socket
 import time
 import uuid
 import warnings
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from . import __version__
+from .distributed import World, world
 from .errors import UnlearnError
+from .file_hashes import FileHashes, sha256_of_file
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
-
-    from .distributed import World
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -57,8 +61,9 @@ def cache_key(payload: dict[str, Any]) -> str:
 
 
 class ModelCache:
-    def __init__(self, root: Path, rebuild: bool = False,
-                 progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, root: Path, rebuild: bool = False, progress: Callable[[str], None] | None = None
+    ) -> None:
         self.root = root
         self.rebuild = rebuild
         self.progress = progress or (lambda message: None)
@@ -87,13 +92,12 @@ class ModelCache:
             existing = existing.parent
         return os.access(existing, os.W_OK | os.X_OK)
 
-    def get_or_build(self, kind: str, payload: dict[str, Any], build: Callable[[Path], None],
-                     what: str = "") -> tuple[Path, bool]:
+    def get_or_build(
+        self, kind: str, payload: dict[str, Any], build: Callable[[Path], None], what: str = ""
+    ) -> tuple[Path, bool]:
         """Return (entry folder, whether it was built now). ``build`` fills an empty folder;
         ``what`` says what the entry is, for the messages of a read-only cache and of a
         process that waits on another's build."""
-        from .distributed import world
-
         key = cache_key(payload)
         final = self.entry_path(kind, key)
         what = what or f"the {kind} entry {key[:12]}"
@@ -111,8 +115,10 @@ class ModelCache:
         if problem not in (None, "missing"):
             # Warn only after the repair: under -W error the warning raises, and the entry
             # must be sound by then.
-            warnings.warn(CacheWarning(f"cache entry {final} was corrupt ({problem}); it has "
-                                       "been rebuilt"), stacklevel=2)
+            warnings.warn(
+                CacheWarning(f"cache entry {final} was corrupt ({problem}); it has been rebuilt"),
+                stacklevel=2,
+            )
         return final, True
 
     def clean_stale_staging(self) -> list[str]:
@@ -124,7 +130,7 @@ class ModelCache:
         staging = self.root / "tmp"
         if not staging.is_dir() or not os.access(staging, os.W_OK | os.X_OK):
             return []
-        removed = []
+        removed: list[str] = []
         for folder in sorted(staging.iterdir()):
             match = _STAGING.match(folder.name)
             if match is None:
@@ -142,8 +148,9 @@ class ModelCache:
             finally:
                 lock.release()
         if removed:
-            self.progress(f"removed {len(removed)} staging folder(s) that killed builds left "
-                          f"in {staging}")
+            self.progress(
+                f"removed {len(removed)} staging folder(s) that killed builds left in {staging}"
+            )
         return removed
 
     def _lock_path(self, key: str) -> Path:
@@ -157,12 +164,20 @@ class ModelCache:
                 f"the cache {self.root} is read-only, and it lacks {what} (cache key "
                 f"{key[:12]}), which this run would have to build. Build it first with the "
                 "same command on a writable cache (--unlearn-build-only builds everything "
-                "the selected tests need), or pass a writable --unlearn-cache-dir.")
+                "the selected tests need), or pass a writable --unlearn-cache-dir."
+            )
         return _HeldLock(self._lock_path(key), what, self.progress)
 
-    def _get_or_build_together(self, group: World, kind: str, key: str, final: Path,
-                               payload: dict[str, Any], build: Callable[[Path], None],
-                               what: str) -> tuple[Path, bool]:
+    def _get_or_build_together(
+        self,
+        group: World,
+        kind: str,
+        key: str,
+        final: Path,
+        payload: dict[str, Any],
+        build: Callable[[Path], None],
+        what: str,
+    ) -> tuple[Path, bool]:
         """``get_or_build`` for processes that train together (``distributed.world()``).
 
         The main process decides whether the entry must be built. If so, every process runs
@@ -193,16 +208,21 @@ class ModelCache:
         manifest = json.loads((final / MANIFEST).read_text())
         return float(manifest.get("created", 0)) < self.started
 
-    def _build(self, final: Path, key: str, payload: dict[str, Any],
-               build: Callable[[Path], None]) -> None:
+    def _build(
+        self, final: Path, key: str, payload: dict[str, Any], build: Callable[[Path], None]
+    ) -> None:
         staging = self.root / "tmp" / f"{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True)
         try:
             build(staging)
-            files = {p.name: sha256_of_file(p) for p in sorted(staging.iterdir())
-                     if p.is_file()}
-            manifest = {"format": FORMAT_VERSION, "key": key, "payload": payload,
-                        "files": files, "created": time.time()}
+            files = {p.name: sha256_of_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
+            manifest = {
+                "format": FORMAT_VERSION,
+                "key": key,
+                "payload": payload,
+                "files": files,
+                "created": time.time(),
+            }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():
@@ -258,22 +278,32 @@ class _HeldLock:
                 started, reports = time.monotonic(), 0
                 while True:
                     waited = time.monotonic() - started
-                    self.progress(f"{'still ' if reports else ''}waiting for {self.what}: "
-                                  f"{self._holder()}"
-                                  + (f"; waited {waited:.0f} s so far" if reports else ""))
+                    self.progress(
+                        f"{'still ' if reports else ''}waiting for {self.what}: "
+                        f"{self._holder()}" + (f"; waited {waited:.0f} s so far" if reports else "")
+                    )
                     reports += 1
                     try:
                         self.lock.acquire(timeout=WAIT_REPORT_SECONDS)
                         break
                     except Timeout:
                         continue
-            self.note.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                             "what": self.what, "since": time.time()}))
+            self.note.write_text(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "what": self.what,
+                        "since": time.time(),
+                    }
+                )
+            )
         except OSError as error:
             raise UnlearnError(
                 f"cannot take the cache lock {self.path} to build {self.what} "
                 f"({type(error).__name__}: {error.strerror or error}): make "
-                f"{self.path.parent} writable, or pass a writable --unlearn-cache-dir") from None
+                f"{self.path.parent} writable, or pass a writable --unlearn-cache-dir"
+            ) from None
 
     def __exit__(self, *exc_info: object) -> None:
         assert self.lock is not None
@@ -286,59 +316,20 @@ class _HeldLock:
         try:
             note = json.loads(self.note.read_text())
             since = time.strftime("%H:%M:%S", time.localtime(float(note["since"])))
-            return (f"process {note['pid']} on {note['host']} has been building it since "
-                    f"{since} (lock {self.path})")
+            return (
+                f"process {note['pid']} on {note['host']} has been building it since "
+                f"{since} (lock {self.path})"
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return f"another process holds its lock {self.path}"
 
 
-class FileHashes:
-    """The sha256 of whole files (model weights, .gguf files), remembered between runs.
-
-    A file's hash is stored under ``folder`` with what identifies that version of the file:
-    its resolved path, size, modification and status-change times (nanoseconds) and inode.
-    A rerun on an unchanged file reads the stored hash instead of hashing gigabytes again;
-    any write to the file changes its status-change time, which no tool can set back, so a
-    file overwritten in place, even with its old size and modification time, is hashed
-    again. A cache this process cannot write still gets correct hashes, computed each run.
-    """
-
-    def __init__(self, folder: Path, progress: Callable[[str], None] | None = None) -> None:
-        self.folder = folder
-        self.progress = progress or (lambda message: None)
-
-    def sha256(self, path: Path) -> str:
-        path = path.resolve()
-        identity = _identity(path)
-        record = self.folder / f"{hashlib.sha256(str(path).encode()).hexdigest()}.json"
-        try:
-            stored = json.loads(record.read_text())
-            if stored.get("identity") == identity and isinstance(stored.get("sha256"), str):
-                return str(stored["sha256"])
-        except (OSError, ValueError):
-            pass
-        size = identity["size"]
-        if size > 256 << 20:
-            self.progress(f"hashing {path.name} ({size / 2**30:.1f} GiB) in full for the "
-                          "cache key; later runs reuse the hash while the file is unchanged")
-        digest = sha256_of_file(path)
-        if _identity(path) != identity:
-            raise UnlearnError(f"{path} changed while it was being hashed; wait until it is "
-                               "completely written, then run again")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-            temporary.write_text(json.dumps({"identity": identity, "sha256": digest}))
-            os.replace(temporary, record)
-        except OSError:
-            pass  # a read-only cache: the hash is right, just computed again next run
-        return digest
-
-
-def _identity(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino, "device": stat.st_dev}
+def library_versions() -> dict[str, str]:
+    """Python's and the libraries' versions that results depend on, for cache keys."""
+    versions = {"python": platform.python_version(), "pytest_unlearn": __version__}
+    for name in ("torch", "transformers", "peft", "tokenizers", "safetensors"):
+        versions[name] = version(name)
+    return versions
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -357,13 +348,7 @@ def load_tensors(path: Path) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except Exception as error:
-        raise UnlearnError(f"{path}: not a readable safetensors file ({error}); delete the "
-                           "cache entry or rerun with --unlearn-rebuild") from None
-
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        raise UnlearnError(
+            f"{path}: not a readable safetensors file ({error}); delete the "
+            "cache entry or rerun with --unlearn-rebuild"
+        ) from None

@@ -34,11 +34,23 @@ from typing import Any, ClassVar
 
 import pytest
 
-from .method import MethodResult, UnlearnContext, UnlearningMethod, make_config
+from .data import load_domain, load_general_text
+from .encoding import encode_all, pad_token_id
+from .method import MethodClass, MethodResult, UnlearnContext, make_config
+from .models import attach_lora, get_tensors, lora_tensor_names, put_tensors, set_trainable
+from .scoring import score
+from .tiny import tokenizer_texts, train_tiny_tokenizer
+from .training import Trainer, TrainSettings, answer_nll
 
-TOY_ARCHITECTURE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                    "num_attention_heads": 4, "num_key_value_heads": 4,
-                    "max_position_embeddings": 256, "tie_word_embeddings": True}
+TOY_ARCHITECTURE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 256,
+    "tie_word_embeddings": True,
+}
 # Short training so every method runs in about a second: 24 forget items, 6 per step, 6
 # epochs (24 steps).
 TOY_OVERRIDES = {"epochs": 6, "batch_size": 1, "grad_accum": 6}
@@ -83,54 +95,70 @@ def toy() -> Toy:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .data import load_domain, load_general_text
-    from .encoding import encode_all
-    from .models import (attach_lora, get_tensors, lora_tensor_names, pad_token_id,
-                         set_trainable, tokenizer_texts, train_tiny_tokenizer)
-    from .scoring import score
-    from .training import TrainSettings, Trainer, answer_nll
-
     data = load_domain("builtin", "privacy")
-    forget, retain = list(data.splits["unlearn_train"][:24]), list(data.splits["retention_train"][:24])
-    forget_val, retain_val = list(data.splits["unlearn_val"][:4]), list(data.splits["retention_val"][:4])
+    forget, retain = (
+        list(data.splits["unlearn_train"][:24]),
+        list(data.splits["retention_train"][:24]),
+    )
+    forget_val, retain_val = (
+        list(data.splits["unlearn_val"][:4]),
+        list(data.splits["retention_val"][:4]),
+    )
     general = load_general_text()[:24]
     records = forget + retain + forget_val + retain_val
     tokenizer = train_tiny_tokenizer(tokenizer_texts(records + general))
-    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=pad_token_id(tokenizer), **TOY_ARCHITECTURE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id(tokenizer),
+        **TOY_ARCHITECTURE,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     encoded = encode_all(tokenizer, records, 256, "toy")
     pad = pad_token_id(tokenizer)
-    settings = TrainSettings(lr=3e-3, epochs=60, batch_size=8, grad_accum=1, warmup_ratio=0.0,
-                             scheduler="constant")
+    settings = TrainSettings(
+        lr=3e-3, epochs=60, batch_size=8, grad_accum=1, warmup_ratio=0.0, scheduler="constant"
+    )
 
     def memorized(epoch: int) -> bool:
         scores = score(model, encoded, pad)
         return sum(s.token_accuracy for s in scores) / len(scores) >= 0.98
 
-    Trainer(model, encoded, lambda batch: answer_nll(model, batch, pad), settings, 0,
-            "toy").run(after_epoch=memorized)
+    Trainer(model, encoded, lambda batch: answer_nll(model, batch, pad), settings, 0, "toy").run(
+        after_epoch=memorized
+    )
     model.eval()
     # The LoRA case starts from an adapter that was trained on the records too, as knowledge
     # injection would leave it (a fresh adapter has B = 0, so its A tensors get no gradient).
     adapted = attach_lora(copy.deepcopy(model))
     names = lora_tensor_names(adapted)
     set_trainable(adapted, names)
-    Trainer(adapted, encoded, lambda batch: answer_nll(adapted, batch, pad),
-            TrainSettings(lr=1e-3, epochs=2, batch_size=8, grad_accum=1, warmup_ratio=0.0), 0,
-            "toy lora").run()
-    return Toy(model, tokenizer, forget, retain, forget_val, retain_val, general,
-               get_tensors(adapted, names))
+    Trainer(
+        adapted,
+        encoded,
+        lambda batch: answer_nll(adapted, batch, pad),
+        TrainSettings(lr=1e-3, epochs=2, batch_size=8, grad_accum=1, warmup_ratio=0.0),
+        0,
+        "toy lora",
+    ).run()
+    return Toy(
+        model,
+        tokenizer,
+        forget,
+        retain,
+        forget_val,
+        retain_val,
+        general,
+        get_tensors(adapted, names),
+    )
 
 
 def toy_context(kind: str, seed: int = 0) -> UnlearnContext:
     """What a method receives, on a fresh copy of the toy model; ``kind`` is 'full' (every
     weight trainable) or 'lora' (the toy adapter's tensors trainable)."""
     import torch
-
-    from .models import attach_lora, lora_tensor_names, put_tensors, set_trainable
 
     base = toy()
     model = copy.deepcopy(base.model)
@@ -142,14 +170,24 @@ def toy_context(kind: str, seed: int = 0) -> UnlearnContext:
         trainable = [name for name, _ in model.named_parameters()]
     set_trainable(model, trainable)
     return UnlearnContext(
-        model=model, tokenizer=base.tokenizer, forget=base.forget, retain=base.retain,
-        general=base.general, seed=seed, device=torch.device("cpu"), trainable=trainable,
-        model_family="tiny", domain="privacy", max_length=256, progress=lambda message: None,
-        forget_val=base.forget_val, retain_val=base.retain_val)
+        model=model,
+        tokenizer=base.tokenizer,
+        forget=base.forget,
+        retain=base.retain,
+        general=base.general,
+        seed=seed,
+        device=torch.device("cpu"),
+        trainable=trainable,
+        model_family="tiny",
+        domain="privacy",
+        max_length=256,
+        progress=lambda message: None,
+        forget_val=base.forget_val,
+        retain_val=base.retain_val,
+    )
 
 
-def toy_config(method_class: type[UnlearningMethod],
-               overrides: dict[str, Any] | None = None) -> Any:
+def toy_config(method_class: MethodClass, overrides: dict[str, Any] | None = None) -> Any:
     """The method's tiny config, shortened for the toy (``TOY_OVERRIDES``), then
     ``overrides``."""
     fields = {f.name for f in dataclasses.fields(method_class.config_class)}
@@ -157,13 +195,10 @@ def toy_config(method_class: type[UnlearningMethod],
     return make_config(method_class, "tiny", {**short, **(overrides or {})})
 
 
-def run_method(method_class: type[UnlearningMethod], kind: str, seed: int = 0,
-               overrides: dict[str, Any] | None = None) -> Run:
+def run_method(
+    method_class: MethodClass, kind: str, seed: int = 0, overrides: dict[str, Any] | None = None
+) -> Run:
     """Run a method on a fresh copy of the toy model; ``kind`` is 'full' or 'lora'."""
-    from .encoding import encode_all
-    from .models import pad_token_id
-    from .scoring import score
-
     base = toy()
     context = toy_context(kind, seed)
     model, trainable = context.model, context.trainable
@@ -174,20 +209,26 @@ def run_method(method_class: type[UnlearningMethod], kind: str, seed: int = 0,
     result = method_class(toy_config(method_class, overrides)).unlearn(context)
     after = {name: p.detach().clone() for name, p in result.model.named_parameters()}
     val = encode_all(base.tokenizer, base.forget_val + base.retain_val, 256, "val")
-    return Run(before, after, trainable, nll_before, _mean_nll(result.model, forget_encoded, pad),
-               result, score(result.model, val, pad))
+    return Run(
+        before,
+        after,
+        trainable,
+        nll_before,
+        _mean_nll(result.model, forget_encoded, pad),
+        result,
+        score(result.model, val, pad),
+    )
 
 
 def _mean_nll(model: Any, encoded: list[Any], pad: int) -> float:
-    from .scoring import score
-
     scores = score(model, encoded, pad)
     return -sum(s.mean_logprob for s in scores) / len(scores)
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_run(method_class: type[UnlearningMethod], kind: str, seed: int,
-                overrides: tuple[tuple[str, Any], ...]) -> Run:
+def _cached_run(
+    method_class: MethodClass, kind: str, seed: int, overrides: tuple[tuple[str, Any], ...]
+) -> Run:
     return run_method(method_class, kind, seed, dict(overrides))
 
 
@@ -195,31 +236,32 @@ class MethodConformance:
     """The battery as a test class: set ``method_under_test`` (and ``overrides``) in a
     subclass, or override the ``method_class`` fixture to parametrize over many methods."""
 
-    method_under_test: ClassVar[type[UnlearningMethod] | None] = None
+    method_under_test: ClassVar[MethodClass | None] = None
     overrides: ClassVar[dict[str, Any]] = {}
 
     @pytest.fixture
-    def method_class(self) -> type[UnlearningMethod]:
+    def method_class(self) -> MethodClass:
         if self.method_under_test is None:
             pytest.fail("set method_under_test on your MethodConformance subclass")
         return self.method_under_test
 
     @pytest.fixture(params=["full", "lora"])
-    def run(self, request: pytest.FixtureRequest, method_class: type[UnlearningMethod]) -> Run:
+    def run(self, request: pytest.FixtureRequest, method_class: MethodClass) -> Run:
         key = tuple(sorted(self.overrides.items()))
-        return _cached_run(method_class, request.param, 0, key)
+        return _cached_run(method_class, request.param, 0, key)  # type: ignore[arg-type]
 
-    def test_losses_are_finite(self, run: Run, method_class: type[UnlearningMethod]) -> None:
+    def test_losses_are_finite(self, run: Run, method_class: MethodClass) -> None:
         if not method_class.unlearns:
             pytest.skip(f"{method_class.name} does not unlearn (unlearns = False): no training")
         train = run.result.log.get("train")
         assert isinstance(train, dict), (
             f"{method_class.name} reports no training log: put the Trainer's "
-            "TrainLog.to_dict() in its MethodResult log under 'train' (train_and_report does)")
+            "TrainLog.to_dict() in its MethodResult log under 'train' (train_and_report does)"
+        )
         assert math.isfinite(train["first_loss"]) and math.isfinite(train["last_loss"])
         assert train["steps"] > 0
 
-    def test_forget_nll_rises(self, run: Run, method_class: type[UnlearningMethod]) -> None:
+    def test_forget_nll_rises(self, run: Run, method_class: MethodClass) -> None:
         if not method_class.unlearns:
             assert run.forget_nll_after == run.forget_nll_before
             return
@@ -228,20 +270,23 @@ class MethodConformance:
             f"forget NLL went from {run.forget_nll_before:.6f} to {run.forget_nll_after:.6f} "
             f"({rise:+.2e} of its value; unlearning needs at least {MIN_FORGET_NLL_RISE:+.0e}). "
             "If the method is right but slow on this toy model, give the battery a larger lr "
-            "or more epochs through the class's overrides")
+            "or more epochs through the class's overrides"
+        )
 
     def test_frozen_tensors_do_not_change(self, run: Run) -> None:
         allowed = set(run.trainable)
         region = run.result.artifacts.get("region", {}).get("selected")
         if region is not None:
             allowed &= set(region)
-        changed_outside = [name for name, tensor in run.before.items()
-                           if name not in allowed and not torch_equal(tensor, run.after[name])]
+        changed_outside = [
+            name
+            for name, tensor in run.before.items()
+            if name not in allowed and not torch_equal(tensor, run.after[name])
+        ]
         assert changed_outside == []
         assert set(run.after) == set(run.before)
 
-    def test_same_seed_is_bit_identical(self, method_class: type[UnlearningMethod],
-                                        run: Run) -> None:
+    def test_same_seed_is_bit_identical(self, method_class: MethodClass, run: Run) -> None:
         kind = "lora" if any("lora_" in name for name in run.trainable) else "full"
         again = run_method(method_class, kind, 0, self.overrides)
         assert all(torch_equal(run.after[name], again.after[name]) for name in run.after)

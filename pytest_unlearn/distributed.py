@@ -20,9 +20,10 @@ with a clear error.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import UnlearnError
 from .sharding import SWITCHED_ON, FsdpSettings, fsdp_from_environment
@@ -52,7 +53,7 @@ class World:
 
     def share(self, items: Sequence[T]) -> list[T]:
         """This process's items of a step: every ``size``-th one, starting at ``rank``."""
-        return list(items[self.rank:: self.size])
+        return list(items[self.rank :: self.size])
 
     def sum_(self, tensors: Sequence[torch.Tensor]) -> None:
         """Sum same-shaped tensors across processes, in place, in a few large messages."""
@@ -66,8 +67,9 @@ class World:
             start = 0
             while start < len(group):
                 end, size = start, 0
-                while end < len(group) and (end == start
-                                            or size + group[end].numel() <= _CHUNK_ELEMENTS):
+                while end < len(group) and (
+                    end == start or size + group[end].numel() <= _CHUNK_ELEMENTS
+                ):
                     size += group[end].numel()
                     end += 1
                 chunk = group[start:end]
@@ -75,7 +77,7 @@ class World:
                 dist.all_reduce(flat, op=dist.ReduceOp.SUM)
                 offset = 0
                 for each in chunk:
-                    each.copy_(flat[offset: offset + each.numel()].view_as(each))
+                    each.copy_(flat[offset : offset + each.numel()].view_as(each))
                     offset += each.numel()
                 start = end
 
@@ -125,8 +127,10 @@ def launched_world_size() -> int:
     try:
         return int(text)
     except ValueError:
-        raise UnlearnError(f"WORLD_SIZE={text!r} in the environment is not a number of "
-                           "processes; unset it or launch with accelerate launch / torchrun")
+        raise UnlearnError(
+            f"WORLD_SIZE={text!r} in the environment is not a number of "
+            "processes; unset it or launch with accelerate launch / torchrun"
+        ) from None
 
 
 def check_launch_config() -> FsdpSettings | None:
@@ -138,7 +142,8 @@ def check_launch_config() -> FsdpSettings | None:
             f"accelerate launch with mixed precision (ACCELERATE_MIXED_PRECISION={precision}): "
             "not supported; the models train and score in --unlearn-dtype (bfloat16 on a GPU "
             "by default). Set mixed_precision: 'no' in the accelerate config (or pass "
-            "--mixed_precision no) and choose the dtype with --unlearn-dtype.")
+            "--mixed_precision no) and choose the dtype with --unlearn-dtype."
+        )
     variable = "ACCELERATE_USE_DEEPSPEED"
     if os.environ.get(variable, "").lower() in SWITCHED_ON:
         raise UnlearnError(
@@ -147,7 +152,8 @@ def check_launch_config() -> FsdpSettings | None:
             "--num_processes N: data parallel, the AdamW state sharded), with an FSDP config "
             "(--use_fsdp --fsdp_version 2: weights, gradients and AdamW state sharded while "
             "training), or, for a model larger than one GPU, run one process with "
-            "--unlearn-device=balanced.")
+            "--unlearn-device=balanced."
+        )
     return fsdp_from_environment()
 
 
@@ -167,10 +173,25 @@ def world() -> World | None:
         raise UnlearnError(
             f"the launcher started {launched_world_size()} processes (WORLD_SIZE), but "
             f"accelerate set up {state.num_processes}; launch with torchrun or accelerate "
-            "launch --multi_gpu")
+            "launch --multi_gpu"
+        )
     if torch.cuda.is_available():
         torch.cuda.set_device(state.local_process_index)
     return World(rank=state.process_index, size=state.num_processes, fsdp=fsdp)
+
+
+def check_fsdp_compatible(method_name: str, fsdp_compatible: bool) -> None:
+    """A method trains sharded (accelerate launch with FSDP) only if its class says it can
+    (``UnlearningMethod.fsdp_compatible``)."""
+    group = world()
+    if group is not None and group.fsdp is not None and not fsdp_compatible:
+        raise UnlearnError(
+            f"method {method_name!r} cannot train sharded (accelerate launch with FSDP): "
+            "under FSDP every forward pass communicates with every process, so a method "
+            "must run the model the same number of times for any batch, and its class "
+            "declares this with fsdp_compatible = True. Build it with a plain multi-GPU "
+            "config (accelerate launch --multi_gpu) or in one process."
+        )
 
 
 def main_process() -> bool:

@@ -8,8 +8,11 @@ no token merges across the boundary, and the loss and every metric cover answer 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+
+from .errors import UnlearnError
 
 if TYPE_CHECKING:
     import torch
@@ -46,40 +49,50 @@ class Encoded:
         return Encoded(self.input_ids, self.prompt_length, self.truncated, tuple(targets))
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, record: Record, max_length: int,
-           prefix: str = "") -> Encoded:
+def encode(
+    tokenizer: PreTrainedTokenizerBase, record: Record, max_length: int, prefix: str = ""
+) -> Encoded:
     prompt = tokenizer(prefix + record.question + SEPARATOR, add_special_tokens=True)["input_ids"]
     answer = tokenizer(record.answer, add_special_tokens=False)["input_ids"]
     ids = list(prompt) + list(answer)
     truncated = len(ids) > max_length
     if len(prompt) >= max_length:
-        from .errors import UnlearnError
-
         raise UnlearnError(
             f"{record.where or 'a record'}: the question ({record.question[:60]!r}"
             f"{'...' if len(record.question) > 60 else ''}, {len(record.question):,} "
             f"characters) is {len(prompt):,} tokens with its prompt, and pytest-unlearn trains "
             f"and scores at most {max_length} tokens per record (the paper's maximum length), "
-            "so no answer token would remain. Shorten the question in the data.")
+            "so no answer token would remain. Shorten the question in the data."
+        )
     return Encoded(tuple(ids[:max_length]), len(prompt), truncated)
 
 
-def encode_all(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record], max_length: int,
-               what: str, prefix: str = "") -> list[Encoded]:
+def encode_all(
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    max_length: int,
+    what: str,
+    prefix: str = "",
+) -> list[Encoded]:
     """Encode records (``prefix`` before each question); truncation is never silent: it is
     reported as a warning."""
     encoded = [encode(tokenizer, record, max_length, prefix) for record in records]
     truncated = [record.question for record, enc in zip(records, encoded) if enc.truncated]
     if truncated:
-        warnings.warn(TruncationWarning(
-            f"{len(truncated)} of {len(records)} {what} records are longer than {max_length} "
-            f"tokens and were truncated (first: {truncated[0][:80]!r}); their tail answer tokens "
-            "are not trained or scored"), stacklevel=2)
+        warnings.warn(
+            TruncationWarning(
+                f"{len(truncated)} of {len(records)} {what} records are longer than {max_length} "
+                f"tokens and were truncated (first: {truncated[0][:80]!r}); their tail answer "
+                "tokens are not trained or scored"
+            ),
+            stacklevel=2,
+        )
     return encoded
 
 
-def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu",
-            left: bool = False) -> dict[str, torch.Tensor]:
+def collate(
+    batch: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu", left: bool = False
+) -> dict[str, torch.Tensor]:
     """Pad a batch on the right (or, with ``left``, on the left); labels are the ids on
     answer tokens and IGNORE_INDEX elsewhere.
 
@@ -96,10 +109,10 @@ def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = 
     for row, enc in enumerate(batch):
         ids = torch.tensor(enc.input_ids, dtype=torch.long)
         start = width - len(ids) if left else 0
-        input_ids[row, start: start + len(ids)] = ids
-        attention[row, start: start + len(ids)] = 1
-        answer = ids[enc.prompt_length:] if enc.targets is None else torch.tensor(enc.targets)
-        labels[row, start + enc.prompt_length: start + len(ids)] = answer
+        input_ids[row, start : start + len(ids)] = ids
+        attention[row, start : start + len(ids)] = 1
+        answer = ids[enc.prompt_length :] if enc.targets is None else torch.tensor(enc.targets)
+        labels[row, start + enc.prompt_length : start + len(ids)] = answer
     out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
     if left:
         out["position_ids"] = (attention.cumsum(dim=1) - 1).clamp(min=0)
@@ -109,4 +122,13 @@ def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = 
 def length_buckets(encoded: Sequence[Encoded], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, so padding stays small."""
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i].input_ids), i))
-    return [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else its end or unknown token
+    (padded positions are masked, so which one does not change any result)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data import read_utf8
 from .errors import UnlearnError
 
 THRESHOLD_KEYS = ("min_score", "max_drop")
@@ -36,8 +37,10 @@ class GeneralResult:
         if self.min_score is not None and not self.score >= self.min_score:
             found.append(f"score {self.score:.4f} is below the minimum {self.min_score}")
         if self.max_drop is not None and not self.drop <= self.max_drop:
-            found.append(f"score {self.score:.4f} dropped {self.drop:.4f} from the reference "
-                         f"{self.reference_score:.4f}, more than {self.max_drop}")
+            found.append(
+                f"score {self.score:.4f} dropped {self.drop:.4f} from the reference "
+                f"{self.reference_score:.4f}, more than {self.max_drop}"
+            )
         return found
 
     @property
@@ -46,10 +49,15 @@ class GeneralResult:
 
     def explain(self) -> str:
         text = f"{self.task} (acc over {self.n} documents): " + "; ".join(self.problems)
-        if self.drop_stderr is not None and self.max_drop is not None and \
-                self.drop - self.max_drop < 2 * self.drop_stderr:
-            text += (f" (the drop's standard error is {self.drop_stderr:.4f}: within two of "
-                     "the limit, it may be sampling noise; score more documents)")
+        if (
+            self.drop_stderr is not None
+            and self.max_drop is not None
+            and self.drop - self.max_drop < 2 * self.drop_stderr
+        ):
+            text += (
+                f" (the drop's standard error is {self.drop_stderr:.4f}: within two of "
+                "the limit, it may be sampling noise; score more documents)"
+            )
         return text
 
 
@@ -59,10 +67,10 @@ def load_thresholds(path: Path) -> dict[str, dict[str, float | None]]:
     import yaml
 
     if not path.is_file():
-        raise UnlearnError(f"general-task thresholds file {path} does not exist; create it with "
-                           "one entry per task: {min_score: ..., max_drop: ...}")
-    from .data import read_utf8
-
+        raise UnlearnError(
+            f"general-task thresholds file {path} does not exist; create it with "
+            "one entry per task: {min_score: ..., max_drop: ...}"
+        )
     try:
         content = yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as error:
@@ -70,35 +78,56 @@ def load_thresholds(path: Path) -> dict[str, dict[str, float | None]]:
     if content is None:
         content = {}  # an empty file: each task's test says it has no thresholds
     if not isinstance(content, dict):
-        raise UnlearnError(f"{path}: expected a mapping of task names to thresholds, got "
-                           f"{type(content).__name__}")
+        raise UnlearnError(
+            f"{path}: expected a mapping of task names to thresholds, got {type(content).__name__}"
+        )
     for task, entry in content.items():
         if not isinstance(entry, dict) or set(entry) != set(THRESHOLD_KEYS):
-            raise UnlearnError(f"{path}: task {task!r} needs a mapping with exactly "
-                               f"{' and '.join(THRESHOLD_KEYS)} (null for no limit), got "
-                               f"{entry!r}")
+            raise UnlearnError(
+                f"{path}: task {task!r} needs a mapping with exactly "
+                f"{' and '.join(THRESHOLD_KEYS)} (null for no limit), got "
+                f"{entry!r}"
+            )
         for key, value in entry.items():
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UnlearnError(f"{path}: {task}.{key} must be a number or null, got {value!r}")
             if not 0 <= value <= 1:
-                raise UnlearnError(f"{path}: {task}.{key} = {value!r} is outside [0, 1]: scores "
-                                   "and drops are fractions of accuracy (0.05 = five points)")
+                raise UnlearnError(
+                    f"{path}: {task}.{key} = {value!r} is outside [0, 1]: scores "
+                    "and drops are fractions of accuracy (0.05 = five points)"
+                )
     return content
 
 
-def judge(task: str, score: dict[str, Any], reference: dict[str, Any],
-          thresholds: dict[str, dict[str, float | None]]) -> GeneralResult:
+def judge(
+    task: str,
+    score: dict[str, Any],
+    reference: dict[str, Any],
+    thresholds: dict[str, dict[str, float | None]],
+) -> GeneralResult:
     if task not in thresholds:
-        raise UnlearnError(f"no thresholds for general task {task!r}; add it to the thresholds "
-                           f"file (tasks there: {', '.join(thresholds)})")
+        raise UnlearnError(
+            f"no thresholds for general task {task!r}; add it to the thresholds "
+            f"file (tasks there: {', '.join(thresholds)})"
+        )
     entry = thresholds[task]
     value, reference_value = float(score["value"]), float(reference["value"])
     if math.isnan(value) or math.isnan(reference_value):
         raise UnlearnError(f"general task {task!r} produced no score (NaN)")
-    errors = (score.get("stderr"), reference.get("stderr"))
-    drop_stderr = (math.hypot(*errors) if all(isinstance(e, (int, float)) and math.isfinite(e)
-                                              for e in errors) else None)
-    return GeneralResult(task, value, reference_value, int(score["n"]),
-                         entry.get("min_score"), entry.get("max_drop"), drop_stderr)
+    errors = [
+        error
+        for error in (score.get("stderr"), reference.get("stderr"))
+        if isinstance(error, (int, float)) and math.isfinite(error)
+    ]
+    drop_stderr = math.hypot(*errors) if len(errors) == 2 else None
+    return GeneralResult(
+        task,
+        value,
+        reference_value,
+        int(score["n"]),
+        entry.get("min_score"),
+        entry.get("max_drop"),
+        drop_stderr,
+    )

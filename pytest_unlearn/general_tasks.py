@@ -4,8 +4,7 @@ The paper checks that unlearning leaves a model's general abilities intact with 
 lm-evaluation-harness tasks (`DEFAULT_REAL_TASKS`). Their datasets live on the Hugging Face
 hub, so they only run with network access (or a populated datasets cache). For offline runs
 and for the tiny model the project ships three small multiple-choice tasks of its own
-(`BUILTIN_TASKS`), generated deterministically in code and written to disk as ordinary
-lm-eval task files (a YAML config plus a JSON Lines data file) by `write_builtin_tasks`.
+(``builtin_tasks.py``).
 
 `evaluate` wraps the model in lm-eval's `HFLM` (no reload, no server), loads the requested
 tasks with a `TaskManager` and returns one score per task::
@@ -26,224 +25,61 @@ functions that need them.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
-import re
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .builtin_tasks import BUILTIN_TASKS, write_builtin_tasks
 from .errors import UnlearnError
+from .vocabulary import TINY_MODEL
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from .distributed import World
 
-__all__ = ["DEFAULT_REAL_TASKS", "BUILTIN_TASKS", "METRIC", "write_builtin_tasks", "evaluate"]
+__all__ = ["DEFAULT_REAL_TASKS", "METRIC", "evaluate"]
 
 # The paper's general-ability tasks (lm-eval names); their data comes from the hub.
-DEFAULT_REAL_TASKS: tuple[str, ...] = ("mmlu", "arc_challenge", "truthfulqa_mc2", "social_iqa",
-                                       "race")
-# The project's own offline tasks, written by `write_builtin_tasks`.
-BUILTIN_TASKS: tuple[str, ...] = ("unlearn_builtin_arith", "unlearn_builtin_facts",
-                                  "unlearn_builtin_order")
+DEFAULT_REAL_TASKS: tuple[str, ...] = (
+    "mmlu",
+    "arc_challenge",
+    "truthfulqa_mc2",
+    "social_iqa",
+    "race",
+)
 # The one metric reported for every task (see the module docstring).
 METRIC = "acc"
 
-# Seeds of the builtin generators: changing one changes the task, so bump _TASK_VERSION too.
-_ARITH_SEED = 70_913
-_FACTS_SEED = 70_927
-_ORDER_SEED = 70_949
-_TASK_VERSION = 1
-_DOCS_PER_TASK = 100
-# Subfolder of an include path where `datasets` keeps its Arrow cache of the builtin data,
-# so evaluating them never writes to the user's global Hugging Face cache.
-_DATASETS_CACHE = "hf_datasets_cache"
 # lm-eval's default seed for fewshot sampling, numpy and torch (as in simple_evaluate).
 _FEWSHOT_SEED = 1234
-_ARITHMETIC_QUESTION = re.compile(r"^What is -?\d+ (plus|minus|times) -?\d+\?$")
 
 
-# --------------------------------------------------------------------------------------- #
-# The builtin tasks
-# --------------------------------------------------------------------------------------- #
-
-Doc = dict[str, Any]
-
-
-def _place_gold(rng: random.Random, gold: str, distractors: list[str]) -> tuple[list[str], int]:
-    """Shuffle the gold answer in among the distractors; return (choices, gold index)."""
-    choices = [gold, *distractors]
-    rng.shuffle(choices)
-    return choices, choices.index(gold)
+def task_names(choice: str, model: str) -> list[str]:
+    """The tasks of --unlearn-general-tasks: 'builtin', 'paper', or names separated by
+    commas; 'auto' is the builtin tasks for the tiny model and the paper's otherwise."""
+    if choice == "auto":
+        choice = "builtin" if model == TINY_MODEL else "paper"
+    if choice == "builtin":
+        return list(BUILTIN_TASKS)
+    if choice == "paper":
+        return list(DEFAULT_REAL_TASKS)
+    return [name.strip() for name in choice.split(",") if name.strip()]
 
 
-def _arith_docs() -> list[Doc]:
-    """Small sums, differences and products, four numeric choices each."""
-    rng = random.Random(_ARITH_SEED)
-    docs: list[Doc] = []
-    seen: set[str] = set()
-    while len(docs) < _DOCS_PER_TASK:
-        op = rng.choice(("plus", "minus", "times"))
-        if op == "times":
-            a, b = rng.randint(2, 12), rng.randint(2, 12)
-            result = a * b
-            near = [result + a, result - a, result + b, result - b, result + 1, result - 1]
-        else:
-            a, b = rng.randint(10, 99), rng.randint(2, 60)
-            result = a + b if op == "plus" else a - b
-            near = [result + 1, result - 1, result + 2, result - 2, result + 10, result - 10]
-        question = f"What is {a} {op} {b}?"
-        if question in seen:
-            continue
-        seen.add(question)
-        candidates = sorted({value for value in near if value != result})
-        distractors = [str(value) for value in rng.sample(candidates, 3)]
-        choices, gold = _place_gold(rng, str(result), distractors)
-        docs.append({"id": f"arith-{len(docs):03d}", "question": question, "choices": choices,
-                     "answer": gold})
-    return docs
-
-
-def _facts_docs() -> list[Doc]:
-    """Everyday and invented-geography facts of `builtin_data.general_text()` (arithmetic
-    records left out). The three distractors are the answers of other records, taken from
-    records whose question starts like this one's where there are enough of them (the
-    mountain of another land, the hours in other days), so the choices read alike."""
-    from .builtin_data import general_text
-
-    records = [record for record in general_text()
-               if not _ARITHMETIC_QUESTION.match(record["text"])]
-    rng = random.Random(_FACTS_SEED)
-    docs: list[Doc] = []
-    for index, record in enumerate(records):
-        others = [other for j, other in enumerate(records)
-                  if j != index and other["labels"] != record["labels"]]
-        pool = [other["labels"] for other in others]
-        words = record["text"].split()
-        for width in (4, 3, 2):
-            alike = [other["labels"] for other in others
-                     if other["text"].split()[:width] == words[:width]]
-            if len(alike) >= 3:
-                pool = alike
-                break
-        choices, gold = _place_gold(rng, record["labels"], rng.sample(pool, 3))
-        docs.append({"id": f"facts-{index:03d}", "question": record["text"], "choices": choices,
-                     "answer": gold})
-    return docs
-
-
-def _order_docs() -> list[Doc]:
-    """Continue an arithmetic progression: which number comes next?"""
-    rng = random.Random(_ORDER_SEED)
-    docs: list[Doc] = []
-    seen: set[str] = set()
-    while len(docs) < _DOCS_PER_TASK:
-        start, step = rng.randint(1, 40), rng.randint(1, 9)
-        terms = [start + step * k for k in range(4)]
-        question = f"What number comes next in the sequence {', '.join(map(str, terms))}?"
-        if question in seen:
-            continue
-        seen.add(question)
-        result = terms[-1] + step
-        near = [result + 1, result - 1, result + step, terms[-1], result + 2 * step, result - 2]
-        candidates = sorted({value for value in near if value != result and value > 0})
-        distractors = [str(value) for value in rng.sample(candidates, 3)]
-        choices, gold = _place_gold(rng, str(result), distractors)
-        docs.append({"id": f"order-{len(docs):03d}", "question": question, "choices": choices,
-                     "answer": gold})
-    return docs
-
-
-_GENERATORS = {
-    "unlearn_builtin_arith": (_arith_docs, "small arithmetic (plus, minus, times), 4 choices"),
-    "unlearn_builtin_facts": (_facts_docs, "everyday facts from the builtin general text, "
-                                           "distractors from other records"),
-    "unlearn_builtin_order": (_order_docs, "next number of an arithmetic progression"),
-}
-
-
-def _task_config(name: str, data_file: Path, cache_dir: Path, description: str) -> dict[str, Any]:
-    """The lm-eval YAML config of one builtin task."""
-    return {
-        "task": name,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(data_file)}, "cache_dir": str(cache_dir)},
-        "test_split": "test",
-        "output_type": "multiple_choice",
-        "doc_to_text": "Question: {{question}}\nAnswer:",
-        "doc_to_choice": "choices",
-        "doc_to_target": "answer",
-        "num_fewshot": 0,
-        "metric_list": [
-            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
-        ],
-        "metadata": {"version": _TASK_VERSION, "description": description,
-                     "source": "pytest_unlearn.general_tasks"},
-    }
-
-
-def _write_if_changed(path: Path, content: str) -> None:
-    """Write ``content`` atomically, and only when the file does not already hold it (so
-    repeated calls keep the file's mtime, and with it the datasets cache, valid)."""
-    data = content.encode("utf-8")
-    if path.is_file() and path.read_bytes() == data:
-        return
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temporary.open("xb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-
-
-def write_builtin_tasks(folder: Path) -> list[str]:
-    """Write the builtin lm-eval tasks into ``folder`` and return their names.
-
-    Each task is ``<name>.yaml`` (an lm-eval task config whose ``data_files`` is the absolute
-    path of the data) and ``<name>.jsonl`` (one document a line: ``id``, ``question``,
-    ``choices``, ``answer`` = index of the gold choice). The output is deterministic, and a
-    second call rewrites nothing. Pass the folder as ``include_path`` to `evaluate`.
-    """
-    import yaml
-
-    folder = Path(folder).expanduser().resolve()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, (generate, description) in _GENERATORS.items():
-            docs = generate()
-            data_file = folder / f"{name}.jsonl"
-            _write_if_changed(data_file, "".join(json.dumps(doc, ensure_ascii=False,
-                                                            sort_keys=True) + "\n"
-                                                 for doc in docs))
-            config = _task_config(name, data_file, folder / _DATASETS_CACHE, description)
-            header = (f"# lm-eval task written by pytest_unlearn.general_tasks "
-                      f"(version {_TASK_VERSION}); regenerate with write_builtin_tasks().\n")
-            _write_if_changed(folder / f"{name}.yaml",
-                              header + yaml.safe_dump(config, sort_keys=False, width=100,
-                                                      allow_unicode=True))
-    except OSError as error:
-        raise UnlearnError(f"could not write the builtin general tasks into {folder}: "
-                           f"{error.strerror or error}. Pass a writable folder.") from None
-    return list(_GENERATORS)
-
-
-# --------------------------------------------------------------------------------------- #
-# Evaluation
-# --------------------------------------------------------------------------------------- #
-
-
-def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[str],
-             *, include_path: Path | None, limit: int | None, batch_size: int = 8,
-             world: World | None = None) -> dict[str, dict[str, Any]] | None:
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: Sequence[str],
+    *,
+    include_path: Path | None,
+    limit: int | None,
+    batch_size: int = 8,
+    world: World | None = None,
+) -> dict[str, dict[str, Any]] | None:
     """Score an in-memory model on lm-eval tasks; return ``{task: {"metric", "value",
     "stderr", "n"}}`` in the order of ``tasks``.
 
@@ -266,11 +102,15 @@ def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: 
     """
     names = list(dict.fromkeys(tasks))
     if not names:
-        raise UnlearnError("general-ability evaluation got no task names; pass some of "
-                           f"{', '.join(BUILTIN_TASKS + DEFAULT_REAL_TASKS)}")
+        raise UnlearnError(
+            "general-ability evaluation got no task names; pass some of "
+            f"{', '.join(BUILTIN_TASKS + DEFAULT_REAL_TASKS)}"
+        )
     if limit is not None and limit < 1:
-        raise UnlearnError(f"general-ability evaluation: limit={limit} must be a positive "
-                           "number of documents per task, or None for all of them")
+        raise UnlearnError(
+            f"general-ability evaluation: limit={limit} must be a positive "
+            "number of documents per task, or None for all of them"
+        )
     with contextlib.ExitStack() as stack:
         paths = _include_paths(names, include_path, stack)
         # Messages name the caller's folder, never the temporary one.
@@ -285,13 +125,16 @@ def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: 
     if results is None:
         if world is not None and not world.is_main:
             return None  # the main process has the results
-        raise UnlearnError("lm-eval returned no results (this process is not rank 0); run the "
-                           "general-ability evaluation in a single process")
+        raise UnlearnError(
+            "lm-eval returned no results (this process is not rank 0); run the "
+            "general-ability evaluation in a single process"
+        )
     return {name: _score(results, name) for name in names}
 
 
-def _include_paths(names: list[str], include_path: Path | None,
-                   stack: contextlib.ExitStack) -> list[Path]:
+def _include_paths(
+    names: list[str], include_path: Path | None, stack: contextlib.ExitStack
+) -> list[Path]:
     """The folders of local task files: ``include_path``, plus a temporary folder with the
     builtin tasks when some requested builtin task is not in ``include_path``."""
     paths: list[Path] = []
@@ -299,9 +142,11 @@ def _include_paths(names: list[str], include_path: Path | None,
     if include_path is not None:
         folder = Path(include_path).expanduser().resolve()
         if not folder.is_dir():
-            raise UnlearnError(f"general-ability task folder {folder} (include_path) does not "
-                               "exist; create it with write_builtin_tasks(folder) or pass "
-                               "include_path=None to use only the builtin and lm-eval tasks")
+            raise UnlearnError(
+                f"general-ability task folder {folder} (include_path) does not "
+                "exist; create it with write_builtin_tasks(folder) or pass "
+                "include_path=None to use only the builtin and lm-eval tasks"
+            )
         paths.append(folder)
         local = _local_task_names(folder)
     if any(name in BUILTIN_TASKS and name not in local for name in names):
@@ -360,12 +205,14 @@ def _mentioned_in_lm_eval_tasks(names: list[str]) -> set[str]:
 
 def _unknown_task_message(unknown: list[str], paths: list[Path]) -> str:
     where = (", nor a task of " + ", ".join(str(p) for p in paths)) if paths else ""
-    return (f"unknown general-ability task {', '.join(map(repr, unknown))}: neither a builtin "
-            f"task nor an lm-eval task{where}. The builtin tasks ({', '.join(BUILTIN_TASKS)}) run "
-            f"offline; the paper's tasks ({', '.join(DEFAULT_REAL_TASKS)}) and any other "
-            "lm-eval task name work too, but they download their datasets from the Hugging "
-            "Face hub, so they need network access or a populated datasets cache. For a task "
-            "of your own, put its YAML file in a folder and pass that folder as include_path.")
+    return (
+        f"unknown general-ability task {', '.join(map(repr, unknown))}: neither a builtin "
+        f"task nor an lm-eval task{where}. The builtin tasks ({', '.join(BUILTIN_TASKS)}) run "
+        f"offline; the paper's tasks ({', '.join(DEFAULT_REAL_TASKS)}) and any other "
+        "lm-eval task name work too, but they download their datasets from the Hugging "
+        "Face hub, so they need network access or a populated datasets cache. For a task "
+        "of your own, put its YAML file in a folder and pass that folder as include_path."
+    )
 
 
 def _load_tasks(manager: Any, names: list[str], paths: list[Path]) -> Any:
@@ -383,14 +230,18 @@ def _load_tasks(manager: Any, names: list[str], paths: list[Path]) -> Any:
 
 
 def _load_failure_message(names: list[str], paths: list[Path], error: Exception) -> str:
-    offline = any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
-                  for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+    offline = any(
+        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+        for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    )
     detail = f"{type(error).__name__}: {str(error).strip()[:500]}"
     real = [name for name in names if name not in BUILTIN_TASKS]
-    message = (f"lm-eval could not load the dataset of general-ability task(s) "
-               f"{', '.join(real or names)} ({detail}).")
+    message = (
+        f"lm-eval could not load the dataset of general-ability task(s) "
+        f"{', '.join(real or names)} ({detail})."
+    )
     if offline:
-        message += (" HF_DATASETS_OFFLINE/HF_HUB_OFFLINE is set, so nothing is downloaded.")
+        message += " HF_DATASETS_OFFLINE/HF_HUB_OFFLINE is set, so nothing is downloaded."
     return message + (
         " Hub datasets need network access once: download them where there is network "
         "(running the same lm-eval tasks once fills the datasets cache), then copy the "
@@ -399,24 +250,31 @@ def _load_failure_message(names: list[str], paths: list[Path], error: Exception)
         "a local copy and pass its folder as include_path. The builtin tasks "
         f"({', '.join(BUILTIN_TASKS)}) always work offline; if one of them fails, its files "
         "were written elsewhere or damaged: run write_builtin_tasks(folder) again."
-        + (f" Local task folders: {', '.join(map(str, paths))}." if paths else ""))
+        + (f" Local task folders: {', '.join(map(str, paths))}." if paths else "")
+    )
 
 
-def _wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                batch_size: int) -> Any:
+def _wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> Any:
     """lm-eval's HFLM around the in-memory model, with the model's own context length."""
     from lm_eval.models.huggingface import HFLM
 
     max_length = _context_length(model, tokenizer)
     try:
-        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                    max_length=max_length, backend="causal")
+        return HFLM(
+            pretrained=model,
+            tokenizer=tokenizer,
+            batch_size=batch_size,
+            max_length=max_length,
+            backend="causal",
+        )
     except Exception as error:
-        raise UnlearnError(f"lm-eval could not wrap the model "
-                           f"({type(model).__name__}) for general-ability evaluation: "
-                           f"{type(error).__name__}: {str(error)[:400]}. A causal LM from "
-                           "transformers (or a peft model wrapping one) and its tokenizer "
-                           "are expected.") from None
+        raise UnlearnError(
+            f"lm-eval could not wrap the model "
+            f"({type(model).__name__}) for general-ability evaluation: "
+            f"{type(error).__name__}: {str(error)[:400]}. A causal LM from "
+            "transformers (or a peft model wrapping one) and its tokenizer "
+            "are expected."
+        ) from None
 
 
 def _split_across(lm: Any, world: World) -> None:
@@ -437,8 +295,9 @@ def _context_length(model: Any, tokenizer: Any) -> int | None:
     """The longest input the model takes: its config's position limit, lowered to the
     tokenizer's ``model_max_length`` when that is set to something real."""
     config = getattr(model, "config", None)
-    limits = [getattr(config, attr, None)
-              for attr in ("max_position_embeddings", "n_positions", "n_ctx")]
+    limits = [
+        getattr(config, attr, None) for attr in ("max_position_embeddings", "n_positions", "n_ctx")
+    ]
     candidates = [int(value) for value in limits if isinstance(value, int) and value > 0][:1]
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
@@ -480,27 +339,36 @@ def _run(lm: Any, loaded: Any, limit: int | None) -> dict[str, Any] | None:
     from lm_eval import evaluator
 
     # None on every process but the main one of a data-parallel run.
-    return evaluator.evaluate(lm=lm, task_dict=loaded, limit=limit, log_samples=False,
-                              bootstrap_iters=1000)
+    return evaluator.evaluate(
+        lm=lm, task_dict=loaded, limit=limit, log_samples=False, bootstrap_iters=1000
+    )
 
 
 def _score(results: dict[str, Any], name: str) -> dict[str, Any]:
     """One task's (or group's) ``acc`` with its stderr and number of documents."""
     table = results.get("groups", {}).get(name) or results.get("results", {}).get(name)
     if table is None:
-        raise UnlearnError(f"lm-eval returned no results for general-ability task {name!r} "
-                           f"(got {sorted(results.get('results', {}))})")
+        raise UnlearnError(
+            f"lm-eval returned no results for general-ability task {name!r} "
+            f"(got {sorted(results.get('results', {}))})"
+        )
     key = next((k for k in table if k.split(",")[0] == METRIC), None)
     if key is None:
-        raise UnlearnError(f"general-ability task {name!r} reports no {METRIC!r} metric "
-                           f"(it reports {sorted(k for k in table if ',' in k)}); only "
-                           "multiple-choice tasks with an 'acc' metric are supported")
+        raise UnlearnError(
+            f"general-ability task {name!r} reports no {METRIC!r} metric "
+            f"(it reports {sorted(k for k in table if ',' in k)}); only "
+            "multiple-choice tasks with an 'acc' metric are supported"
+        )
     stderr = table.get(key.replace(METRIC, f"{METRIC}_stderr", 1))
     counts = results.get("n-samples", {})
     leaves = _leaf_tasks(results, name)
     n = sum(int(counts[leaf]["effective"]) for leaf in leaves if leaf in counts)
-    return {"metric": METRIC, "value": float(table[key]),
-            "stderr": float(stderr) if isinstance(stderr, (int, float)) else None, "n": n}
+    return {
+        "metric": METRIC,
+        "value": float(table[key]),
+        "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+        "n": n,
+    }
 
 
 def _leaf_tasks(results: dict[str, Any], name: str) -> list[str]:

@@ -11,9 +11,15 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from .errors import UnlearnError
+from .parsing import checked_value
+
+ConfigT = TypeVar("ConfigT")
 
 if TYPE_CHECKING:
     import torch
@@ -68,15 +74,17 @@ class MethodResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
 
 
-class UnlearningMethod:
+class UnlearningMethod(Generic[ConfigT]):
     """Base class of a method: set ``name`` and ``config_class``, implement ``unlearn``.
 
-    ``presets`` maps a model family ('tiny', 'llama', 'qwen', ...) to field overrides that
-    the paper's 7B defaults need on other models (learning rates do not transfer).
+    Generic over its config dataclass: ``class MyMethod(UnlearningMethod[MyConfig])`` gets
+    ``self.config`` typed as ``MyConfig``. ``presets`` maps a model family ('tiny',
+    'llama2', 'qwen1.5', ...) to field overrides that the paper's 7B defaults need on other
+    models (learning rates do not transfer).
     """
 
     name: ClassVar[str] = ""
-    config_class: ClassVar[type] = object
+    config_class: ClassVar[type[Any]] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # The models a method unlearned are cached under a key that includes its code: the
     # source of the modules of its class and base classes, and the version of the installed
@@ -85,15 +93,22 @@ class UnlearningMethod:
     # are rebuilt, by changing it (for a method whose behaviour lives in other modules, or
     # whose source cannot be read).
     version: ClassVar[str | None] = None
-    # False only for methods that leave the model as it is (``none``).
+    # False only for a method that leaves the model as it is (``none``): its "unlearned"
+    # model is the vanilla model, and a gate leaves its row out unless it names it.
     unlearns: ClassVar[bool] = True
+    # The methods that are this method's ablation controls (its training with one
+    # ingredient changed), and the ingredient they test: ``--unlearn-method=NAME+controls``
+    # runs them beside it, and the summary says whether it beats each one beyond the seed
+    # spread (MemFlex: its three region controls, testing its "localization").
+    controls: ClassVar[tuple[str, ...]] = ()
+    controls_test: ClassVar[str] = ""
     # True when training with the model sharded across processes (FSDP) is safe: every
     # call of the method's loss runs the model the same number of times whatever the batch
     # holds (each forward pass communicates with every process), and whatever it does to
     # the model's tensors while it trains works on sharded ones (``FrozenReference`` does).
     fsdp_compatible: ClassVar[bool] = False
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: ConfigT) -> None:
         # A config with a ``check(where)`` (every TrainSettings) is checked before any work.
         check = getattr(config, "check", None)
         if callable(check):
@@ -104,8 +119,11 @@ class UnlearningMethod:
         raise NotImplementedError
 
 
-@functools.lru_cache(maxsize=None)
-def code_fingerprint(method_class: type[UnlearningMethod]) -> dict[str, Any]:
+# A method class of any config type, as the registry and the harness hold them.
+MethodClass = type[UnlearningMethod[Any]]
+
+
+def code_fingerprint(method_class: MethodClass) -> dict[str, Any]:
     """What identifies a method's code, for the cache keys of the models it unlearns.
 
     Without an explicit ``version``: the sha256 of the source file of each class in its
@@ -114,15 +132,21 @@ def code_fingerprint(method_class: type[UnlearningMethod]) -> dict[str, Any]:
     Code the method calls in other modules is not covered: the package version covers the
     harness itself, and a method whose behaviour lives elsewhere sets ``version``.
     """
-    from .errors import UnlearnError
+    return _code_fingerprint(method_class)  # type: ignore[arg-type]  # classes hash
 
+
+@functools.cache
+def _code_fingerprint(method_class: Any) -> dict[str, Any]:
     if method_class.version is not None:
         return {"version": str(method_class.version)}
     sources: dict[str, str] = {}
     distributions: dict[str, str] = {}
     for cls in method_class.__mro__:
-        if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)) or \
-                cls is UnlearningMethod or cls.__module__ in sources:
+        if (
+            not (isinstance(cls, type) and issubclass(cls, UnlearningMethod))
+            or cls is UnlearningMethod
+            or cls.__module__ in sources
+        ):
             continue
         try:
             path = inspect.getsourcefile(cls)
@@ -135,8 +159,8 @@ def code_fingerprint(method_class: type[UnlearningMethod]) -> dict[str, Any]:
                 f"method {method_class.name!r}: the source of {cls.__module__}."
                 f"{cls.__qualname__} cannot be read ({error}), and the cache key of the "
                 "models it unlearns includes its code. Define it in a file, or set a "
-                "version class attribute that you change whenever its code changes.") \
-                from None
+                "version class attribute that you change whenever its code changes."
+            ) from None
         top = cls.__module__.split(".")[0]
         for name in _distributions_of_packages().get(top, ()):
             distributions[name] = metadata.version(name)
@@ -148,16 +172,18 @@ def _distributions_of_packages() -> dict[str, list[str]]:
     return dict(metadata.packages_distributions())
 
 
-def make_config(method_class: type[UnlearningMethod], model_family: str,
-                overrides: dict[str, Any] | None = None, source: str = "config") -> Any:
+def make_config(
+    method_class: MethodClass,
+    model_family: str,
+    overrides: dict[str, Any] | None = None,
+    source: str = "config",
+) -> Any:
     """Build a method's config: dataclass defaults, then the family preset, then overrides.
 
     Unknown keys, values of the wrong type and values out of range (the config's
     ``check``) are errors that name ``source``, the method and the key. A float field takes
     a number written as a string (YAML 1.1, which PyYAML reads, takes ``5e-5`` for one).
     """
-    from .errors import UnlearnError
-
     config_class = method_class.config_class
     if not dataclasses.is_dataclass(config_class):
         raise UnlearnError(f"method {method_class.name!r}: config_class must be a dataclass")
@@ -168,42 +194,13 @@ def make_config(method_class: type[UnlearningMethod], model_family: str,
         if key not in fields:
             raise UnlearnError(
                 f"{source}: method {method_class.name!r} has no config key {key!r}; its keys "
-                f"are: {', '.join(fields)}")
-        values[key] = checked_value(getattr(defaults, key), value,
-                                    f"{source}: {method_class.name}.{key}")
+                f"are: {', '.join(fields)}"
+            )
+        values[key] = checked_value(
+            getattr(defaults, key), value, f"{source}: {method_class.name}.{key}"
+        )
     config = config_class(**values)
     check = getattr(config, "check", None)
     if callable(check):
         check(f"{source}: method {method_class.name!r}")
     return config
-
-
-def checked_value(default: Any, value: Any, where: str) -> Any:
-    """``value`` for a config field whose default is ``default``, or an error naming
-    ``where`` if its type differs; a float field takes an int, or a number written as a
-    string (YAML 1.1, which PyYAML reads, takes ``5e-5`` for one)."""
-    from .errors import UnlearnError
-
-    if isinstance(default, float) and isinstance(value, str) and float_literal(value):
-        value = float(value)
-    if not _same_kind(default, value):
-        raise UnlearnError(f"{where} = {value!r} has type {type(value).__name__}, expected "
-                           f"{type(default).__name__} (like the default {default!r})")
-    return float(value) if isinstance(default, float) else value
-
-
-def float_literal(text: str) -> bool:
-    """Whether ``text`` is a plain decimal number such as ``5e-5``, ``1.5`` or ``-2``."""
-    import re
-
-    return re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text) is not None
-
-
-def _same_kind(default: Any, value: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if default is None:
-        return True
-    return isinstance(value, type(default))

@@ -8,42 +8,34 @@ tensors.
 from __future__ import annotations
 
 import gc
-import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
+from .encoding import pad_token_id
 from .errors import UnlearnError
-from .settings import MODEL_ALIASES, TINY_MODEL
+from .parsing import HUB_ID, Origin, did_you_mean
+from .tiny import TINY_ARCHITECTURE, TINY_VOCAB_SIZE
+from .vocabulary import MODEL_ALIASES, TINY_MODEL
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from .cache import FileHashes
-    from .data import Record
 
-# The tiny model: LLaMA architecture, about 1.4M parameters, built from this config in code.
-TINY_ARCHITECTURE: dict[str, Any] = {
-    "hidden_size": 128,
-    "intermediate_size": 384,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "max_position_embeddings": 512,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-}
-TINY_VOCAB_SIZE = 4000
-TINY_SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
-                       "unk_token": "<unk>"}
 # The paper's two models by name, as families: LLaMA-2-7B-Chat and Qwen1.5-7B-Chat (hub ids,
 # and folder or file names such as llama2-7b-chat-hf or qwen1.5-7b-chat.Q8_0.gguf).
 PAPER_MODELS = {"llama2": r"llama-?2-7b-chat", "qwen1.5": r"qwen1\.5-7b-chat"}
 # Paper Table 7: the injection adapter.
-LORA_SETTINGS: dict[str, Any] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
-                                 "target_modules": "all-linear"}
+LORA_SETTINGS: dict[str, Any] = {
+    "r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.1,
+    "target_modules": "all-linear",
+}
 
 
 @dataclass(frozen=True)
@@ -90,8 +82,11 @@ class ModelSpec:
         .gguf file, the sha256 of every file in full (``hashes`` remembers them between
         runs, so an unchanged 7B checkpoint is hashed once)."""
         if self.is_tiny:
-            return {"kind": "tiny", "architecture": TINY_ARCHITECTURE,
-                    "vocab_size": TINY_VOCAB_SIZE}
+            return {
+                "kind": "tiny",
+                "architecture": TINY_ARCHITECTURE,
+                "vocab_size": TINY_VOCAB_SIZE,
+            }
         if self.kind == "hub":
             return {"kind": "hub", "id": self.location, "revision": _hub_revision(self.location)}
         return {"kind": self.kind, "files": _file_fingerprints(Path(self.location), hashes)}
@@ -115,7 +110,7 @@ class ModelHandle:
         """Drop the model and return its memory, so the next one fits."""
         import torch
 
-        self.model = None  # type: ignore[assignment]
+        self.model = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -130,13 +125,16 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
     if name in ("cuda", "balanced") and not torch.cuda.is_available():
-        raise UnlearnError(f"--unlearn-device={name}, but torch sees no CUDA device; use "
-                           "--unlearn-device=cpu or install a CUDA build of torch")
+        raise UnlearnError(
+            f"--unlearn-device={name}, but torch sees no CUDA device; use "
+            "--unlearn-device=cpu or install a CUDA build of torch"
+        )
     if name == "balanced":
         return torch.device("cuda")  # inputs go to the first GPU; accelerate moves the rest
     if name == "mps" and not torch.backends.mps.is_available():
-        raise UnlearnError("--unlearn-device=mps, but MPS is not available; use "
-                           "--unlearn-device=cpu")
+        raise UnlearnError(
+            "--unlearn-device=mps, but MPS is not available; use --unlearn-device=cpu"
+        )
     if name == "cuda":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
@@ -154,68 +152,16 @@ def resolve_dtype(name: str, device: torch.device, tiny: bool = False) -> torch.
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
-        if candidate is not None:
-            return int(candidate)
-    return 0
-
-
-# --- the tiny model ------------------------------------------------------------------------
-
-
-def train_tiny_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerBase:
-    """A byte-level BPE tokenizer trained offline on the given texts; adds BOS like Llama."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = list(TINY_SPECIAL_TOKENS.values())
-    backend = Tokenizer(models.BPE(unk_token=TINY_SPECIAL_TOKENS["unk_token"]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    backend.train_from_iterator(list(texts), trainer=trainer)
-    bos = TINY_SPECIAL_TOKENS["bos_token"]
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, backend.token_to_id(bos))])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **TINY_SPECIAL_TOKENS)
-
-
-def tokenizer_texts(records: Iterable[Record]) -> list[str]:
-    from .encoding import SEPARATOR
-
-    return [record.question + SEPARATOR + record.answer for record in records]
-
-
-def build_tiny_model(tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=pad_token_id(tokenizer), **TINY_ARCHITECTURE)
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
-
-
-def tiny_from_files(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Rebuild a cached tiny model's skeleton (weights are loaded by the caller)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"),
-                                        **TINY_SPECIAL_TOKENS)
-    config = LlamaConfig.from_dict(json.loads((folder / "model_config.json").read_text()))
-    return LlamaForCausalLM(config), tokenizer
-
-
 # --- pretrained models ---------------------------------------------------------------------
 
 
-def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-                    trust_remote_code: bool, balanced: bool = False,
-                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_pretrained(
+    spec: ModelSpec,
+    device: torch.device,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
+    balanced: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a hub, folder or .gguf model onto ``device`` in ``dtype`` (``balanced``: spread
     over every visible GPU by accelerate's device_map); errors say how to fix."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -228,9 +174,16 @@ def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model, loading = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, device_map="balanced" if balanced else
-            {"": str(device)} if device.type != "cpu" else None,
-            output_loading_info=True, **kwargs)
+            source,
+            dtype=dtype,
+            device_map="balanced"
+            if balanced
+            else {"": str(device)}
+            if device.type != "cpu"
+            else None,
+            output_loading_info=True,
+            **kwargs,
+        )
     except Exception as error:
         raise UnlearnError(_load_failure(spec, error)) from None
     # transformers fills tensors the checkpoint lacks with random values and only logs it;
@@ -242,7 +195,8 @@ def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
             f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): the "
             f"checkpoint lacks {len(incomplete)} tensor(s) the model needs or has them in "
             f"another shape ({shown}{', ...' if len(incomplete) > 5 else ''}). The weights "
-            "file is incomplete or belongs to another model: copy or download it again.")
+            "file is incomplete or belongs to another model: copy or download it again."
+        )
     if device.type == "cpu":
         model = model.to(device)
     return model, tokenizer
@@ -250,20 +204,28 @@ def load_pretrained(spec: ModelSpec, device: torch.device, dtype: torch.dtype,
 
 def _load_failure(spec: ModelSpec, error: Exception) -> str:
     if "trust_remote_code" in str(error):
-        return (f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): it "
-                "ships its own Python code (an auto_map in its config), which pytest-unlearn "
-                "runs only when asked: if you trust that code, pass "
-                "--unlearn-trust-remote-code (ini: unlearn_trust_remote_code = true)")
-    what = f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): " \
-           f"{type(error).__name__}: {str(error)[:400]}"
+        return (
+            f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): it "
+            "ships its own Python code (an auto_map in its config), which pytest-unlearn "
+            "runs only when asked: if you trust that code, pass "
+            "--unlearn-trust-remote-code (ini: unlearn_trust_remote_code = true)"
+        )
+    what = (
+        f"could not load model {spec.requested!r} ({spec.kind} {spec.location}): "
+        f"{type(error).__name__}: {str(error)[:400]}"
+    )
     if spec.kind == "hub":
-        return (what + ". Without network access, download it once elsewhere "
-                "(hf download " + spec.location + ") and pass the local folder as "
-                "--model=FOLDER, or set HF_HOME to a cache that holds it.")
+        return (
+            what + ". Without network access, download it once elsewhere "
+            "(hf download " + spec.location + ") and pass the local folder as "
+            "--model=FOLDER, or set HF_HOME to a cache that holds it."
+        )
     if spec.kind == "gguf":
         return what + ". Is the file a complete GGUF model? Loading GGUF needs the 'gguf' package."
-    return what + (". A model folder needs config.json, tokenizer files and complete weights "
-                   "(*.safetensors); a truncated or corrupt weights file must be copied again.")
+    return what + (
+        ". A model folder needs config.json, tokenizer files and complete weights "
+        "(*.safetensors); a truncated or corrupt weights file must be copied again."
+    )
 
 
 def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
@@ -275,8 +237,7 @@ def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
     if enable is not None:
         enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
-        model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def attach_lora(model: PreTrainedModel) -> PreTrainedModel:
@@ -287,8 +248,9 @@ def attach_lora(model: PreTrainedModel) -> PreTrainedModel:
 
     with warnings.catch_warnings():
         # peft 0.21 calls an alias that transformers 5 deprecated; nothing a user can change.
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
         return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA_SETTINGS))
 
 
@@ -319,13 +281,17 @@ def put_tensors(model: PreTrainedModel, tensors: dict[str, torch.Tensor], where:
     parameters = dict(model.named_parameters())
     unknown = sorted(set(tensors) - set(parameters))
     if unknown:
-        raise UnlearnError(f"{where}: the model has no tensor {unknown[0]!r} "
-                           f"({len(unknown)} unknown); the cache entry does not fit this model")
+        raise UnlearnError(
+            f"{where}: the model has no tensor {unknown[0]!r} "
+            f"({len(unknown)} unknown); the cache entry does not fit this model"
+        )
     with torch.no_grad():
         for name, tensor in tensors.items():
             if parameters[name].shape != tensor.shape:
-                raise UnlearnError(f"{where}: tensor {name!r} has shape {tuple(tensor.shape)}, "
-                                   f"the model expects {tuple(parameters[name].shape)}")
+                raise UnlearnError(
+                    f"{where}: tensor {name!r} has shape {tuple(tensor.shape)}, "
+                    f"the model expects {tuple(parameters[name].shape)}"
+                )
             parameters[name].copy_(tensor.to(parameters[name].device, parameters[name].dtype))
 
 
@@ -353,10 +319,58 @@ def _file_fingerprints(path: Path, hashes: FileHashes) -> list[list[Any]]:
     if path.is_file():
         files = [path]
     else:
-        files = sorted(file for file in path.rglob("*") if file.is_file() and not any(
-            part.startswith(".") for part in file.relative_to(path).parts))
+        files = sorted(
+            file
+            for file in path.rglob("*")
+            if file.is_file()
+            and not any(part.startswith(".") for part in file.relative_to(path).parts)
+        )
     fingerprints = []
     for file in files:
         name = file.name if path.is_file() else file.relative_to(path).as_posix()
         fingerprints.append([name, file.stat().st_size, hashes.sha256(file)])
     return fingerprints
+
+
+def check_model_spec(spec: str, origin: Origin | None = None) -> str:
+    """Accept an alias, 'tiny', a model folder (with config.json), an existing .gguf file, or
+    an owner/name hub id."""
+    origin = origin or Origin("--model", "unlearn_model")
+    if spec in MODEL_ALIASES or spec == TINY_MODEL:
+        return spec
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            try:
+                contents = "it is empty" if not any(path.iterdir()) else "it has no config.json"
+            except OSError as error:
+                contents = f"it cannot be read ({error.strerror})"
+            raise UnlearnError(
+                f"{origin.label(spec)} is a folder, but not a model folder: {contents}. A model "
+                "folder holds config.json, tokenizer files and weights (as save_pretrained or "
+                "hf download write them); pass such a folder, a .gguf file, a hub "
+                "id, or one of: " + _model_choices()
+            )
+        return spec
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return spec
+        raise UnlearnError(
+            f"{origin.label(spec)} is a file but not a .gguf file: pass a model folder (with "
+            "config.json), a .gguf file, a hub id, or one of: " + _model_choices()
+        )
+    if path.suffix.lower() == ".gguf":
+        raise UnlearnError(f"{origin.label(spec)}: no such .gguf file (looked in {Path.cwd()})")
+    if HUB_ID.match(spec) and not spec.startswith("."):
+        return spec
+    raise UnlearnError(
+        f"{origin.place}: unknown model {spec!r}"
+        f"{did_you_mean(spec, [*MODEL_ALIASES, TINY_MODEL])}: it is not an alias, not a local "
+        "folder or .gguf file, and not a hub id of the form owner/name. "
+        "Available aliases: " + _model_choices()
+    )
+
+
+def _model_choices() -> str:
+    aliases = ", ".join(f"{alias} ({hub_id})" for alias, hub_id in MODEL_ALIASES.items())
+    return f"{aliases}, {TINY_MODEL} (a small model built in code, for CPU runs)"

@@ -8,13 +8,16 @@ pieces here return per-item tensors.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .encoding import Encoded, collate
+from .encoding import Encoded, collate, encode_all
 from .errors import UnlearnError
 from .method import MethodResult
-from .training import TrainSettings, Trainer, answer_nll
+from .scoring import answer_token_losses
+from .sharding import drop_gathered, is_sharded, local_values
+from .training import Trainer, TrainSettings, answer_nll
 
 if TYPE_CHECKING:
     import torch
@@ -33,8 +36,9 @@ class WeightedItem:
     kind: str  # "forget" or "retain"
 
 
-def weighted_nll(model: PreTrainedModel, batch: Sequence[WeightedItem], pad_id: int,
-                 ) -> torch.Tensor:
+def weighted_nll(
+    model: PreTrainedModel, batch: Sequence[WeightedItem], pad_id: int
+) -> torch.Tensor:
     """``weight * NLL`` of each item, shape (len(batch),)."""
     import torch
 
@@ -43,12 +47,11 @@ def weighted_nll(model: PreTrainedModel, batch: Sequence[WeightedItem], pad_id: 
     return nll * weights
 
 
-def answer_logprob_and_length(model: PreTrainedModel, batch: Sequence[Encoded], pad_id: int,
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_logprob_and_length(
+    model: PreTrainedModel, batch: Sequence[Encoded], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer-token log-probability of each item, log p(y|x) teacher-forced (with
     gradients), and each item's number of answer tokens; both of shape (len(batch),)."""
-    from .scoring import answer_token_losses
-
     device = next(model.parameters()).device
     inputs = collate(batch, pad_id, device)
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
@@ -56,8 +59,9 @@ def answer_logprob_and_length(model: PreTrainedModel, batch: Sequence[Encoded], 
     return -losses.sum(dim=1), mask.sum(dim=1)
 
 
-def interleave(forget: Sequence[Encoded], retain: Sequence[Encoded], forget_weight: float,
-               retain_weight: float) -> list[WeightedItem]:
+def interleave(
+    forget: Sequence[Encoded], retain: Sequence[Encoded], forget_weight: float, retain_weight: float
+) -> list[WeightedItem]:
     """Pair each forget item with a retain item: f0 r0 f1 r1 ...
 
     As in the reference, there are as many pairs as forget items; surplus retain items go
@@ -83,20 +87,22 @@ def random_token_ids(tokenizer: PreTrainedTokenizerBase, embedding_rows: int) ->
     tokens. Embedding rows beyond the vocabulary are padding that no text ever uses (Qwen1.5
     has 151,936 rows for 151,646 tokens), so they are never drawn."""
     excluded = special_token_ids(tokenizer)
-    return [token for token in range(min(embedding_rows, len(tokenizer)))
-            if token not in excluded]
+    return [token for token in range(min(embedding_rows, len(tokenizer))) if token not in excluded]
 
 
-def with_random_targets(encoded: Sequence[Encoded], choices: Sequence[int], seed: int,
-                        ) -> list[Encoded]:
+def with_random_targets(
+    encoded: Sequence[Encoded], choices: Sequence[int], seed: int
+) -> list[Encoded]:
     """Each answer token's label replaced by a uniformly random non-special token."""
     rng = random.Random(seed)
-    return [enc.with_targets([rng.choice(choices) for _ in range(enc.answer_length)])
-            for enc in encoded]
+    return [
+        enc.with_targets([rng.choice(choices) for _ in range(enc.answer_length)]) for enc in encoded
+    ]
 
 
-def with_adversarial_targets(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
-                             batch_size: int = 16) -> list[Encoded]:
+def with_adversarial_targets(
+    model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int, batch_size: int = 16
+) -> list[Encoded]:
     """Paper Eq. 7: a_i = argmax over a != y_i of P(a | y_<i, x), under the given model.
 
     The logits at position t predict token t + 1, so the label of answer token i comes from
@@ -110,13 +116,14 @@ def with_adversarial_targets(model: PreTrainedModel, encoded: Sequence[Encoded],
     device = next(model.parameters()).device
     with torch.no_grad():
         for start in range(0, len(encoded), batch_size):
-            batch = list(encoded[start: start + batch_size])
+            batch = list(encoded[start : start + batch_size])
             inputs = collate(batch, pad_id, device)
-            logits = model(input_ids=inputs["input_ids"],
-                           attention_mask=inputs["attention_mask"]).logits.float()
+            logits = model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+            ).logits.float()
             for row, enc in enumerate(batch):
                 positions = torch.arange(enc.prompt_length - 1, len(enc.input_ids) - 1)
-                answer = torch.tensor(enc.input_ids[enc.prompt_length:], device=device)
+                answer = torch.tensor(enc.input_ids[enc.prompt_length :], device=device)
                 scores = logits[row, positions.to(device)]
                 scores[torch.arange(len(answer)), answer] = float("-inf")
                 results.append(enc.with_targets(scores.argmax(dim=-1).tolist()))
@@ -147,15 +154,16 @@ class FrozenReference:
 
     def capture(self) -> None:
         """Copy the trained tensors' values now (this process's shards, if sharded)."""
-        from .sharding import is_sharded, local_values
-
         if self._captured_sharded is not None:
-            raise UnlearnError("FrozenReference.capture(): the starting values were already "
-                               "taken; make a new FrozenReference for each training run")
+            raise UnlearnError(
+                "FrozenReference.capture(): the starting values were already "
+                "taken; make a new FrozenReference for each training run"
+            )
         parameters = dict(self.model.named_parameters())
         self._captured_sharded = is_sharded(self.model)
-        self.initial = {name: local_values(parameters[name]).detach().clone()
-                        for name in self.names}
+        self.initial = {
+            name: local_values(parameters[name]).detach().clone() for name in self.names
+        }
 
     def held_numel(self) -> int:
         """How many starting values this process holds (whole tensors, or its shards)."""
@@ -173,22 +181,22 @@ class FrozenReference:
     def targets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each tensor's current values as this process holds them (the whole tensor, or
         its shard), and its starting values in the same form."""
-        from .sharding import is_sharded, local_values
-
         if self._captured_sharded is None:
-            raise UnlearnError("FrozenReference used before capture(): pass "
-                               "on_start=reference.capture to the Trainer (train_and_report), "
-                               "or call it before the first optimizer step")
+            raise UnlearnError(
+                "FrozenReference used before capture(): pass "
+                "on_start=reference.capture to the Trainer (train_and_report), "
+                "or call it before the first optimizer step"
+            )
         if is_sharded(self.model) != self._captured_sharded:
             layouts = ("whole", "sharded (FSDP)")
             raise UnlearnError(
                 f"FrozenReference: its starting values were taken while the model was "
                 f"{layouts[self._captured_sharded]}, but it is now "
                 f"{layouts[not self._captured_sharded]}; make a new FrozenReference for each "
-                "training run")
+                "training run"
+            )
         parameters = dict(self.model.named_parameters())
-        return {name: (local_values(parameters[name]), self.initial[name])
-                for name in self.names}
+        return {name: (local_values(parameters[name]), self.initial[name]) for name in self.names}
 
 
 class _Swap:
@@ -197,23 +205,20 @@ class _Swap:
         self.current: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> None:
-        from .sharding import drop_gathered
-
         drop_gathered(self.reference.model)
         for name, (values, initial) in self.reference.targets().items():
             self.current[name] = values.detach().clone()
             values.copy_(initial)
 
     def __exit__(self, *exc_info: object) -> None:
-        from .sharding import drop_gathered
-
         drop_gathered(self.reference.model)
         for name, (values, _) in self.reference.targets().items():
             values.copy_(self.current[name])
 
 
-def kl_to_reference(model: PreTrainedModel, reference: FrozenReference,
-                    batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:
+def kl_to_reference(
+    model: PreTrainedModel, reference: FrozenReference, batch: Sequence[Encoded], pad_id: int
+) -> torch.Tensor:
     """Per-item mean over all real positions of KL(p_start || p_now).
 
     The reference code uses the cross-entropy against the frozen model's distribution; it
@@ -232,20 +237,31 @@ def kl_to_reference(model: PreTrainedModel, reference: FrozenReference,
     return (per_position * mask).sum(dim=1) / mask.sum(dim=1)
 
 
-def encode_records(context: UnlearnContext, records: Sequence[Record], what: str,
-                   ) -> list[Encoded]:
+def encode_records(context: UnlearnContext, records: Sequence[Record], what: str) -> list[Encoded]:
     """Encode a method's records with the context's tokenizer and maximum length."""
-    from .encoding import encode_all
-
     return encode_all(context.tokenizer, records, context.max_length, what)
 
 
-def train_and_report(context: UnlearnContext, name: str, config: TrainSettings,
-                     examples: Sequence[Any], item_losses: Callable[[list[Any]], torch.Tensor],
-                     on_start: Callable[[], None] | None = None, **log: Any) -> MethodResult:
+def train_and_report(
+    context: UnlearnContext,
+    name: str,
+    config: TrainSettings,
+    examples: Sequence[Any],
+    item_losses: Callable[[list[Any]], torch.Tensor],
+    on_start: Callable[[], None] | None = None,
+    **log: Any,
+) -> MethodResult:
     """Run the shared Trainer on ``examples`` and wrap the model and its log; ``on_start``
     as the Trainer's."""
-    trainer = Trainer(context.model, examples, item_losses, config, context.seed,
-                      f"{name} {context.domain}", context.progress, context.after_step,
-                      on_start)
+    trainer = Trainer(
+        context.model,
+        examples,
+        item_losses,
+        config,
+        context.seed,
+        f"{name} {context.domain}",
+        context.progress,
+        context.after_step,
+        on_start,
+    )
     return MethodResult(context.model, {"train": trainer.run().to_dict(), **log})

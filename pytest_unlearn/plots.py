@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from .report import row_name
 
 
 def write_plots(folder: Path, rows: Sequence[dict[str, Any]]) -> list[Path]:
     """One curve plot per row whose method log holds a curve, and the comparison chart."""
-    from .report import row_name
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for row in rows:
@@ -39,10 +40,20 @@ def plot_curve(curve: Sequence[dict[str, float]], title: str, path: Path) -> Pat
     figure = Figure(figsize=(7, 4.2), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.plot(steps, [100 * p["unlearn_success"] for p in curve], "o-", color="tab:red",
-              label="Unlearn Success")
-    axes.plot(steps, [100 * p["retention_success"] for p in curve], "o-", color="tab:blue",
-              label="Retention Success")
+    axes.plot(
+        steps,
+        [100 * p["unlearn_success"] for p in curve],
+        "o-",
+        color="tab:red",
+        label="Unlearn Success",
+    )
+    axes.plot(
+        steps,
+        [100 * p["retention_success"] for p in curve],
+        "o-",
+        color="tab:blue",
+        label="Retention Success",
+    )
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("success (%)")
     axes.set_ylim(-5, 105)
@@ -50,8 +61,10 @@ def plot_curve(curve: Sequence[dict[str, float]], title: str, path: Path) -> Pat
     perplexities.yaxis.tick_right()
     perplexities.yaxis.set_label_position("right")
     perplexities.xaxis.set_visible(False)
-    for key, color, label in (("unlearn_ppl", "tab:red", "Unlearn PPL"),
-                              ("retention_ppl", "tab:blue", "Retention PPL")):
+    for key, color, label in (
+        ("unlearn_ppl", "tab:red", "Unlearn PPL"),
+        ("retention_ppl", "tab:blue", "Retention PPL"),
+    ):
         values = [p[key] for p in curve]
         if all(math.isfinite(v) and v > 0 for v in values):
             perplexities.plot(steps, values, "--", color=color, alpha=0.6, label=label)
@@ -72,11 +85,11 @@ def plot_comparison(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .report import row_name
-
-    metrics = (("unlearn_success", "Unlearn Success", "tab:red"),
-               ("retention_success", "Retention Success", "tab:blue"),
-               ("avg_success", "Avg Success", "tab:gray"))
+    metrics = (
+        ("unlearn_success", "Unlearn Success", "tab:red"),
+        ("retention_success", "Retention Success", "tab:blue"),
+        ("avg_success", "Avg Success", "tab:gray"),
+    )
     figure = Figure(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -84,7 +97,7 @@ def plot_comparison(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     for offset, (key, label, color) in enumerate(metrics):
         positions = [index + (offset - 1) * width for index in range(len(rows))]
         values = [100 * _number(row.get(key)) for row in rows]
-        errors = [[], []]
+        errors: list[list[float]] = [[], []]
         for row, value in zip(rows, values):
             interval = (row.get("intervals") or {}).get(key)
             errors[0].append(value - 100 * interval["lower"] if interval else 0.0)

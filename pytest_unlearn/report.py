@@ -1,4 +1,5 @@
-"""Turning item outcomes into the run's metrics: the table, the JSON report, JUnit properties.
+"""Turning item outcomes into the run's summary: the metrics per method, domain and prompt,
+the JSON report and the JUnit properties (``terminal.py`` formats it for the terminal).
 
 Every number here is computed from what the item tests reported: Unlearn Success is the pass
 rate of the unlearn-scope tests, Retention Success that of the retention-scope tests.
@@ -8,53 +9,70 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-@dataclass(frozen=True)
-class ItemOutcome:
-    method: str
-    domain: str
-    scope: str
-    item: str
-    outcome: str  # "passed" | "failed" | "error"
-    token_accuracy: float | None
-    mean_logprob: float | None
-    model_cache_key: str | None
-    rouge_l: float | None = None
-    seed: int = 0
-    prompt: str = "plain"
-    test: str = "recall"  # "recall" (teacher-forced), "attack" (after relearning), "leak"
-    # Why it errored or was skipped: the first line of pytest's report.
-    message: str | None = None
-    # A skip the suite documents (a leak test of an answer with nothing to leak); any other
-    # skip fails a gate that reads the test.
-    documented_skip: bool = False
+from . import stats
+from .baselines import compare_with_baseline
+from .outcomes import ItemOutcome, passed, scope_values
+from .scoring import perplexity
+from .verdict import control_verdicts
+from .vocabulary import DEFAULT_PROMPT, RECALL
 
-    @classmethod
-    def from_properties(cls, properties: dict[str, Any], outcome: str,
-                        message: str | None = None, documented_skip: bool = False,
-                        ) -> ItemOutcome:
-        token_accuracy = properties.get("token_accuracy")
-        mean_logprob = properties.get("mean_logprob")
-        return cls(method=str(properties["unlearn_method"]),
-                   domain=str(properties["unlearn_domain"]),
-                   scope=str(properties["unlearn_scope"]),
-                   item=str(properties["unlearn_item"]), outcome=outcome,
-                   token_accuracy=None if token_accuracy is None else float(token_accuracy),
-                   mean_logprob=None if mean_logprob is None else float(mean_logprob),
-                   model_cache_key=properties.get("model_cache_key"),
-                   rouge_l=None if properties.get("rouge_l") is None
-                   else float(properties["rouge_l"]),
-                   seed=int(properties.get("unlearn_seed", 0)),
-                   prompt=str(properties.get("unlearn_prompt", "plain")),
-                   test=str(properties.get("unlearn_test", "recall")),
-                   message=message, documented_skip=documented_skip)
+if TYPE_CHECKING:
+    from .session import UnlearnSession
 
 
-def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
-              collected: Iterable[Sequence[str]] = ()) -> list[dict[str, Any]]:
+def build_summary(unlearn: UnlearnSession, general: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's summary: its settings, one row of metrics per method, domain and prompt
+    (with what the method logged, read back from its cache entry), every item outcome, the
+    general-task results, the comparison with a baseline and the verdicts of methods
+    against their ablation controls."""
+    settings = unlearn.settings
+    summary: dict[str, Any] = {
+        "run": {
+            "methods": unlearn.methods,
+            "model": settings.model,
+            "data": settings.data,
+            "criterion": settings.criterion,
+            "seed": settings.seed,
+            "seeds": settings.unlearn_seeds,
+            "inject": settings.inject,
+            "device": settings.device,
+            "dtype": settings.dtype,
+            "seconds": round(time.time() - unlearn.started, 3),
+        },
+        "rows": summarize(unlearn.outcomes, collected=unlearn.collected),
+        "items": outcomes_as_dicts(unlearn.outcomes),
+        "general": general,
+        "general_tests": general_test_counts(general, unlearn.collected),
+    }
+    if settings.compare_baseline is not None:
+        summary["comparison"] = compare_with_baseline(
+            settings.cache_dir, settings.compare_baseline, summary
+        )
+    # Whether each method changes the model: a gate leaves out the rows of one that does
+    # not (the vanilla model) unless it names it.
+    unlearns = {name: unlearn.unlearns(name) for name in unlearn.methods}
+    for record in (*summary["general"], *summary["general_tests"]):
+        record["unlearns"] = unlearns.get(record["method"], True)
+    for row in summary["rows"]:
+        # The cache entry is on this machine even when xdist workers built the model.
+        row["method_log"] = unlearn.method_log(row["model_cache_key"])
+        row["unlearns"] = unlearns.get(row["method"], True)
+    verdicts = control_verdicts(unlearn.outcomes, unlearn.controls_of_methods())
+    if verdicts:
+        summary["localization_verdict"] = verdicts
+    return summary
+
+
+def summarize(
+    outcomes: Iterable[ItemOutcome],
+    confidence: float = 0.95,
+    collected: Iterable[Sequence[str]] = (),
+) -> list[dict[str, Any]]:
     """One row per (method, domain, prompt variant), in first-seen order, with the paper's
     Table 2 columns.
 
@@ -78,7 +96,7 @@ def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
         groups.setdefault((method, domain, prompt), [])
     rows = []
     for (method, domain, prompt), group in groups.items():
-        recall = [o for o in group if o.test == "recall"]
+        recall = [o for o in group if o.test == RECALL]
         by_seed = _by_seed(recall)
         per_seed = {seed: _figures(members) for seed, members in by_seed.items()}
         row: dict[str, Any] = {
@@ -92,10 +110,13 @@ def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
         }
         for key in FIGURES:
             row[key] = _mean([figures[key] for figures in per_seed.values()])
-        row["model_cache_key"] = next((o.model_cache_key for o in recall if o.model_cache_key),
-                                      None)
-        row["per_seed"] = {str(seed): {key: figures[key] for key in SEED_FIGURES}
-                           for seed, figures in per_seed.items()}
+        row["model_cache_key"] = next(
+            (o.model_cache_key for o in recall if o.model_cache_key), None
+        )
+        row["per_seed"] = {
+            str(seed): {key: figures[key] for key in SEED_FIGURES}
+            for seed, figures in per_seed.items()
+        }
         row["intervals"] = _intervals(by_seed, confidence) if by_seed else {}
         for kind, key in EXTRA_TESTS.items():
             members = [o for o in group if o.test == kind]
@@ -106,8 +127,9 @@ def summarize(outcomes: Iterable[ItemOutcome], confidence: float = 0.95,
     return rows
 
 
-def test_counts(outcomes: Sequence[ItemOutcome], collected: dict[str, int],
-                ) -> dict[str, dict[str, Any]]:
+def test_counts(
+    outcomes: Sequence[ItemOutcome], collected: dict[str, int]
+) -> dict[str, dict[str, Any]]:
     """Per test kind: collected, reported, passed, failed, errors, undocumented skips, the
     suite's documented skips (``nothing_to_check``), and the first error's message."""
     kinds = list(dict.fromkeys([*collected, *(o.test for o in outcomes)]))
@@ -117,10 +139,12 @@ def test_counts(outcomes: Sequence[ItemOutcome], collected: dict[str, int],
         errors = [o for o in members if o.outcome == "error"]
         skipped = [o for o in members if o.outcome == "skipped" and not o.documented_skip]
         counts[kind] = {
-            "collected": collected.get(kind, 0), "reported": len(members),
+            "collected": collected.get(kind, 0),
+            "reported": len(members),
             "passed": sum(o.outcome == "passed" for o in members),
             "failed": sum(o.outcome == "failed" for o in members),
-            "errors": len(errors), "skipped": len(skipped),
+            "errors": len(errors),
+            "skipped": len(skipped),
             "nothing_to_check": sum(o.documented_skip for o in members),
             "first_error": f"{errors[0].item}: {errors[0].message}" if errors else None,
             "first_skip": f"{skipped[0].item}: {skipped[0].message}" if skipped else None,
@@ -139,27 +163,35 @@ def _by_seed(outcomes: list[ItemOutcome]) -> dict[int, list[ItemOutcome]]:
     return dict(sorted(by_seed.items()))
 
 
-def _add_extra(row: dict[str, Any], key: str, by_seed: dict[int, list[ItemOutcome]],
-               confidence: float) -> None:
+def _add_extra(
+    row: dict[str, Any], key: str, by_seed: dict[int, list[ItemOutcome]], confidence: float
+) -> None:
     """The pass rate of the attack or leak tests (mean over seeds), its count and interval."""
-    from . import stats
-
     skipped = sum(o.outcome == "skipped" for members in by_seed.values() for o in members)
-    by_seed = {seed: [o for o in members if o.outcome != "skipped"]
-               for seed, members in by_seed.items()}
+    by_seed = {
+        seed: [o for o in members if o.outcome != "skipped"] for seed, members in by_seed.items()
+    }
     by_seed = {seed: members for seed, members in by_seed.items() if members}
     row[key] = _mean([_pass_rate(members) for members in by_seed.values()])
     row[key.replace("success", "items")] = sum(len(members) for members in by_seed.values())
     if skipped:
         row[key.replace("success", "skipped")] = skipped
-    values = scope_values(by_seed, "unlearn", _passed) if by_seed else None
+    values = scope_values(by_seed, "unlearn", passed) if by_seed else None
     if values is not None:
         row["intervals"][key] = stats.interval(values, confidence=confidence).to_dict()
 
 
-FIGURES = ("unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
-           "retention_success_token", "unlearn_ppl", "retention_ppl", "unlearn_rouge_l",
-           "retention_rouge_l")
+FIGURES = (
+    "unlearn_success",
+    "retention_success",
+    "avg_success",
+    "unlearn_success_token",
+    "retention_success_token",
+    "unlearn_ppl",
+    "retention_ppl",
+    "unlearn_rouge_l",
+    "retention_rouge_l",
+)
 SEED_FIGURES = ("unlearn_success", "retention_success", "avg_success")
 
 
@@ -181,46 +213,23 @@ def _figures(group: list[ItemOutcome]) -> dict[str, float]:
     }
 
 
-def scope_values(by_seed: dict[int, list[ItemOutcome]], scope: str, value: Any,
-                 ) -> dict[int, list[float]] | None:
-    """``{seed: [value(outcome) per item]}`` of one scope, items in the same order for
-    every seed; None when the seeds did not all run the same items or a value is missing."""
-    result: dict[int, list[float]] = {}
-    reference: list[str] | None = None
-    for seed, members in sorted(by_seed.items()):
-        chosen = sorted((o for o in members if o.scope == scope), key=lambda o: o.item)
-        ids = [o.item for o in chosen]
-        if not chosen or (reference is not None and ids != reference):
-            return None
-        reference = ids
-        values = [value(o) for o in chosen]
-        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
-            return None
-        result[seed] = [float(v) for v in values]
-    return result
-
-
-def _passed(outcome: ItemOutcome) -> float:
-    return 1.0 if outcome.outcome == "passed" else 0.0
-
-
-def _intervals(by_seed: dict[int, list[ItemOutcome]], confidence: float,
-               ) -> dict[str, dict[str, Any]]:
+def _intervals(
+    by_seed: dict[int, list[ItemOutcome]], confidence: float
+) -> dict[str, dict[str, Any]]:
     """Bootstrap intervals of the figures that have one (successes, token figures, ROUGE)."""
-    from . import stats
-
-    unlearn = scope_values(by_seed, "unlearn", _passed)
-    retention = scope_values(by_seed, "retention", _passed)
+    unlearn = scope_values(by_seed, "unlearn", passed)
+    retention = scope_values(by_seed, "retention", passed)
     unlearn_token = scope_values(by_seed, "unlearn", lambda o: o.token_accuracy)
     specs: dict[str, Any] = {
         "unlearn_success": [unlearn],
         "retention_success": [retention],
         "avg_success": [unlearn, retention],
-        "unlearn_success_token": [None if unlearn_token is None else
-                                  {seed: [1.0 - v for v in values]
-                                   for seed, values in unlearn_token.items()}],
-        "retention_success_token": [scope_values(by_seed, "retention",
-                                                 lambda o: o.token_accuracy)],
+        "unlearn_success_token": [
+            None
+            if unlearn_token is None
+            else {seed: [1.0 - v for v in values] for seed, values in unlearn_token.items()}
+        ],
+        "retention_success_token": [scope_values(by_seed, "retention", lambda o: o.token_accuracy)],
         "unlearn_rouge_l": [scope_values(by_seed, "unlearn", lambda o: o.rouge_l)],
         "retention_rouge_l": [scope_values(by_seed, "retention", lambda o: o.rouge_l)],
     }
@@ -231,16 +240,26 @@ def _intervals(by_seed: dict[int, list[ItemOutcome]], confidence: float,
     return intervals
 
 
-def general_test_counts(results: Sequence[dict[str, Any]],
-                        collected: Iterable[Sequence[str]]) -> list[dict[str, Any]]:
+def general_test_counts(
+    results: Sequence[dict[str, Any]], collected: Iterable[Sequence[str]]
+) -> list[dict[str, Any]]:
     """Per (method, domain) of the general-task tests: collected, reported, errors and
     skips, for the gate (as ``test_counts`` for the item tests)."""
     counts: dict[tuple[str, str], dict[str, Any]] = {}
 
     def entry(method: str, domain: str) -> dict[str, Any]:
-        return counts.setdefault((method, domain), {
-            "method": method, "domain": domain, "collected": 0, "reported": 0, "errors": 0,
-            "skipped": 0, "first_error": None})
+        return counts.setdefault(
+            (method, domain),
+            {
+                "method": method,
+                "domain": domain,
+                "collected": 0,
+                "reported": 0,
+                "errors": 0,
+                "skipped": 0,
+                "first_error": None,
+            },
+        )
 
     for method, domain, _, kind, _ in collected:
         if kind == "general":
@@ -259,73 +278,8 @@ def general_test_counts(results: Sequence[dict[str, Any]],
 def row_name(row: dict[str, Any], separator: str = " ") -> str:
     """'method domain', with the prompt variant when it is not the plain one."""
     name = f"{row['method']}{separator}{row['domain']}"
-    prompt = row.get("prompt", "plain")
-    return name if prompt == "plain" else f"{name} (prompt {prompt})"
-
-
-def format_intervals(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per row: the successes with their intervals, in percent."""
-    lines = []
-    for row in rows:
-        intervals = row.get("intervals") or {}
-        parts = []
-        for key, title in (("unlearn_success", "unlearn"), ("retention_success", "retention"),
-                           ("avg_success", "avg"), ("attack_unlearn_success", "after attack"),
-                           ("leak_success", "no leak")):
-            if key in intervals:
-                each = intervals[key]
-                parts.append(f"{title} {row[key] * 100:.1f} [{each['lower'] * 100:.1f}, "
-                             f"{each['upper'] * 100:.1f}]")
-        if parts:
-            any_interval = intervals[next(iter(intervals))]
-            lines.append(f"{row_name(row)}: {'; '.join(parts)} "
-                         f"({any_interval['confidence']:.0%} {any_interval['method']}, "
-                         f"{len(row['seeds'])} seed(s): {', '.join(map(str, row['seeds']))})")
-    return lines
-
-
-COLUMNS = (("method", "method", "{}"), ("domain", "domain", "{}"),
-           ("unlearn_success", "Unlearn Succ", "{:.2f}"),
-           ("retention_success", "Retention Succ", "{:.2f}"),
-           ("avg_success", "Avg Succ", "{:.2f}"),
-           ("unlearn_success_token", "UL Succ (tok)", "{:.2f}"),
-           ("retention_success_token", "RT Succ (tok)", "{:.2f}"),
-           ("unlearn_ppl", "UL PPL", "{:.2f}"), ("retention_ppl", "RT PPL", "{:.2f}"),
-           ("unlearn_rouge_l", "UL RougeL", "{:.3f}"),
-           ("retention_rouge_l", "RT RougeL", "{:.3f}"),
-           ("unlearn_items", "n UL", "{}"), ("retention_items", "n RT", "{}"),
-           ("errors", "errors", "{}"))
-PERCENT = {"unlearn_success", "retention_success", "avg_success", "unlearn_success_token",
-           "retention_success_token", "attack_unlearn_success", "leak_success"}
-
-
-def format_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The summary table, successes in percent like the paper's Table 2."""
-    columns = list(COLUMNS)
-    if any(row.get("prompt", "plain") != "plain" for row in rows):
-        columns.insert(2, ("prompt", "prompt", "{}"))
-    for key, title in (("attack_unlearn_success", "UL Succ (attack)"),
-                       ("leak_success", "Leak Succ")):
-        if any(key in row for row in rows):
-            columns.insert(columns.index(("unlearn_items", "n UL", "{}")), (key, title, "{:.2f}"))
-    header = [title for _, title, _ in columns]
-    body = []
-    for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append("-")
-            else:
-                cells.append(fmt.format(value * 100 if key in PERCENT else value))
-        body.append(cells)
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
-    text_columns = 3 if columns[2][0] == "prompt" else 2
-    lines = ["  ".join(cell.rjust(width) if i >= text_columns else cell.ljust(width)
-                       for i, (cell, width) in enumerate(zip(cells, widths)))
-             for cells in [header, *body]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return lines
+    prompt = row.get("prompt", DEFAULT_PROMPT)
+    return name if prompt == DEFAULT_PROMPT else f"{name} (prompt {prompt})"
 
 
 def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -333,11 +287,19 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
     properties = []
     for row in summary["rows"]:
         prefix = f"unlearn.{row['method']}.{row['domain']}"
-        if row.get("prompt", "plain") != "plain":
+        if row.get("prompt", DEFAULT_PROMPT) != DEFAULT_PROMPT:
             prefix += f".prompt_{row['prompt']}"
         for key, value in row.items():
-            if key not in ("method", "domain", "prompt", "method_log", "per_seed", "intervals",
-                           "tests"):
+            if key not in (
+                "method",
+                "domain",
+                "prompt",
+                "method_log",
+                "per_seed",
+                "intervals",
+                "tests",
+                "unlearns",
+            ):
                 properties.append((f"{prefix}.{key}", _text(value)))
     for result in summary.get("general", []):
         prefix = f"unlearn.{result['method']}.{result['domain']}.general.{result['task']}"
@@ -352,8 +314,12 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
     if gate is not None:
         properties.append(("unlearn.gate.verdict", "passed" if gate["passed"] else "failed"))
         for index, check in enumerate(gate["checks"]):
-            properties.append((f"unlearn.gate.check.{index}",
-                               f"{'ok' if check['passed'] else 'FAIL'}: {check['check']}"))
+            properties.append(
+                (
+                    f"unlearn.gate.check.{index}",
+                    f"{'ok' if check['passed'] else 'FAIL'}: {check['check']}",
+                )
+            )
     return properties
 
 
@@ -386,8 +352,6 @@ def _complement(value: float) -> float:
 
 
 def _perplexity(mean_logprobs: list[float | None]) -> float:
-    from .scoring import perplexity
-
     return perplexity([v for v in mean_logprobs if v is not None])
 
 

@@ -7,18 +7,26 @@ answer-token log-probability (for perplexity).
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import inspect
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from .encoding import IGNORE_INDEX, SEPARATOR, Encoded, collate, length_buckets
-from .errors import UnlearnError
+from .encoding import IGNORE_INDEX, Encoded, collate, encode_all, length_buckets, pad_token_id
+from .generation import generate, rouge_l
+from .inference import inference, out_of_memory
+from .prompts import prompt_prefix
+from .vocabulary import MAX_LENGTH
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .data import Record
+    from .distributed import World
 
 # Per item of a batch: token accuracy, mean answer-token log-probability, answer tokens; as
 # lists, or as tensors on the model's device (``_answer_figures_batched``).
@@ -43,8 +51,9 @@ class ItemScore:
         return self.token_accuracy >= threshold
 
 
-def answer_token_losses(logits: torch.Tensor, labels: torch.Tensor,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_token_losses(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy of the next-token labels, and the mask of answer tokens.
 
     Position t predicts label t+1. Both outputs have shape (batch, length - 1).
@@ -54,8 +63,9 @@ def answer_token_losses(logits: torch.Tensor, labels: torch.Tensor,
     shifted_logits = logits[:, :-1, :]
     shifted_labels = labels[:, 1:]
     mask = shifted_labels != IGNORE_INDEX
-    losses = F.cross_entropy(shifted_logits.transpose(1, 2).float(),
-                             shifted_labels.clamp(min=0), reduction="none")
+    losses = F.cross_entropy(
+        shifted_logits.transpose(1, 2).float(), shifted_labels.clamp(min=0), reduction="none"
+    )
     return losses * mask, mask
 
 
@@ -77,8 +87,9 @@ def _answer_figures(logits: torch.Tensor, labels: torch.Tensor) -> Figures:
     return _answer_figures_batched(logits, labels)
 
 
-def _answer_figures_by_row(logits: torch.Tensor, labels: torch.Tensor,
-                           ) -> tuple[list[float], list[float], list[int]]:
+def _answer_figures_by_row(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[list[float], list[float], list[int]]:
     import torch.nn.functional as F
 
     hits, losses, counts = [], [], []
@@ -88,17 +99,24 @@ def _answer_figures_by_row(logits: torch.Tensor, labels: torch.Tensor,
             hits.append(0.0)
             losses.append(0.0)
             continue
-        losses.append(float(F.cross_entropy(answer_logits, targets, ignore_index=IGNORE_INDEX,
-                                            reduction="sum")))
+        losses.append(
+            float(
+                F.cross_entropy(answer_logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+            )
+        )
         answered = targets != IGNORE_INDEX
         correct = _is_argmax(answer_logits, targets.clamp(min=0)) & answered
         hits.append(float(correct.sum()))
-    return ([hit / max(count, 1) for hit, count in zip(hits, counts)],
-            [-loss / max(count, 1) for loss, count in zip(losses, counts)], counts)
+    return (
+        [hit / max(count, 1) for hit, count in zip(hits, counts)],
+        [-loss / max(count, 1) for loss, count in zip(losses, counts)],
+        counts,
+    )
 
 
-def answer_rows(logits: torch.Tensor, labels: torch.Tensor,
-                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+def answer_rows(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Each row of a left-padded batch: its number of answer tokens, the float32 logits
     from its first answer token's prediction on, and the labels they predict (which may
     hold IGNORE_INDEX inside the answer). A row without an answer gives 0 and two empty
@@ -114,7 +132,7 @@ def answer_rows(logits: torch.Tensor, labels: torch.Tensor,
     for row, (start, count) in enumerate(zip(starts, counts)):
         if count == 0:
             start = shifted_labels.shape[1]
-        yield count, logits[row, start: -1].float(), shifted_labels[row, start:]
+        yield count, logits[row, start:-1].float(), shifted_labels[row, start:]
 
 
 def _is_argmax(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -137,8 +155,9 @@ def _is_argmax(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return found
 
 
-def _answer_figures_batched(logits: torch.Tensor, labels: torch.Tensor,
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _answer_figures_batched(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The figures as tensors on the logits' device, computed with no value read back: the
     cross-entropy and argmax run over every kept position, and the positions that are not
     answer tokens are masked out of the per-row sums."""
@@ -156,8 +175,11 @@ def _answer_figures_batched(logits: torch.Tensor, labels: torch.Tensor,
     hits = ((predicted == targets) & mask.reshape(-1)).view(mask.shape)
     counts = mask.sum(dim=1)
     per_row = counts.clamp(min=1).to(torch.float64)
-    return (hits.sum(dim=1, dtype=torch.float64) / per_row,
-            -nll.view(mask.shape).sum(dim=1, dtype=torch.float64) / per_row, counts)
+    return (
+        hits.sum(dim=1, dtype=torch.float64) / per_row,
+        -nll.view(mask.shape).sum(dim=1, dtype=torch.float64) / per_row,
+        counts,
+    )
 
 
 def per_item_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -166,19 +188,9 @@ def per_item_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return losses.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
-def _inference(model: PreTrainedModel) -> contextlib.AbstractContextManager[Any]:
-    """``torch.inference_mode()``, or ``torch.no_grad()`` for a model sharded with FSDP
-    while it trains (training curves, a stop-early check): FSDP keeps the weights it gathers
-    for later passes, and a tensor made under inference mode cannot take part in training."""
-    import torch
-
-    from .sharding import is_sharded
-
-    return torch.no_grad() if is_sharded(model) else torch.inference_mode()
-
-
-def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
-          batch_size: int = 32) -> list[ItemScore]:
+def score(
+    model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int, batch_size: int = 32
+) -> list[ItemScore]:
     """Score every encoded record; results are in the order of ``encoded``."""
     import torch
 
@@ -188,35 +200,39 @@ def score(model: PreTrainedModel, encoded: Sequence[Encoded], pad_id: int,
     # Each batch's figures; on a GPU they stay there until every batch has been queued.
     pending: list[tuple[list[int], Figures]] = []
     try:
-        with _inference(model):
+        with inference(model):
             for indices in length_buckets(encoded, batch_size):
                 records = [encoded[i] for i in indices]
                 batch = collate(records, pad_id, device, left=True)
                 # The positions to keep, from the records, not from the (GPU) labels.
-                keep = min(max(record.answer_length for record in records) + 1,
-                           batch["labels"].shape[1])
+                keep = min(
+                    max(record.answer_length for record in records) + 1, batch["labels"].shape[1]
+                )
                 try:
                     logits, labels = answer_logits(model, batch, keep)
                     pending.append((indices, _answer_figures(logits, labels)))
                 except torch.OutOfMemoryError:
-                    raise _out_of_memory("scoring", batch["input_ids"].shape,
-                                         batch_size) from None
+                    raise out_of_memory("scoring", batch["input_ids"].shape, batch_size) from None
                 del logits, labels
     finally:
         model.train(was_training)
     results: list[ItemScore | None] = [None] * len(encoded)
     for indices, figures in pending:
         token_accuracy, mean_logprob, counts = (
-            each.tolist() if hasattr(each, "tolist") else each for each in figures)
+            each.tolist() if hasattr(each, "tolist") else each for each in figures
+        )
         for row, index in enumerate(indices):
-            results[index] = ItemScore(token_accuracy=token_accuracy[row],
-                                       mean_logprob=mean_logprob[row],
-                                       answer_tokens=counts[row])
+            results[index] = ItemScore(
+                token_accuracy=token_accuracy[row],
+                mean_logprob=mean_logprob[row],
+                answer_tokens=counts[row],
+            )
     return [result for result in results if result is not None]
 
 
-def answer_logits(model: PreTrainedModel, batch: dict[str, torch.Tensor],
-                  keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_logits(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], keep: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits of a left-padded batch (``collate(..., left=True)``) at the positions that
     predict answer tokens only, and the labels cut to match.
 
@@ -232,7 +248,10 @@ def answer_logits(model: PreTrainedModel, batch: dict[str, torch.Tensor],
         answer_lengths = (labels != IGNORE_INDEX).sum(dim=1)
         keep = min(int(answer_lengths.max()) + 1, labels.shape[1])
     takes = _forward_takes(model)
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    inputs: dict[str, Any] = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+    }
     if "position_ids" in takes:
         inputs["position_ids"] = batch["position_ids"]
     if "logits_to_keep" in takes:
@@ -244,24 +263,13 @@ def answer_logits(model: PreTrainedModel, batch: dict[str, torch.Tensor],
 def _forward_takes(model: PreTrainedModel) -> frozenset[str]:
     """The named parameters of the model's forward (a PEFT model's: its base model's)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _forward_parameters(type(base))
+    return _forward_parameters(type(base))  # type: ignore[arg-type]  # classes hash
 
 
-@lru_cache(maxsize=None)
-def _forward_parameters(model_class: type) -> frozenset[str]:
+@cache
+def _forward_parameters(model_class: Any) -> frozenset[str]:
     """Read once per model class: scoring asks on every batch."""
-    import inspect
-
     return frozenset(inspect.signature(model_class.forward).parameters)
-
-
-def _out_of_memory(stage: str, shape: Sequence[int], batch_size: int) -> UnlearnError:
-    return UnlearnError(
-        f"{stage}: out of memory on a batch of {shape[0]} items of {shape[1]} tokens. Lower "
-        f"--unlearn-score-batch-size (now {batch_size}; teacher-forced scores do not depend "
-        "on it), "
-        "lower --unlearn-max-new-tokens for generation, use --unlearn-dtype=bfloat16 on a GPU, "
-        "or a device with more memory.")
 
 
 def perplexity(mean_logprobs: Sequence[float]) -> float:
@@ -271,123 +279,72 @@ def perplexity(mean_logprobs: Sequence[float]) -> float:
     return math.exp(-sum(mean_logprobs) / len(mean_logprobs))
 
 
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-             prompts: Sequence[Sequence[int]], lengths: Sequence[int], pad_id: int,
-             batch_size: int = 32) -> list[str]:
-    """Greedy continuations of tokenized prompts, batched and left-padded, with the KV cache.
+def score_items(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    domain: str,
+    prompt: str,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: Callable[[str], None],
+    group: World | None = None,
+) -> list[ItemScore] | None:
+    """Every val record's score in order, asked under the ``prompt`` variant: teacher-forced
+    figures, and with ``max_new_tokens`` its greedy generation (as long as its answer,
+    capped) and that generation's ROUGE-L.
 
-    Continuation i is ``lengths[i]`` tokens long at most (the caller passes each reference
-    answer's length, capped): the models here are trained on answer tokens alone, without an
-    end token (the reference implementation appends one), so they do not stop by themselves,
-    and whatever they add after the answer's length would only dilute ROUGE. It is also cut at a blank line, where a new question would start.
+    Under a launcher (``group``) each process scores every N-th record and the main one
+    gathers them all; the others get None.
     """
-    import torch
-
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    texts: list[str] = [""] * len(prompts)
-    was_training = model.training
-    model.eval()
-    try:
-        with _inference(model):
-            for start in range(0, len(order), batch_size):
-                indices = order[start: start + batch_size]
-                width = max(len(prompts[i]) for i in indices)
-                input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
-                attention = torch.zeros((len(indices), width), dtype=torch.long)
-                for row, index in enumerate(indices):
-                    ids = torch.tensor(prompts[index], dtype=torch.long)
-                    input_ids[row, width - len(ids):] = ids
-                    attention[row, width - len(ids):] = 1
-                try:
-                    output = model.generate(
-                        input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                        max_new_tokens=max(lengths[i] for i in indices), do_sample=False,
-                        use_cache=True, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id)
-                except torch.OutOfMemoryError:
-                    raise _out_of_memory("generation", input_ids.shape, batch_size) from None
-                for row, index in enumerate(indices):
-                    new_tokens = output[row, width: width + lengths[index]]
-                    text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-                    texts[index] = text.split(SEPARATOR)[0].strip()
-    finally:
-        model.train(was_training)
-    return texts
+    if group is None:
+        return _score_records(
+            model, tokenizer, records, domain, prompt, batch_size, max_new_tokens, progress
+        )
+    shares = group.gather_to_main(
+        _score_records(
+            model,
+            tokenizer,
+            group.share(records),
+            domain,
+            prompt,
+            batch_size,
+            max_new_tokens,
+            progress,
+        )
+    )
+    if shares is None:
+        return None
+    scores: list[ItemScore] = [None] * len(records)  # type: ignore[list-item]
+    for rank, share in enumerate(shares):
+        scores[rank :: group.size] = share
+    return scores
 
 
-def rouge_l(references: Sequence[str], predictions: Sequence[str]) -> list[float]:
-    """rouge-score's ROUGE-L F-measure of each prediction against its reference."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return [scorer.score(reference, prediction)["rougeL"].fmeasure
-            for reference, prediction in zip(references, predictions)]
-
-
-def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-           prompts: Sequence[Sequence[int]], lengths: Sequence[int], pad_id: int,
-           samples: int, seed: int, temperature: float = 1.0, top_p: float = 1.0,
-           batch_size: int = 32) -> list[list[str]]:
-    """``samples`` sampled continuations of each tokenized prompt, cut like `generate` cuts.
-
-    Batched and left-padded like `generate`, with ``num_return_sequences=samples``; only
-    ``temperature`` and ``top_p`` shape the distribution (no top-k, whatever the model's
-    generation config says). The global torch seed is set before each batch from ``seed`` and
-    the batch's index, so the same call on the same device gives the same texts; they depend
-    on ``batch_size`` (which prompts share a batch) and may differ across devices.
-    """
-    import torch
-
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1, got {samples}")
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    texts: list[list[str]] = [[] for _ in prompts]
-    was_training = model.training
-    model.eval()
-    try:
-        with _inference(model):
-            for batch_index, start in enumerate(range(0, len(order), batch_size)):
-                indices = order[start: start + batch_size]
-                input_ids, attention = _left_padded([prompts[i] for i in indices], pad_id)
-                width = input_ids.shape[1]
-                torch.manual_seed(_batch_seed(seed, batch_index))
-                try:
-                    output = model.generate(
-                        input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                        max_new_tokens=max(lengths[i] for i in indices), do_sample=True,
-                        temperature=temperature, top_p=top_p, top_k=0,
-                        num_return_sequences=samples, use_cache=True, pad_token_id=pad_id,
-                        eos_token_id=tokenizer.eos_token_id)
-                except torch.OutOfMemoryError:
-                    raise _out_of_memory("sampling", (len(indices) * samples, width),
-                                         batch_size) from None
-                # generate returns the samples of one prompt next to each other.
-                for row, index in enumerate(indices):
-                    for copy in range(samples):
-                        new_tokens = output[row * samples + copy, width: width + lengths[index]]
-                        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-                        texts[index].append(text.split(SEPARATOR)[0].strip())
-    finally:
-        model.train(was_training)
-    return texts
-
-
-def _left_padded(prompts: Sequence[Sequence[int]], pad_id: int,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input ids and attention mask of prompts padded on the left to the longest one."""
-    import torch
-
-    width = max(len(prompt) for prompt in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids = torch.tensor(prompt, dtype=torch.long)
-        input_ids[row, width - len(ids):] = ids
-        attention[row, width - len(ids):] = 1
-    return input_ids, attention
-
-
-def _batch_seed(seed: int, batch_index: int) -> int:
-    """A distinct seed per batch; seeds a batch apart do not share their batches' seeds."""
-    return (seed * 1_000_003 + batch_index) % 2**63
+def _score_records(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    domain: str,
+    prompt: str,
+    batch_size: int,
+    max_new_tokens: int,
+    progress: Callable[[str], None],
+) -> list[ItemScore]:
+    encoded = encode_all(
+        tokenizer, records, MAX_LENGTH, f"{domain} val", prompt_prefix(prompt, domain)
+    )
+    pad = pad_token_id(tokenizer)
+    progress(f"score {domain}: {len(records)} items, prompt {prompt}")
+    scores = score(model, encoded, pad, batch_size)
+    if max_new_tokens > 0:
+        progress(f"generate {domain}: {len(records)} items, up to {max_new_tokens} new tokens")
+        prompts = [enc.input_ids[: enc.prompt_length] for enc in encoded]
+        lengths = [min(enc.answer_length, max_new_tokens) for enc in encoded]
+        generations = generate(model, tokenizer, prompts, lengths, pad, batch_size)
+        rouge = rouge_l([record.answer for record in records], generations)
+        scores = [
+            dataclasses.replace(each, generation=text, rouge_l=value)
+            for each, text, value in zip(scores, generations, rouge)
+        ]
+    return scores

@@ -64,33 +64,43 @@ def fsdp_from_environment(environ: dict[str, str] | None = None) -> FsdpSettings
         raise UnlearnError(
             f"{where}: FSDP_VERSION={version}; pytest-unlearn shards with FSDP2 (torch's "
             "fully_shard). Set fsdp_version: 2 in the accelerate config, or pass "
-            "--fsdp_version 2 to accelerate launch.")
+            "--fsdp_version 2 to accelerate launch."
+        )
     refused = {
         "FSDP_OFFLOAD_PARAMS": "offloading parameters to the CPU is not supported; the "
-                               "sharded model stays on each process's device",
+        "sharded model stays on each process's device",
         "FSDP_ACTIVATION_CHECKPOINTING": "use --unlearn-gradient-checkpointing=on instead "
-                                         "(transformers' gradient checkpointing)",
+        "(transformers' gradient checkpointing)",
     }
     for variable, why in refused.items():
         if env.get(variable, "").lower() in SWITCHED_ON:
-            raise UnlearnError(f"{where}: {variable}={env[variable]}: {why}. Set it to false "
-                               "in the accelerate config.")
+            raise UnlearnError(
+                f"{where}: {variable}={env[variable]}: {why}. Set it to false "
+                "in the accelerate config."
+            )
     if env.get("FSDP_IGNORED_MODULES"):
-        raise UnlearnError(f"{where}: FSDP_IGNORED_MODULES={env['FSDP_IGNORED_MODULES']!r}: "
-                           "ignored modules are not supported; remove fsdp_ignored_modules "
-                           "from the accelerate config.")
+        raise UnlearnError(
+            f"{where}: FSDP_IGNORED_MODULES={env['FSDP_IGNORED_MODULES']!r}: "
+            "ignored modules are not supported; remove fsdp_ignored_modules "
+            "from the accelerate config."
+        )
     policy = env.get("FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP")
     if policy != "TRANSFORMER_BASED_WRAP":
         raise UnlearnError(
             f"{where}: FSDP_AUTO_WRAP_POLICY={policy}; only TRANSFORMER_BASED_WRAP is "
             "supported (each decoder layer is sharded as one unit). Set fsdp_auto_wrap_policy: "
-            "TRANSFORMER_BASED_WRAP in the accelerate config.")
+            "TRANSFORMER_BASED_WRAP in the accelerate config."
+        )
     reshard = env.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower()
     if reshard not in ("true", "false"):
-        raise UnlearnError(f"{where}: FSDP_RESHARD_AFTER_FORWARD={reshard!r}; FSDP2 takes "
-                           "true or false.")
-    classes = tuple(name.strip() for name in env.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",")
-                    if name.strip())
+        raise UnlearnError(
+            f"{where}: FSDP_RESHARD_AFTER_FORWARD={reshard!r}; FSDP2 takes true or false."
+        )
+    classes = tuple(
+        name.strip()
+        for name in env.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",")
+        if name.strip()
+    )
     return FsdpSettings(reshard_after_forward=reshard == "true", wrap_classes=classes)
 
 
@@ -138,8 +148,10 @@ class ShardedTraining:
             parameter.grad = None  # the last step's sharded gradients: not needed any more
         with torch.no_grad():
             # The same order in every process: each full_tensor() gathers from all of them.
-            trained = {name: p.full_tensor() if hasattr(p, "full_tensor") else p.detach()
-                       for name, p in self.model.named_parameters(remove_duplicate=False)}
+            trained = {
+                name: p.full_tensor() if hasattr(p, "full_tensor") else p.detach()
+                for name, p in self.model.named_parameters(remove_duplicate=False)
+            }
         for module, cls, attributes in self._saved:
             module.__class__ = cls
             module.__dict__.clear()
@@ -152,43 +164,52 @@ class ShardedTraining:
     def _units(self) -> list[Any]:
         """The modules sharded one by one before the whole model: the wrap classes (by
         default the model's ``_no_split_modules``, its decoder layers)."""
-        names = set(self.settings.wrap_classes or getattr(self.model, "_no_split_modules", None)
-                    or ())
+        names = set(
+            self.settings.wrap_classes or getattr(self.model, "_no_split_modules", None) or ()
+        )
         units = [module for module in self.model.modules() if type(module).__name__ in names]
         if self.settings.wrap_classes and not units:
             raise UnlearnError(
                 f"{self.stage}: FSDP_TRANSFORMER_CLS_TO_WRAP names "
                 f"{', '.join(sorted(names))}, but the model has no module of that class; its "
                 "decoder layers are "
-                f"{', '.join(getattr(self.model, '_no_split_modules', None) or ['unknown'])}.")
+                f"{', '.join(getattr(self.model, '_no_split_modules', None) or ['unknown'])}."
+            )
         if not units:
             # The whole model as one unit would be gathered whole for every pass: no saving.
             raise UnlearnError(
                 f"{self.stage}: FSDP: the model ({type(self.model).__name__}) does not name its "
                 "decoder layer class (transformers' _no_split_modules), so it cannot be sharded "
                 "layer by layer. Name it with fsdp_transformer_layer_cls_to_wrap in the "
-                "accelerate config.")
+                "accelerate config."
+            )
         return units
 
     def _check_restored(self) -> None:
         from torch.distributed.tensor import DTensor
 
-        leftovers = [name for name, p in self.model.named_parameters()
-                     if isinstance(p, DTensor) or p.numel() == 0]
+        leftovers = [
+            name
+            for name, p in self.model.named_parameters()
+            if isinstance(p, DTensor) or p.numel() == 0
+        ]
         current = dict(self.model.named_parameters(remove_duplicate=False))
         if leftovers or any(current.get(name) is not p for name, p in self._parameters.items()):
             raise UnlearnError(
                 f"{self.stage}: after sharded (FSDP) training the model could not be put back "
                 f"together ({len(leftovers)} tensors still sharded or empty). This torch "
                 "version's fully_shard changes modules in a way pytest-unlearn does not know; "
-                "train without FSDP (a plain multi-GPU accelerate config).")
+                "train without FSDP (a plain multi-GPU accelerate config)."
+            )
 
 
 def _attributes(module: Any) -> dict[str, Any]:
     """A module's attributes, with its dictionaries (parameters, buffers, hooks, children)
     copied: fully_shard adds to them in place."""
-    return {key: copy.copy(value) if isinstance(value, dict) else value
-            for key, value in module.__dict__.items()}
+    return {
+        key: copy.copy(value) if isinstance(value, dict) else value
+        for key, value in module.__dict__.items()
+    }
 
 
 def _forget_fsdp_state(modules: Any) -> None:
@@ -204,8 +225,10 @@ def _forget_fsdp_state(modules: Any) -> None:
 def is_sharded(model: Any) -> bool:
     """Whether ``model`` is sharded with FSDP2 at the moment (inside ``ShardedTraining``).
     By class name, so that a process that never shards does not import FSDP."""
-    return any(cls.__name__ == "FSDPModule" and cls.__module__.startswith("torch.distributed")
-               for cls in type(model).__mro__)
+    return any(
+        cls.__name__ == "FSDPModule" and cls.__module__.startswith("torch.distributed")
+        for cls in type(model).__mro__
+    )
 
 
 def drop_gathered(model: Any) -> None:

@@ -1,4 +1,4 @@
-"""Intervals over seeds and items, and the verdict of MemFlex against its controls.
+"""Intervals over seeds and items (``verdict.py`` uses them to compare methods).
 
 A metric is measured on the same val items under several seeds (``--unlearn-seeds``). Its
 outcomes come as ``{seed: [one value per item]}``, the items in the same order for every
@@ -24,8 +24,9 @@ every run, and the rest of a run that computes no interval should not pay for nu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,15 +34,6 @@ if TYPE_CHECKING:
 ValuesBySeed = Mapping[int, Sequence[float]]
 Transform = Callable[["np.ndarray"], "np.ndarray"]
 
-LOCALIZED = "memflex"
-CONTROLS = ("memflex_all_tensors", "memflex_random_region", "memflex_inverse_region")
-VERDICT_METRICS = ("avg_success", "unlearn_success", "retention_success")
-BEATS = "beats"
-LOSES = "loses"
-NO_DIFFERENCE = "no difference beyond the spread"
-UNDECIDED = "undecided"
-ONE_SEED = ("undecided: one seed cannot show the seed spread; rerun with --unlearn-seeds 3 "
-            "or more")
 
 # How many item weights one block of resamples may hold (bounds the memory in use).
 _BLOCK_ELEMENTS = 1 << 22
@@ -64,8 +56,13 @@ class Interval:
         return asdict(self)
 
 
-def interval(values_by_seed: ValuesBySeed, confidence: float = 0.95, resamples: int = 2000,
-             rng_seed: int = 0, transform: Transform | None = None) -> Interval:
+def interval(
+    values_by_seed: ValuesBySeed,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    rng_seed: int = 0,
+    transform: Transform | None = None,
+) -> Interval:
     """The mean over seeds of the per-seed item mean, with its bootstrap interval.
 
     ``transform``, if given, maps each seed's item mean before the mean over seeds, and must
@@ -74,9 +71,13 @@ def interval(values_by_seed: ValuesBySeed, confidence: float = 0.95, resamples: 
     return joint_interval([values_by_seed], confidence, resamples, rng_seed, transform)
 
 
-def joint_interval(parts: Sequence[ValuesBySeed], confidence: float = 0.95,
-                   resamples: int = 2000, rng_seed: int = 0,
-                   transform: Transform | None = None) -> Interval:
+def joint_interval(
+    parts: Sequence[ValuesBySeed],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    rng_seed: int = 0,
+    transform: Transform | None = None,
+) -> Interval:
     """The mean of several parts' metrics, e.g. Avg Success = (Unlearn + Retention) / 2.
 
     Every resample draws one set of seeds for all parts (a seed's model answered both
@@ -86,24 +87,44 @@ def joint_interval(parts: Sequence[ValuesBySeed], confidence: float = 0.95,
     seeds, [arrays] = _as_arrays([parts], "all parts")
     [statistics] = _bootstrap([arrays], resamples, rng_seed, transform)
     mean = _metric(arrays, transform)
-    method = ("percentile bootstrap over seeds and items (crossed)" if len(seeds) > 1
-              else "percentile bootstrap over items (1 seed)")
-    return _interval(mean, statistics, confidence, len(seeds),
-                     sum(array.shape[1] for array in arrays), resamples, method)
+    method = (
+        "percentile bootstrap over seeds and items (crossed)"
+        if len(seeds) > 1
+        else "percentile bootstrap over items (1 seed)"
+    )
+    return _interval(
+        mean,
+        statistics,
+        confidence,
+        len(seeds),
+        sum(array.shape[1] for array in arrays),
+        resamples,
+        method,
+    )
 
 
-def difference_interval(a_by_seed: ValuesBySeed, b_by_seed: ValuesBySeed,
-                        confidence: float = 0.95, resamples: int = 2000, rng_seed: int = 0,
-                        transform: Transform | None = None) -> Interval:
+def difference_interval(
+    a_by_seed: ValuesBySeed,
+    b_by_seed: ValuesBySeed,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    rng_seed: int = 0,
+    transform: Transform | None = None,
+) -> Interval:
     """The metric of A minus the metric of B, with its interval."""
-    return joint_difference_interval([a_by_seed], [b_by_seed], confidence, resamples,
-                                     rng_seed, transform)
+    return joint_difference_interval(
+        [a_by_seed], [b_by_seed], confidence, resamples, rng_seed, transform
+    )
 
 
-def joint_difference_interval(a_parts: Sequence[ValuesBySeed], b_parts: Sequence[ValuesBySeed],
-                              confidence: float = 0.95, resamples: int = 2000,
-                              rng_seed: int = 0, transform: Transform | None = None
-                              ) -> Interval:
+def joint_difference_interval(
+    a_parts: Sequence[ValuesBySeed],
+    b_parts: Sequence[ValuesBySeed],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    rng_seed: int = 0,
+    transform: Transform | None = None,
+) -> Interval:
     """A's joint metric minus B's (see `joint_interval`), with its interval.
 
     Paired: A and B answered the same items under the same seeds, so every resample draws
@@ -112,173 +133,22 @@ def joint_difference_interval(a_parts: Sequence[ValuesBySeed], b_parts: Sequence
     """
     _check_options(confidence, resamples)
     seeds, (a_arrays, b_arrays) = _as_arrays([a_parts, b_parts], "both methods")
-    a_statistics, b_statistics = _bootstrap([a_arrays, b_arrays], resamples, rng_seed,
-                                            transform)
+    a_statistics, b_statistics = _bootstrap([a_arrays, b_arrays], resamples, rng_seed, transform)
     mean = _metric(a_arrays, transform) - _metric(b_arrays, transform)
-    method = ("paired percentile bootstrap over seeds and items (crossed)" if len(seeds) > 1
-              else "paired percentile bootstrap over items (1 seed)")
-    return _interval(mean, a_statistics - b_statistics, confidence, len(seeds),
-                     sum(array.shape[1] for array in a_arrays), resamples, method)
-
-
-# --- the verdict of localization ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Difference:
-    """MemFlex minus one control on one metric."""
-
-    metric: str
-    interval: Interval
-    outcome: str  # BEATS, LOSES, NO_DIFFERENCE, or UNDECIDED with fewer than two seeds
-
-    def describe(self) -> str:
-        shown = (f"{self.metric.replace('_', ' ')} {_points(self.interval.mean)} points "
-                 f"[{self.interval.confidence:.0%} {_points(self.interval.lower)}, "
-                 f"{_points(self.interval.upper)}]")
-        return shown if self.outcome == UNDECIDED else f"{shown} {self.outcome}"
-
-
-@dataclass(frozen=True)
-class ControlVerdict:
-    control: str
-    conclusion: str
-    differences: tuple[Difference, ...]  # in the order of VERDICT_METRICS
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Does MemFlex's localization beat each of its controls beyond the seed spread?"""
-
-    method: str
-    controls: tuple[ControlVerdict, ...]
-    seeds: int
-    unlearn_items: int
-    retention_items: int
-    confidence: float
-    resamples: int
-
-    @property
-    def decided(self) -> bool:
-        return self.seeds >= 2
-
-    def lines(self) -> list[str]:
-        """Plain text for the end of the terminal summary: one line per control, then how."""
-        lines = [f"vs {each.control}: "
-                 + "; ".join(difference.describe() for difference in each.differences)
-                 + f". Verdict: {each.conclusion}." for each in self.controls]
-        return [*lines, self._how()]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method, "decided": self.decided, "seeds": self.seeds,
-            "unlearn_items": self.unlearn_items, "retention_items": self.retention_items,
-            "confidence": self.confidence, "resamples": self.resamples,
-            "controls": [{"control": each.control, "conclusion": each.conclusion,
-                          "differences": {difference.metric: {**difference.interval.to_dict(),
-                                                              "outcome": difference.outcome}
-                                          for difference in each.differences}}
-                         for each in self.controls],
-            "how": self._how(),
-        }
-
-    def _how(self) -> str:
-        measured = (f"How: {self.method} minus each control, in points; {self.confidence:.0%} "
-                    f"interval of a paired percentile bootstrap ({self.resamples} resamples)")
-        items = f"the {self.unlearn_items} unlearn and {self.retention_items} retention items"
-        if not self.decided:
-            return (f"{measured} over {items} of one seed, which shows nothing of the spread "
-                    "between training runs: no verdict.")
-        return (f"{measured} over the {self.seeds} seeds and {items}, the same draws for both "
-                f"methods. '{BEATS}': the whole interval is above 0; '{LOSES}': below 0. "
-                "Localization beats a control outright if it beats it on avg success and "
-                "loses on neither scope; on avg success at a cost if it loses on a scope; it "
-                "does not beat it if avg success shows no difference.")
-
-
-def localization_verdict(results: Mapping[str, Mapping[str, ValuesBySeed]], *,
-                         confidence: float = 0.95, resamples: int = 2000,
-                         rng_seed: int = 0) -> Verdict:
-    """MemFlex against each of its controls that ran, on one domain's item outcomes.
-
-    ``results`` maps a method name to ``{"unlearn": values_by_seed, "retention":
-    values_by_seed}`` (1.0 where the item test passed: forgotten, or still recalled). The
-    number of seeds is that of the data; with fewer than two there is no verdict, only the
-    numbers.
-    """
-    method = LOCALIZED
-    if method not in results:
-        raise ValueError(f"no outcomes of {method!r}: the verdict compares it with its "
-                         "controls")
-    controls = [control for control in CONTROLS if control in results]
-    if not controls:
-        raise ValueError(f"none of {method!r}'s controls ran ({', '.join(CONTROLS)}); run "
-                         "--unlearn-method=memflex+controls")
-    ours = _scopes(results, method)
-    verdicts = []
-    for control in controls:
-        theirs = _scopes(results, control)
-        differences = []
-        for metric in VERDICT_METRICS:
-            scopes = (("unlearn", "retention") if metric == "avg_success"
-                      else (metric.removesuffix("_success"),))
-            try:
-                difference = joint_difference_interval(
-                    [ours[scope] for scope in scopes], [theirs[scope] for scope in scopes],
-                    confidence, resamples, rng_seed)
-            except ValueError as error:
-                raise ValueError(f"{method} vs {control}: {error}") from None
-            differences.append(Difference(metric, difference, _outcome(difference)))
-        verdicts.append(ControlVerdict(control, _conclusion(control, differences),
-                                       tuple(differences)))
-    seeds = verdicts[0].differences[0].interval.seeds
-    return Verdict(method=method, controls=tuple(verdicts), seeds=seeds,
-                   unlearn_items=len(next(iter(ours["unlearn"].values()))),
-                   retention_items=len(next(iter(ours["retention"].values()))),
-                   confidence=confidence, resamples=resamples)
-
-
-def _scopes(results: Mapping[str, Mapping[str, ValuesBySeed]],
-            method: str) -> Mapping[str, ValuesBySeed]:
-    scopes = results[method]
-    missing = [scope for scope in ("unlearn", "retention") if scope not in scopes]
-    if missing:
-        raise ValueError(f"{method}: no {missing[0]}-scope outcomes")
-    return scopes
-
-
-def _outcome(difference: Interval) -> str:
-    if difference.seeds < 2:
-        return UNDECIDED
-    if difference.lower > 0:
-        return BEATS
-    if difference.upper < 0:
-        return LOSES
-    return NO_DIFFERENCE
-
-
-def _conclusion(control: str, differences: list[Difference]) -> str:
-    if any(difference.outcome == UNDECIDED for difference in differences):
-        return ONE_SEED
-    average, *scopes = differences
-    worse = [difference.metric.replace("_", " ") for difference in scopes
-             if difference.outcome == LOSES]
-    worse_text = f"worse on {' and '.join(worse)}"
-    if average.outcome == BEATS and not worse:
-        return f"localization beats {control}"
-    if average.outcome == BEATS:
-        # A control that changes little keeps more of the Retention Scope than any method
-        # that forgets: losing a scope to it is a trade-off to report, not a defeat.
-        return (f"localization beats {control} on avg success, at a cost: it is "
-                f"{worse_text}")
-    if average.outcome == LOSES:
-        return f"localization loses to {control} (worse on avg success)"
-    return (f"localization does not beat {control} (no difference in avg success beyond the "
-            "spread" + (f", and {worse_text})" if worse else ")"))
-
-
-def _points(share: float) -> str:
-    return f"{share * 100:+.1f}"
+    method = (
+        "paired percentile bootstrap over seeds and items (crossed)"
+        if len(seeds) > 1
+        else "paired percentile bootstrap over items (1 seed)"
+    )
+    return _interval(
+        mean,
+        a_statistics - b_statistics,
+        confidence,
+        len(seeds),
+        sum(array.shape[1] for array in a_arrays),
+        resamples,
+        method,
+    )
 
 
 # --- the bootstrap ------------------------------------------------------------------------------
@@ -291,8 +161,9 @@ def _check_options(confidence: float, resamples: int) -> None:
         raise ValueError(f"resamples must be a positive integer, got {resamples!r}")
 
 
-def _as_arrays(groups: Sequence[Sequence[ValuesBySeed]], what: str
-               ) -> tuple[list[int], list[list[np.ndarray]]]:
+def _as_arrays(
+    groups: Sequence[Sequence[ValuesBySeed]], what: str
+) -> tuple[list[int], list[list[np.ndarray]]]:
     """Each group's parts as (seeds x items) arrays, rows in seed order; every part of every
     group must have the same seeds, and the groups the same items per part."""
     import numpy as np
@@ -313,25 +184,29 @@ def _as_arrays(groups: Sequence[Sequence[ValuesBySeed]], what: str
                 raise ValueError(f"{what} must have the same seeds: {seeds} and {these}")
             counts = {seed: len(values_by_seed[seed]) for seed in these}
             if len(set(counts.values())) > 1:
-                raise ValueError(f"every seed must score the same items; items per seed: "
-                                 f"{counts}")
+                raise ValueError(f"every seed must score the same items; items per seed: {counts}")
             if not counts[these[0]]:
                 raise ValueError(f"no items: seeds {these} have no values")
             array = np.array([values_by_seed[seed] for seed in these], dtype=np.float64)
             if not np.isfinite(array).all():
-                raise ValueError("values must be finite numbers (a NaN or infinity is not an "
-                                 "outcome; leave the metric out instead)")
+                raise ValueError(
+                    "values must be finite numbers (a NaN or infinity is not an "
+                    "outcome; leave the metric out instead)"
+                )
             arrays[-1].append(array)
     shapes = {tuple(array.shape[1] for array in group) for group in arrays}
     if len(shapes) > 1:
-        raise ValueError(f"{what} must have the same items per part: "
-                         f"{' and '.join(str(list(shape)) for shape in sorted(shapes))}")
+        raise ValueError(
+            f"{what} must have the same items per part: "
+            f"{' and '.join(str(list(shape)) for shape in sorted(shapes))}"
+        )
     assert seeds is not None
     return seeds, arrays
 
 
-def _bootstrap(groups: list[list[np.ndarray]], resamples: int, rng_seed: int,
-               transform: Transform | None) -> list[np.ndarray]:
+def _bootstrap(
+    groups: list[list[np.ndarray]], resamples: int, rng_seed: int, transform: Transform | None
+) -> list[np.ndarray]:
     """Per group (a method), its joint metric on each resample.
 
     A resample draws the items of each part and the seeds, with replacement, and every group
@@ -356,7 +231,7 @@ def _bootstrap(groups: list[list[np.ndarray]], resamples: int, rng_seed: int,
                 item_means = part_weights @ values.T
                 per_seed = item_means if transform is None else transform(item_means)
                 per_part.append(per_seed[rows, seed_draw].mean(axis=1))
-            out[start:start + size] = np.mean(per_part, axis=0)
+            out[start : start + size] = np.mean(per_part, axis=0)
     return statistics
 
 
@@ -380,14 +255,30 @@ def _metric(parts: list[np.ndarray], transform: Transform | None) -> float:
     return total / len(parts)
 
 
-def _interval(mean: float, statistics: np.ndarray, confidence: float, seeds: int, items: int,
-              resamples: int, method: str) -> Interval:
+def _interval(
+    mean: float,
+    statistics: np.ndarray,
+    confidence: float,
+    seeds: int,
+    items: int,
+    resamples: int,
+    method: str,
+) -> Interval:
     import numpy as np
 
     tail = (1 - confidence) / 2
     lower, upper = np.quantile(statistics, [tail, 1 - tail])
     if not (math.isfinite(lower) and math.isfinite(upper)):
-        raise ValueError(f"the bootstrap gave a non-finite interval [{lower}, {upper}]; check "
-                         "the transform")
-    return Interval(mean=mean, lower=float(lower), upper=float(upper), confidence=confidence,
-                    seeds=seeds, items=items, resamples=resamples, method=method)
+        raise ValueError(
+            f"the bootstrap gave a non-finite interval [{lower}, {upper}]; check the transform"
+        )
+    return Interval(
+        mean=mean,
+        lower=float(lower),
+        upper=float(upper),
+        confidence=confidence,
+        seeds=seeds,
+        items=items,
+        resamples=resamples,
+        method=method,
+    )

@@ -12,18 +12,19 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .distributed import World, world
 from .encoding import Encoded, collate
 from .errors import UnlearnError
 from .scoring import per_item_nll
+from .sharding import ShardedTraining, local_numel
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
-
-    from .distributed import World
 
 Example = TypeVar("Example")
 
@@ -89,14 +90,19 @@ class TrainLog:
     optimizer_state_bytes: int = 0  # the AdamW state this process held (its share, if several)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "epochs_run": self.epochs_run, "processes": self.processes,
-                "sharding": self.sharding,
-                "first_loss": self.losses[0] if self.losses else None,
-                "last_loss": self.losses[-1] if self.losses else None,
-                "mean_step_seconds": (sum(self.step_seconds) / len(self.step_seconds)
-                                      if self.step_seconds else None),
-                "stopped_early": self.stopped_early,
-                "optimizer_state_bytes": self.optimizer_state_bytes}
+        return {
+            "steps": self.steps,
+            "epochs_run": self.epochs_run,
+            "processes": self.processes,
+            "sharding": self.sharding,
+            "first_loss": self.losses[0] if self.losses else None,
+            "last_loss": self.losses[-1] if self.losses else None,
+            "mean_step_seconds": (
+                sum(self.step_seconds) / len(self.step_seconds) if self.step_seconds else None
+            ),
+            "stopped_early": self.stopped_early,
+            "optimizer_state_bytes": self.optimizer_state_bytes,
+        }
 
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -104,12 +110,13 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     local part's)."""
     import torch
 
-    from .sharding import local_numel
-
     local = getattr(optimizer, "optim", optimizer)
-    return sum(local_numel(value) * value.element_size() for state in local.state.values()
-               for value in state.values()
-               if isinstance(value, torch.Tensor) and value.dim() > 0)
+    return sum(
+        local_numel(value) * value.element_size()
+        for state in local.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor) and value.dim() > 0
+    )
 
 
 def answer_nll(model: PreTrainedModel, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:
@@ -124,12 +131,18 @@ class Trainer(Generic[Example]):
     """Runs ``settings.epochs`` epochs over ``examples``; ``item_losses`` maps a micro-batch
     to one loss per item (shape ``(len(batch),)``)."""
 
-    def __init__(self, model: PreTrainedModel, examples: Sequence[Example],
-                 item_losses: Callable[[list[Example]], torch.Tensor],
-                 settings: TrainSettings, seed: int, stage: str,
-                 progress: Callable[[str], None] | None = None,
-                 after_step: Callable[[int], None] | None = None,
-                 on_start: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        examples: Sequence[Example],
+        item_losses: Callable[[list[Example]], torch.Tensor],
+        settings: TrainSettings,
+        seed: int,
+        stage: str,
+        progress: Callable[[str], None] | None = None,
+        after_step: Callable[[int], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         if not examples:
             raise UnlearnError(f"{stage}: nothing to train on (no examples)")
         settings.check(stage)
@@ -161,15 +174,11 @@ class Trainer(Generic[Example]):
         """Train; ``after_epoch(epoch)`` returning True stops early (e.g. target reached)."""
         if not any(p.requires_grad for p in self.model.parameters()):
             raise UnlearnError(f"{self.stage}: the model has no trainable parameter")
-        from .distributed import world
-
         self.group = world()
         if self.group is not None:
             self._check_same_tensors(self.group)
         sharding: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.group is not None and self.group.fsdp is not None:
-            from .sharding import ShardedTraining
-
             sharding = ShardedTraining(self.model, self.group.fsdp, self.stage)
         with sharding:
             log = self._train(after_epoch)
@@ -193,9 +202,10 @@ class Trainer(Generic[Example]):
             schedule = get_constant_schedule_with_warmup(optimizer, warmup)
         order_rng = random.Random(self.seed)
         torch.manual_seed(self.seed)
-        log = TrainLog(processes=1 if self.group is None else self.group.size,
-                       sharding="" if self.group is None else
-                       "fsdp" if self.sharded else "optimizer")
+        log = TrainLog(
+            processes=1 if self.group is None else self.group.size,
+            sharding="" if self.group is None else "fsdp" if self.sharded else "optimizer",
+        )
         if self.on_start is not None:
             self.on_start()
         if self.after_step is not None:
@@ -208,13 +218,16 @@ class Trainer(Generic[Example]):
                 order_rng.shuffle(order)
             for start in range(0, len(order), settings.items_per_step):
                 step_started = time.perf_counter()
-                step_items = [self.examples[i] for i in order[start: start + settings.items_per_step]]
+                step_items = [
+                    self.examples[i] for i in order[start : start + settings.items_per_step]
+                ]
                 loss_value = self._step(step_items, optimizer)
                 if not math.isfinite(loss_value):
                     raise UnlearnError(
                         f"{self.stage}: the loss became {loss_value} at step {log.steps + 1} "
                         f"of {total} (lr {settings.lr}). The method diverged; lower its lr in "
-                        "--unlearn-config or shorten training.")
+                        "--unlearn-config or shorten training."
+                    )
                 schedule.step()
                 log.steps += 1
                 log.losses.append(loss_value)
@@ -223,8 +236,11 @@ class Trainer(Generic[Example]):
                 if self.after_step is not None:
                     self.after_step(log.steps)
             log.epochs_run = epoch + 1
-            if after_epoch is not None and epoch + 1 < settings.epochs and \
-                    self._main_decides(after_epoch(epoch)):
+            if (
+                after_epoch is not None
+                and epoch + 1 < settings.epochs
+                and self._main_decides(after_epoch(epoch))
+            ):
                 log.stopped_early = True
                 break
         self.model.eval()
@@ -240,16 +256,19 @@ class Trainer(Generic[Example]):
 
         settings = self.settings
         if self.group is None or self.sharded:  # FSDP: each process holds its shards only
-            return torch.optim.AdamW(parameters, lr=settings.lr,
-                                     weight_decay=settings.weight_decay)
+            return torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
         import warnings
 
         with warnings.catch_warnings():
             # Its package scripts functional optimizers with the deprecated torch.jit.script.
             warnings.simplefilter("ignore", DeprecationWarning)
             from torch.distributed.optim import ZeroRedundancyOptimizer
-        return ZeroRedundancyOptimizer(parameters, optimizer_class=torch.optim.AdamW,
-                                       lr=settings.lr, weight_decay=settings.weight_decay)
+        return ZeroRedundancyOptimizer(
+            parameters,
+            optimizer_class=torch.optim.AdamW,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+        )
 
     def _check_replicas_agree(self, group: World) -> None:
         """The processes end with the same weights, trained and frozen (each scores its
@@ -259,14 +278,18 @@ class Trainer(Generic[Example]):
         import torch
 
         with torch.no_grad():
-            checksum = float(torch.stack([p.detach().sum(dtype=torch.float64)
-                                          for p in self.model.parameters()]).sum())
+            checksum = float(
+                torch.stack(
+                    [p.detach().sum(dtype=torch.float64) for p in self.model.parameters()]
+                ).sum()
+            )
         differing = group.differing_from_main(checksum, next(self.model.parameters()).device)
         if differing:
             raise UnlearnError(
                 f"{self.stage}: after training, {differing} of {group.size} processes hold "
                 "other weights than the main process. Please report this with the command; "
-                "meanwhile, build this model in one process.")
+                "meanwhile, build this model in one process."
+            )
 
     def _check_same_tensors(self, group: World) -> None:
         """Processes that train together must train the same tensors (a method that picks
@@ -281,7 +304,8 @@ class Trainer(Generic[Example]):
                 f"{self.stage}: {differing} of {group.size} processes train other "
                 "tensors than the main process; a method that chooses its tensors (MemFlex's "
                 "localization) chose differently in different processes, e.g. through "
-                "non-deterministic GPU kernels. Build this model in one process.")
+                "non-deterministic GPU kernels. Build this model in one process."
+            )
 
     def _main_decides(self, stop: bool) -> bool:
         """Every process stops when the main one does (they must take the same steps)."""
@@ -305,7 +329,7 @@ class Trainer(Generic[Example]):
         total_loss = 0.0
         micro = self.settings.micro_batch_size
         mine = items if group is None else group.share(items)
-        batches = [(mine[start: start + micro], 1.0) for start in range(0, len(mine), micro)]
+        batches = [(mine[start : start + micro], 1.0) for start in range(0, len(mine), micro)]
         # FSDP averages the gradients of the processes: scale each one's up to sum them.
         scale = group.size if self.sharded and group is not None else 1
         if self.sharded and group is not None:
@@ -323,7 +347,8 @@ class Trainer(Generic[Example]):
                     f"{self.stage}: out of memory on a micro-batch of {len(batch)} items. Lower "
                     f"micro_batch_size (now {micro}) in --unlearn-config (the per-item loss "
                     "average, and so the result, does not change), use --unlearn-dtype=bfloat16 "
-                    "on a GPU, or a device with more memory.") from None
+                    "on a GPU, or a device with more memory."
+                ) from None
             total_loss += float(loss.detach())
         if group is not None:
             if not self.sharded:  # FSDP sums them in each backward pass
@@ -342,7 +367,8 @@ class Trainer(Generic[Example]):
                 f"{self.stage}: item_losses returned {type(losses).__name__} of shape {shape} "
                 f"for a micro-batch of {items} items; it must return one loss per item, a "
                 f"tensor of shape ({items},). The Trainer averages the items' losses over "
-                "each optimizer step itself: do not reduce them to a mean or a sum.")
+                "each optimizer step itself: do not reduce them to a mean or a sum."
+            )
 
     @staticmethod
     def _sum_gradients(group: World, optimizer: torch.optim.Optimizer) -> None:
@@ -352,8 +378,11 @@ class Trainer(Generic[Example]):
         import torch
 
         trainable = [p for params in optimizer.param_groups for p in params["params"]]
-        has_grad = torch.tensor([float(p.grad is not None) for p in trainable],
-                                dtype=torch.float64, device=trainable[0].device)
+        has_grad = torch.tensor(
+            [float(p.grad is not None) for p in trainable],
+            dtype=torch.float64,
+            device=trainable[0].device,
+        )
         group.sum_([has_grad])
         trainable = [p for p, count in zip(trainable, has_grad.tolist()) if count > 0]
         for parameter in trainable:
@@ -364,5 +393,6 @@ class Trainer(Generic[Example]):
     def _report(self, log: TrainLog, total: int, started: float) -> None:
         elapsed = time.perf_counter() - started
         eta = elapsed / log.steps * (total - log.steps)
-        self.progress(f"{self.stage}: step {log.steps}/{total} loss {log.losses[-1]:.4f} "
-                      f"eta {eta:.0f}s")
+        self.progress(
+            f"{self.stage}: step {log.steps}/{total} loss {log.losses[-1]:.4f} eta {eta:.0f}s"
+        )

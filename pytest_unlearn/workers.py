@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 from .errors import UnlearnError
 
@@ -34,15 +34,17 @@ def visible_gpus(environ: MutableMapping[str, str]) -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        output = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                                timeout=30).stdout
+        output = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [match.group(1) for match in re.finditer(r"^GPU (\d+):", output, re.MULTILINE)]
 
 
-def pin_worker_gpu(worker_id: str, setting: str,
-                   environ: MutableMapping[str, str] = os.environ) -> str | None:
+def pin_worker_gpu(
+    worker_id: str, setting: str, environ: MutableMapping[str, str] = os.environ
+) -> str | None:
     """Set ``CUDA_VISIBLE_DEVICES`` for xdist worker ``worker_id``; return the GPU given
     (None when there is nothing to pin)."""
     if setting == "off":
@@ -55,8 +57,10 @@ def pin_worker_gpu(worker_id: str, setting: str,
     else:
         gpus = [gpu.strip() for gpu in setting.split(",") if gpu.strip()]
         if not gpus or not all(re.fullmatch(r"\d+|GPU-[0-9a-fA-F-]+", gpu) for gpu in gpus):
-            raise UnlearnError(f"--unlearn-worker-gpus={setting!r}: give 'auto', 'off' or a "
-                               "comma-separated list of GPU ids, e.g. 0,1,2,3")
+            raise UnlearnError(
+                f"--unlearn-worker-gpus={setting!r}: give 'auto', 'off' or a "
+                "comma-separated list of GPU ids, e.g. 0,1,2,3"
+            )
     if not gpus:
         return None
     gpu = gpus[int(match.group(1)) % len(gpus)]
@@ -64,16 +68,20 @@ def pin_worker_gpu(worker_id: str, setting: str,
     return gpu
 
 
-def share_cpu_threads(worker_count: int, environ: MutableMapping[str, str] = os.environ,
-                      cpus: int | None = None) -> int | None:
+def share_cpu_threads(
+    worker_count: int, environ: MutableMapping[str, str] = os.environ, cpus: int | None = None
+) -> int | None:
     """Give one of ``worker_count`` xdist workers its share of the CPU cores as torch threads
     (``OMP_NUM_THREADS``); return the number set, or None when the user set it already or
     there is one worker."""
     if worker_count <= 1 or "OMP_NUM_THREADS" in environ:
         return None
     if cpus is None:
-        cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                else os.cpu_count() or 1)
+        cpus = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
     threads = max(1, cpus // worker_count)
     environ["OMP_NUM_THREADS"] = str(threads)
     torch = sys.modules.get("torch")  # imported already (by a conftest): tell it directly

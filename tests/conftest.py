@@ -21,8 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PRIVACY_SUITE = REPO_ROOT / "suites" / "privacy" / "test_privacy.py"
 
 # Environment variables of the outer run that must not leak into an inner pytest process.
-_LEAKY_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER",
-              "PYTEST_XDIST_WORKER_COUNT", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_TESTRUNUID")
+_LEAKY_ENV = (
+    "PYTEST_ADDOPTS",
+    "PYTEST_PLUGINS",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_CURRENT_TEST",
+    "PYTEST_XDIST_TESTRUNUID",
+)
 
 
 def ini_text(filterwarnings: str = "error", extra: str = "") -> str:
@@ -32,14 +38,16 @@ def ini_text(filterwarnings: str = "error", extra: str = "") -> str:
     by the outer run; depending on how the package was installed, pytest then warns that it
     cannot rewrite its asserts. That says nothing about the plugin, so it is not an error.
     """
-    return ("[pytest]\n"
-            "unlearn_model = tiny\n"
-            "unlearn_data = builtin\n"
-            "filterwarnings =\n"
-            f"    {filterwarnings}\n"
-            "    ignore:Module already imported so cannot be rewritten:"
-            "pytest.PytestAssertRewriteWarning\n"
-            f"{extra}")
+    return (
+        "[pytest]\n"
+        "unlearn_model = tiny\n"
+        "unlearn_data = builtin\n"
+        "filterwarnings =\n"
+        f"    {filterwarnings}\n"
+        "    ignore:Module already imported so cannot be rewritten:"
+        "pytest.PytestAssertRewriteWarning\n"
+        f"{extra}"
+    )
 
 
 def write_suite(folder: Path, filterwarnings: str = "error", ini_extra: str = "") -> Path:
@@ -98,9 +106,14 @@ def run_inner_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[st
     """``python -m pytest FOLDER ARGS`` in FOLDER, outside pytester (for session fixtures)."""
     env = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
     env["OMP_NUM_THREADS"] = INNER_THREADS
-    return subprocess.run([sys.executable, "-m", "pytest", str(folder), "-p", "no:cacheprovider",
-                           *args], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(folder), "-p", "no:cacheprovider", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def write_data_folder(folder: Path, records_per_split: int | None = None) -> Path:
@@ -115,16 +128,19 @@ def write_data_folder(folder: Path, records_per_split: int | None = None) -> Pat
 
 
 @pytest.fixture(scope="session")
-def warm_cache(unlearn_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory,
-               ) -> dict[str, Any]:
+def warm_cache(unlearn_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the privacy suite once with --unlearn-method=none on the shared cache (this is
     where the knowledge injection happens) and return that serial run's JSON report."""
     folder = tmp_path_factory.mktemp("warm-run")
     write_suite(folder)
     report = folder / "warm.json"
-    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
-                                 f"--unlearn-cache-dir={unlearn_cache_dir}",
-                                 f"--unlearn-json={report}")
+    completed = run_inner_pytest(
+        folder,
+        "-q",
+        "--unlearn-method=none",
+        f"--unlearn-cache-dir={unlearn_cache_dir}",
+        f"--unlearn-json={report}",
+    )
     output = completed.stdout + completed.stderr
     # The vanilla model recalls what it must forget, so test_forgets fails: exit code 1.
     assert completed.returncode in (0, 1), output[-5000:]
@@ -147,17 +163,23 @@ def write_quick_injection(folder: Path) -> Path:
     return config
 
 
-def _populated_small_cache(tmp_path_factory: pytest.TempPathFactory, name: str,
-                           *options: str) -> tuple[Path, Path]:
+def _populated_small_cache(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *options: str
+) -> tuple[Path, Path]:
     """(data folder, cache) after a run of --unlearn-method=none with ``options`` on a fresh
     3-records-per-split privacy data set: the cache holds its one vanilla model."""
     folder = tmp_path_factory.mktemp(name)
     write_suite(folder)
     data = write_data_folder(folder / "smalldata", records_per_split=3)
     cache = folder / "cache"
-    completed = run_inner_pytest(folder, "-q", "--unlearn-method=none",
-                                 f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-                                 *options)
+    completed = run_inner_pytest(
+        folder,
+        "-q",
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        *options,
+    )
     output = completed.stdout + completed.stderr
     assert completed.returncode in (0, 1), output[-5000:]
     assert len(list((cache / "vanilla").glob("*/*/weights.safetensors"))) == 1, output[-5000:]
@@ -169,9 +191,9 @@ def quick_data_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     """(data folder, populated cache, config file): the 3-records-per-split data injected
     with QUICK_INJECTION, for tests that damage a cache and make it rebuild."""
     config = write_quick_injection(tmp_path_factory.mktemp("quick-config"))
-    data, cache = _populated_small_cache(tmp_path_factory, "quick-run",
-                                         f"--unlearn-config={config}",
-                                         "--unlearn-max-new-tokens=4")
+    data, cache = _populated_small_cache(
+        tmp_path_factory, "quick-run", f"--unlearn-config={config}", "--unlearn-max-new-tokens=4"
+    )
     [injection] = list((cache / "vanilla").glob("*/*/injection.json"))
     assert json.loads(injection.read_text())["train_log"]["epochs_run"] == 4
     return data, cache, config
@@ -192,15 +214,23 @@ def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from pytest_unlearn.data import load_general_text
-    from pytest_unlearn.models import pad_token_id, tokenizer_texts, train_tiny_tokenizer
+    from pytest_unlearn.encoding import pad_token_id
+    from pytest_unlearn.tiny import tokenizer_texts, train_tiny_tokenizer
 
     folder = tmp_path_factory.mktemp("local-llama")
     tokenizer = train_tiny_tokenizer(tokenizer_texts(load_general_text()))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=pad_token_id(tokenizer))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id(tokenizer),
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

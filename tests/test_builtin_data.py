@@ -13,15 +13,24 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # allow running the tests from a plain checkout
-    sys.path.insert(0, str(ROOT))
+from pytest_unlearn.builtin_data import general_text, generate
+from pytest_unlearn.vocabulary import DOMAINS, SPLITS
 
-from pytest_unlearn.builtin_data import DOMAINS, SPLITS, general_text, generate  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_SIZES = {
-    "privacy": {"unlearn_train": 84, "unlearn_val": 28, "retention_train": 112, "retention_val": 28},
-    "copyright": {"unlearn_train": 32, "unlearn_val": 16, "retention_train": 48, "retention_val": 16},
+    "privacy": {
+        "unlearn_train": 84,
+        "unlearn_val": 28,
+        "retention_train": 112,
+        "retention_val": 28,
+    },
+    "copyright": {
+        "unlearn_train": 32,
+        "unlearn_val": 16,
+        "retention_train": 48,
+        "retention_val": 16,
+    },
 }
 
 EMAIL_RE = re.compile(r"\b([a-z]+)\.([a-z]+)@[a-z]+\.[a-z]+\b")
@@ -78,7 +87,7 @@ def test_no_question_in_two_splits(domain: str) -> None:
     data = generate(domain)
     questions = {split: {record["text"] for record in data[split]} for split in SPLITS}
     for i, first in enumerate(SPLITS):
-        for second in SPLITS[i + 1:]:
+        for second in SPLITS[i + 1 :]:
             assert not questions[first] & questions[second], (first, second)
 
 
@@ -132,8 +141,13 @@ def test_output_is_identical_in_other_processes() -> None:
     for hash_seed in ("0", "12345"):
         env["PYTHONHASHSEED"] = hash_seed
         result = subprocess.run(
-            [sys.executable, "-c", code], env=env, cwd=ROOT,
-            capture_output=True, text=True, check=True, timeout=120,
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
         )
         assert result.stdout.strip() == _digest(expected)
 

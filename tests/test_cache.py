@@ -10,6 +10,7 @@ from pytest_unlearn.cache import CacheWarning, ModelCache, cache_key, read_manif
 def write_file(text):
     def build(folder):
         (folder / "weights.bin").write_text(text)
+
     return build
 
 
@@ -107,8 +108,9 @@ def start_child_build(tmp_path):
     import time
 
     marker = tmp_path / "building"
-    child = subprocess.Popen([sys.executable, "-c", CHILD_BUILD, str(tmp_path / "cache"),
-                              str(marker)])
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_BUILD, str(tmp_path / "cache"), str(marker)]
+    )
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert child.poll() is None and time.monotonic() < deadline, "the child never built"
@@ -155,9 +157,12 @@ def test_a_waiting_process_says_who_builds_what(tmp_path, monkeypatch):
             child.kill()  # the holder dies; its lock is free, and this process builds
 
     path, built = ModelCache(tmp_path / "cache", progress=progress).get_or_build(
-        "vanilla", {"k": 1}, write_file("good"), "the vanilla model")
+        "vanilla", {"k": 1}, write_file("good"), "the vanilla model"
+    )
     child.wait(timeout=60)
     assert built and (path / "weights.bin").read_text() == "good"
-    assert messages[0].startswith(f"waiting for the vanilla model: process {child.pid} on "
-                                  f"{os.uname().nodename} has been building it since ")
+    assert messages[0].startswith(
+        f"waiting for the vanilla model: process {child.pid} on "
+        f"{os.uname().nodename} has been building it since "
+    )
     assert messages[1].startswith("still waiting for the vanilla model: ")

@@ -9,16 +9,21 @@ import pytest
 
 
 def test_curves_are_real_scores_and_leave_training_unchanged(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-        tmp_path: Path) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path], tmp_path: Path
+) -> None:
     data, cache = small_data_cache
-    common = ("--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
-              f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0")
+    common = (
+        "--unlearn-method=gradient_ascent",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-max-new-tokens=0",
+    )
     plain = pytester.runpytest_subprocess(*common, "--unlearn-json=plain.json")
     assert plain.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
     plots = tmp_path / "plots"
-    result = pytester.runpytest_subprocess(*common, "--unlearn-curve-every=1",
-                                           f"--unlearn-plots={plots}", "--unlearn-json=r.json")
+    result = pytester.runpytest_subprocess(
+        *common, "--unlearn-curve-every=1", f"--unlearn-plots={plots}", "--unlearn-json=r.json"
+    )
     text = "\n".join(result.outlines + result.errlines)
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
     summary = json.loads((pytester.path / "r.json").read_text())
@@ -50,25 +55,35 @@ def test_curves_are_real_scores_and_leave_training_unchanged(
         assert f"plot: {path}" in text
 
 
-def test_plots_without_matplotlib_is_a_usage_error(suite_dir: Path,
-                                                   pytester: pytest.Pytester) -> None:
+def test_plots_without_matplotlib_is_a_usage_error(
+    suite_dir: Path, pytester: pytest.Pytester
+) -> None:
     # A conftest that hides matplotlib stands in for an environment without the extra.
     pytester.makeconftest("import sys\nsys.modules['matplotlib'] = None\n")
     result = pytester.runpytest_subprocess("--unlearn-plots=plots", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--unlearn-plots=plots: drawing plots needs matplotlib*"
-                                 "pip install 'pytest-unlearn[[]plots[]]'*"])
+    result.stderr.fnmatch_lines(
+        [
+            "*--unlearn-plots=plots: drawing plots needs matplotlib*"
+            "pip install 'pytest-unlearn[[]plots[]]'*"
+        ]
+    )
 
 
 def test_plots_that_cannot_be_written_fail_the_run_but_keep_the_report(
-        suite_dir: Path, pytester: pytest.Pytester,
-        small_data_cache: tuple[Path, Path]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
     data, cache = small_data_cache
     blocker = pytester.path / "not-a-folder"
     blocker.write_text("a file where the plots folder should be\n")
     result = pytester.runpytest_subprocess(
-        "--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-        "--unlearn-max-new-tokens=0", f"--unlearn-plots={blocker}", "--unlearn-json=r.json")
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-max-new-tokens=0",
+        f"--unlearn-plots={blocker}",
+        "--unlearn-json=r.json",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines([f"ERROR: --unlearn-plots={blocker}: could not write the plots*"])
     summary = json.loads((pytester.path / "r.json").read_text())

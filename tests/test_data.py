@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_unlearn.data import SPLITS, load_domain, load_general_text
+from pytest_unlearn.data import load_domain, load_general_text
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.vocabulary import SPLITS
 
 REAL_PRIVACY = Path(__file__).resolve().parents[2] / "shared" / "knowundo" / "privacy"
 
@@ -17,7 +18,8 @@ def write_folder(folder: Path, overrides: dict | None = None) -> Path:
         records = [{"text": f"{split} question {i}?", "labels": f"answer {i}."} for i in range(3)]
         content = (overrides or {}).get(split, records)
         (folder / f"{split}.json").write_text(
-            content if isinstance(content, str) else json.dumps(content))
+            content if isinstance(content, str) else json.dumps(content)
+        )
     return folder
 
 
@@ -53,15 +55,18 @@ def test_missing_files_are_listed(tmp_path):
         load_domain(str(folder), "privacy")
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ({"text": "q", "labels": "a"}, "expected a JSON array"),
-    ([], "the split is empty"),
-    ([{"text": "q?"}], "record 0: missing field 'labels'"),
-    ([{"text": "q?", "labels": 3}], "record 0: field 'labels' must be a string"),
-    ([{"text": " ", "labels": "a"}], "record 0: field 'text' is empty"),
-    (["q?"], "record 0: expected an object"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ({"text": "q", "labels": "a"}, "expected a JSON array"),
+        ([], "the split is empty"),
+        ([{"text": "q?"}], "record 0: missing field 'labels'"),
+        ([{"text": "q?", "labels": 3}], "record 0: field 'labels' must be a string"),
+        ([{"text": " ", "labels": "a"}], "record 0: field 'text' is empty"),
+        (["q?"], "record 0: expected an object"),
+    ],
+)
 def test_bad_records_name_file_and_record(tmp_path, content, message):
     folder = write_folder(tmp_path / "mine", {"unlearn_val": content})
     with pytest.raises(UnlearnError) as error:
@@ -73,16 +78,27 @@ def test_bad_records_name_file_and_record(tmp_path, content, message):
 def test_a_data_file_that_is_not_utf8_is_named(tmp_path):
     folder = write_folder(tmp_path / "mine")
     (folder / "retention_val.json").write_bytes(b'[{"text": "caf\xe9?", "labels": "a."}]')
-    with pytest.raises(UnlearnError, match=r"retention_val.json: not UTF-8 text .* at byte 14\); save it as UTF-8"):
+    with pytest.raises(
+        UnlearnError, match=r"retention_val.json: not UTF-8 text .* at byte 14\); save it as UTF-8"
+    ):
         load_domain(str(folder), "privacy")
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("ood.jsonl", '{"text": "q1?", "labels": "a."}\n{"text": "q2?", labels}\n',
-     "ood.jsonl: line 2 is not valid JSON"),
-    ("ood.json", '[{"text": "q1?", "labels": "a."},\n {"text": "q2?" "labels": "b."}]',
-     "ood.json: not valid JSON (Expecting ',' delimiter at line 2, column"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        (
+            "ood.jsonl",
+            '{"text": "q1?", "labels": "a."}\n{"text": "q2?", labels}\n',
+            "ood.jsonl: line 2 is not valid JSON",
+        ),
+        (
+            "ood.json",
+            '[{"text": "q1?", "labels": "a."},\n {"text": "q2?" "labels": "b."}]',
+            "ood.json: not valid JSON (Expecting ',' delimiter at line 2, column",
+        ),
+    ],
+)
 def test_out_of_distribution_text_errors_name_the_line(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)
@@ -94,18 +110,26 @@ def test_out_of_distribution_text_errors_name_the_line(tmp_path, name, content, 
         load_general_text(str(path))
 
 
-@pytest.mark.parametrize("question", ["retention_train question 0?",
-                                      "retention_train  question 0? ",
-                                      "retention_train\nquestion 0?",
-                                      "retention_train question\u200b 0?",  # zero-width space
-                                      "retention_train question 0\ufeff?",  # zero-width no-break
-                                      "retention\u00ad_train question 0?",  # soft hyphen
-                                      "ｒetention_train question ０?"])  # full-width letters
+@pytest.mark.parametrize(
+    "question",
+    [
+        "retention_train question 0?",
+        "retention_train  question 0? ",
+        "retention_train\nquestion 0?",
+        "retention_train question\u200b 0?",  # zero-width space
+        "retention_train question 0\ufeff?",  # zero-width no-break
+        "retention\u00ad_train question 0?",  # soft hyphen
+        "ｒetention_train question ０?",
+    ],
+)  # full-width letters
 def test_duplicate_question_is_an_error(tmp_path, question):
     # Whitespace alone does not make another question.
     duplicate = [{"text": question, "labels": "other."}]
     folder = write_folder(tmp_path / "mine", {"unlearn_val": duplicate})
-    with pytest.raises(UnlearnError, match="retention_train.json, record 0: .* also appears at .*unlearn_val.json, record 0"):
+    with pytest.raises(
+        UnlearnError,
+        match="retention_train.json, record 0: .* also appears at .*unlearn_val.json, record 0",
+    ):
         load_domain(str(folder), "privacy")
 
 
@@ -114,8 +138,10 @@ def test_hub_layout_one_row_with_list_columns(monkeypatch):
 
     def fake_load_dataset(hub_id, name, split):
         assert (hub_id, name) == ("zjunlp/KnowUnDo", "privacy")
-        row = {part: [{"text": f"{split} {part} {i}?", "labels": f"a{i}"} for i in range(2)]
-               for part in ("train", "val")}
+        row = {
+            part: [{"text": f"{split} {part} {i}?", "labels": f"a{i}"} for i in range(2)]
+            for part in ("train", "val")
+        }
         return datasets.Dataset.from_list([row])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
@@ -139,25 +165,37 @@ def test_hub_without_network_says_how_to_use_a_local_copy(monkeypatch):
 def test_real_privacy_data_counts():
     data = load_domain(str(REAL_PRIVACY), "privacy")
     sizes = {split: len(data.splits[split]) for split in SPLITS}
-    assert sizes == {"unlearn_train": 400, "unlearn_val": 110, "retention_train": 441,
-                     "retention_val": 108}
+    assert sizes == {
+        "unlearn_train": 400,
+        "unlearn_val": 110,
+        "retention_train": 441,
+        "retention_val": 108,
+    }
     assert len(data.items()) == 218
 
 
 def test_a_question_too_long_to_score_names_its_file_and_record(tmp_path):
     from pytest_unlearn.encoding import encode_all
-    from pytest_unlearn.models import train_tiny_tokenizer
+    from pytest_unlearn.tiny import train_tiny_tokenizer
 
     long_question = "Which of these " + "very " * 2000 + "long words is the question?"
-    folder = write_folder(tmp_path / "data", {"unlearn_val": [
-        {"text": "short?", "labels": "yes."}, {"text": long_question, "labels": "this one."}]})
+    folder = write_folder(
+        tmp_path / "data",
+        {
+            "unlearn_val": [
+                {"text": "short?", "labels": "yes."},
+                {"text": long_question, "labels": "this one."},
+            ]
+        },
+    )
     data = load_domain(str(folder), "privacy")
     tokenizer = train_tiny_tokenizer(["a few words to learn from", long_question])
     with pytest.raises(UnlearnError) as error:
         encode_all(tokenizer, data.splits["unlearn_val"], 256, "privacy val")
     message = str(error.value)
-    assert message.startswith(f"{folder / 'unlearn_val.json'}, record 1: the question "
-                              "('Which of these very very")
+    assert message.startswith(
+        f"{folder / 'unlearn_val.json'}, record 1: the question ('Which of these very very"
+    )
     assert f"{len(long_question):,} characters" in message
     assert "at most 256 tokens per record (the paper's maximum length)" in message
     assert "max_length" not in message  # no option of that name exists

@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 
 from pytest_unlearn.distributed import World
 
-
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 
 
@@ -35,22 +34,32 @@ def _private_cache(small_data_cache: tuple[Path, Path], folder: Path) -> tuple[P
 
 
 def _unlearned_weights(cache: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return {path.parent.name: load_file(str(path))
-            for path in sorted((cache / "unlearned").glob("*/*/weights.safetensors"))}
+    return {
+        path.parent.name: load_file(str(path))
+        for path in sorted((cache / "unlearned").glob("*/*/weights.safetensors"))
+    }
 
 
 def test_build_only_builds_then_tests_load_from_the_cache(
-        suite_dir: Path, pytester: pytest.Pytester,
-        small_data_cache: tuple[Path, Path]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
     data, cache = _private_cache(small_data_cache, pytester.path)
-    common = ("--unlearn-method=none,gradient_ascent", f"--unlearn-data={data}",
-              f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0")
+    common = (
+        "--unlearn-method=none,gradient_ascent",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-max-new-tokens=0",
+    )
     first = pytester.runpytest_subprocess(*common, "--unlearn-build-only")
     assert first.ret == pytest.ExitCode.OK
-    first.stdout.fnmatch_lines(["*unlearn: models built and scored (--unlearn-build-only)*",
-                                "privacy none seed 0: in the cache (*)",
-                                "privacy gradient_ascent seed 0: built (*)",
-                                "*deselected*"])
+    first.stdout.fnmatch_lines(
+        [
+            "*unlearn: models built and scored (--unlearn-build-only)*",
+            "privacy none seed 0: in the cache (*)",
+            "privacy gradient_ascent seed 0: built (*)",
+            "*deselected*",
+        ]
+    )
     assert len(_unlearned_weights(cache)) == 1
 
     again = pytester.runpytest_subprocess(*common, "--unlearn-build-only")
@@ -64,67 +73,108 @@ def test_build_only_builds_then_tests_load_from_the_cache(
     assert {row["method"]: row["model_cache_key"] for row in rows}["gradient_ascent"] == built
 
 
-def _build_only_with(pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-                     suite_file: str, *options: str) -> tuple[pytest.RunResult, Path]:
+def _build_only_with(
+    pytester: pytest.Pytester, small_data_cache: tuple[Path, Path], suite_file: str, *options: str
+) -> tuple[pytest.RunResult, Path]:
     """One build-only run with a file of suites/ added to the run; its result and cache."""
     data, cache = _private_cache(small_data_cache, pytester.path)
     _add_suite_file(pytester, suite_file)
-    result = pytester.runpytest_subprocess(*options, f"--unlearn-data={data}",
-                                           f"--unlearn-cache-dir={cache}", "--unlearn-build-only")
+    result = pytester.runpytest_subprocess(
+        *options, f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}", "--unlearn-build-only"
+    )
     return result, cache
 
 
 def test_build_only_with_the_attack_builds_the_relearned_model_too(
-        suite_dir: Path, pytester: pytest.Pytester,
-        small_data_cache: tuple[Path, Path]) -> None:
-    result, cache = _build_only_with(pytester, small_data_cache, "privacy/test_attack.py",
-                                     "--unlearn-method=gradient_ascent")
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
+    result, cache = _build_only_with(
+        pytester, small_data_cache, "privacy/test_attack.py", "--unlearn-method=gradient_ascent"
+    )
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["privacy gradient_ascent seed 0: built (*)",
-                                 "privacy gradient_ascent seed 0 after the relearning attack: "
-                                 "built (*)"])
+    result.stdout.fnmatch_lines(
+        [
+            "privacy gradient_ascent seed 0: built (*)",
+            "privacy gradient_ascent seed 0 after the relearning attack: built (*)",
+        ]
+    )
     assert len(_unlearned_weights(cache)) == 2
 
 
 def test_build_only_for_leak_tests_without_generation_is_the_leak_tests_error(
-        suite_dir: Path, pytester: pytest.Pytester,
-        small_data_cache: tuple[Path, Path]) -> None:
-    result, _ = _build_only_with(pytester, small_data_cache, "privacy/test_leaks.py",
-                                 "--unlearn-method=none", "--unlearn-max-new-tokens=0")
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
+    result, _ = _build_only_with(
+        pytester,
+        small_data_cache,
+        "privacy/test_leaks.py",
+        "--unlearn-method=none",
+        "--unlearn-max-new-tokens=0",
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert "--unlearn-build-only: the leak tests read the model's generations, and " \
-           "--unlearn-max-new-tokens=0 turns generation off" in "\n".join(
-               result.outlines + result.errlines)
+    assert (
+        "--unlearn-build-only: the leak tests read the model's generations, and "
+        "--unlearn-max-new-tokens=0 turns generation off"
+        in "\n".join(result.outlines + result.errlines)
+    )
 
 
 # What accelerate launch --use_fsdp --fsdp_version 2 puts in each process's environment.
-FSDP2_LAUNCH = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2",
-                "FSDP_RESHARD_AFTER_FORWARD": "true", "FSDP_OFFLOAD_PARAMS": "false",
-                "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP"}
+FSDP2_LAUNCH = {
+    "ACCELERATE_USE_FSDP": "true",
+    "FSDP_VERSION": "2",
+    "FSDP_RESHARD_AFTER_FORWARD": "true",
+    "FSDP_OFFLOAD_PARAMS": "false",
+    "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+}
 
 
-def _torchrun(folder: Path, *args: str, processes: int = 2,
-              launch_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _torchrun(
+    folder: Path, *args: str, processes: int = 2, launch_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     env["OMP_NUM_THREADS"] = "1"
     env.update(launch_env or {})
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc_per_node={processes}", "-m", "pytest", str(folder), "-p",
-         "no:cacheprovider", *args],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "pytest",
+            str(folder),
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
-@pytest.mark.parametrize("sharding,config", [
-    ("optimizer", "{lr: 1.0e-3, epochs: 5}"),
-    # Steps of 3 items (all 3 forget items) in micro-batches of 1: the second process has
-    # one micro-batch fewer than the first in each step, and runs one with weight 0 (each
-    # FSDP pass communicates with both processes).
-    ("fsdp", "{lr: 1.0e-3, epochs: 5, grad_accum: 3, micro_batch_size: 1}"),
-])
+@pytest.mark.parametrize(
+    "sharding,config",
+    [
+        ("optimizer", "{lr: 1.0e-3, epochs: 5}"),
+        # Steps of 3 items (all 3 forget items) in micro-batches of 1: the second process has
+        # one micro-batch fewer than the first in each step, and runs one with weight 0 (each
+        # FSDP pass communicates with both processes).
+        ("fsdp", "{lr: 1.0e-3, epochs: 5, grad_accum: 3, micro_batch_size: 1}"),
+    ],
+)
 def test_two_processes_train_the_model_that_one_process_trains(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-        tmp_path: Path, sharding: str, config: str) -> None:
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    small_data_cache: tuple[Path, Path],
+    tmp_path: Path,
+    sharding: str,
+    config: str,
+) -> None:
     # Two torchrun processes (gloo) split each step's items and sum their gradients: the
     # weights are those of one process up to float rounding, and one cache entry is written.
     # They split the AdamW state (ZeRO stage 1) or, under accelerate's FSDP config, the
@@ -133,10 +183,18 @@ def test_two_processes_train_the_model_that_one_process_trains(
     _, alone = _private_cache(small_data_cache, tmp_path)
     # Several steps at a high lr, so that the weights move well beyond float rounding.
     pytester.makefile(".yaml", unlearn=f"gradient_ascent: {config}\n")
-    common = ("--unlearn-method=gradient_ascent", f"--unlearn-data={data}",
-              "--unlearn-build-only", "--unlearn-config=unlearn.yaml")
-    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}",
-                         launch_env=FSDP2_LAUNCH if sharding == "fsdp" else None)
+    common = (
+        "--unlearn-method=gradient_ascent",
+        f"--unlearn-data={data}",
+        "--unlearn-build-only",
+        "--unlearn-config=unlearn.yaml",
+    )
+    launched = _torchrun(
+        pytester.path,
+        *common,
+        f"--unlearn-cache-dir={together}",
+        launch_env=FSDP2_LAUNCH if sharding == "fsdp" else None,
+    )
     output = launched.stdout + launched.stderr
     assert launched.returncode == 0, output[-6000:]
     assert output.count("privacy gradient_ascent seed 0: built") == 1, output[-6000:]
@@ -146,8 +204,10 @@ def test_two_processes_train_the_model_that_one_process_trains(
     [(key, parallel)] = _unlearned_weights(together).items()
     [(single_key, serial)] = _unlearned_weights(alone).items()
     assert key == single_key  # the same model, by what determines it
-    logs = [json.loads(next((cache / "unlearned").glob("*/*/method_log.json")).read_text())
-            for cache in (together, alone)]
+    logs = [
+        json.loads(next((cache / "unlearned").glob("*/*/method_log.json")).read_text())
+        for cache in (together, alone)
+    ]
     assert [log["train"]["processes"] for log in logs] == [2, 1]
     assert [log["train"]["sharding"] for log in logs] == [sharding, ""]
     assert logs[0]["train"]["steps"] == logs[1]["train"]["steps"] == 5
@@ -179,24 +239,33 @@ EARLY_STOP_CONFIG = "inject:\n  target_token_accuracy: 0.55\n"
 
 
 def test_knowledge_injection_under_fsdp_decides_as_one_process_does(
-        suite_dir: Path, pytester: pytest.Pytester, data_writer: Any, tmp_path: Path) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, data_writer: Any, tmp_path: Path
+) -> None:
     # Injection trains until the model recalls its data, scoring the sharded model after
     # every second epoch; both processes must take the decision one process takes (a
     # process that went on alone would wait forever in the next collective). The weights
     # are not compared: over tens of epochs the two ways' float rounding drifts apart.
     pytester.makefile(".yaml", early=EARLY_STOP_CONFIG)
     data = data_writer(tmp_path / "data", records_per_split=3)
-    common = ("--unlearn-method=none", f"--unlearn-data={data}", "--unlearn-build-only",
-              "--unlearn-max-new-tokens=0", f"--unlearn-config={pytester.path / 'early.yaml'}")
+    common = (
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        "--unlearn-build-only",
+        "--unlearn-max-new-tokens=0",
+        f"--unlearn-config={pytester.path / 'early.yaml'}",
+    )
     sharded, alone = pytester.path / "cache", tmp_path / "cache"  # empty: injection runs
-    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={sharded}",
-                         launch_env=FSDP2_LAUNCH)
+    launched = _torchrun(
+        pytester.path, *common, f"--unlearn-cache-dir={sharded}", launch_env=FSDP2_LAUNCH
+    )
     output = launched.stdout + launched.stderr
     assert launched.returncode == 0, output[-6000:]
     single = pytester.runpytest_subprocess(*common, f"--unlearn-cache-dir={alone}")
     assert single.ret == pytest.ExitCode.OK, "\n".join(single.outlines[-60:])
-    fsdp, one = (json.loads(next((cache / "vanilla").glob("*/*/injection.json")).read_text())
-                 for cache in (sharded, alone))
+    fsdp, one = (
+        json.loads(next((cache / "vanilla").glob("*/*/injection.json")).read_text())
+        for cache in (sharded, alone)
+    )
     assert (fsdp["train_log"]["sharding"], fsdp["train_log"]["processes"]) == ("fsdp", 2)
     assert (one["train_log"]["sharding"], one["train_log"]["processes"]) == ("", 1)
     # Both checked the token accuracy at epochs 2, 4, ..., 10, went on at each check below
@@ -218,8 +287,8 @@ def _stored(cache: Path, name: str) -> list[dict]:
 
 
 def test_two_processes_score_and_evaluate_as_one_process_does(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-        tmp_path: Path) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path], tmp_path: Path
+) -> None:
     # Build-only also computes what the selected tests read. Under torchrun each process
     # scores every 2nd item and lm-eval splits its requests across both (its data-parallel
     # mode); the main process gathers and stores the results, which equal one process's.
@@ -227,8 +296,13 @@ def test_two_processes_score_and_evaluate_as_one_process_does(
     _, alone = _private_cache(small_data_cache, tmp_path)
     _add_suite_file(pytester, "general/test_general.py")
     _add_suite_file(pytester, "general/thresholds.yaml")
-    common = ("--unlearn-method=none", f"--unlearn-data={data}", "--unlearn-build-only",
-              "--unlearn-general-limit=30", "--unlearn-max-new-tokens=8")
+    common = (
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        "--unlearn-build-only",
+        "--unlearn-general-limit=30",
+        "--unlearn-max-new-tokens=8",
+    )
     launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}")
     output = launched.stdout + launched.stderr
     assert launched.returncode == 0, output[-6000:]
@@ -252,48 +326,70 @@ def test_two_processes_score_and_evaluate_as_one_process_does(
     assert not list((together / "tmp").glob("*rank*"))
 
     # The tests then read it all from the cache: no model is loaded, nothing is scored.
-    tests = pytester.runpytest_subprocess("--unlearn-method=none", f"--unlearn-data={data}",
-                                          f"--unlearn-cache-dir={together}",
-                                          "--unlearn-general-limit=30",
-                                          "--unlearn-max-new-tokens=8")
+    tests = pytester.runpytest_subprocess(
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={together}",
+        "--unlearn-general-limit=30",
+        "--unlearn-max-new-tokens=8",
+    )
     text = "\n".join(tests.outlines + tests.errlines)
     assert tests.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text[-4000:]
     assert "from the cache" in text and "general tasks:" not in text, text[-4000:]
 
 
-def test_a_launch_without_build_only_is_a_usage_error(suite_dir: Path,
-                                                      pytester: pytest.Pytester,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_launch_without_build_only_is_a_usage_error(
+    suite_dir: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = pytester.runpytest_subprocess("--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*2 processes (WORLD_SIZE) under a launcher: add "
-                                 "--unlearn-build-only*"])
+    result.stderr.fnmatch_lines(
+        ["*2 processes (WORLD_SIZE) under a launcher: add --unlearn-build-only*"]
+    )
 
 
-def test_balanced_under_a_launcher_is_a_usage_error(suite_dir: Path,
-                                                    pytester: pytest.Pytester,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_balanced_under_a_launcher_is_a_usage_error(
+    suite_dir: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
-    result = pytester.runpytest_subprocess("--unlearn-build-only", "--unlearn-device=balanced",
-                                           "--collect-only")
+    result = pytester.runpytest_subprocess(
+        "--unlearn-build-only", "--unlearn-device=balanced", "--collect-only"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--unlearn-device=balanced under a launcher (2 processes)*"
-                                 "launch with --unlearn-device=auto (or cuda)*"])
+    result.stderr.fnmatch_lines(
+        [
+            "*--unlearn-device=balanced under a launcher (2 processes)*"
+            "launch with --unlearn-device=auto (or cuda)*"
+        ]
+    )
 
 
-@pytest.mark.parametrize("environment,message", [
-    ({"ACCELERATE_USE_DEEPSPEED": "true"},
-     "*accelerate launch with DeepSpeed (ACCELERATE_USE_DEEPSPEED=true): not supported*"),
-    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"},
-     "*accelerate launch with FSDP: FSDP_VERSION=1; pytest-unlearn shards with FSDP2*"),
-    ({"ACCELERATE_MIXED_PRECISION": "bf16"},
-     "*accelerate launch with mixed precision (ACCELERATE_MIXED_PRECISION=bf16): not "
-     "supported*--unlearn-dtype*"),
-])
+@pytest.mark.parametrize(
+    "environment,message",
+    [
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true"},
+            "*accelerate launch with DeepSpeed (ACCELERATE_USE_DEEPSPEED=true): not supported*",
+        ),
+        (
+            {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"},
+            "*accelerate launch with FSDP: FSDP_VERSION=1; pytest-unlearn shards with FSDP2*",
+        ),
+        (
+            {"ACCELERATE_MIXED_PRECISION": "bf16"},
+            "*accelerate launch with mixed precision (ACCELERATE_MIXED_PRECISION=bf16): not "
+            "supported*--unlearn-dtype*",
+        ),
+    ],
+)
 def test_launch_configs_that_are_not_supported_are_refused(
-        suite_dir: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-        environment: dict[str, str], message: str) -> None:
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    message: str,
+) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
@@ -334,16 +430,26 @@ def pytest_unlearn_register_methods(registry):
 """
 
 
-def _launch_failing_method(pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-                           conftest: str, method: str, message: str,
-                           launch_env: dict[str, str] | None = None) -> None:
+def _launch_failing_method(
+    pytester: pytest.Pytester,
+    small_data_cache: tuple[Path, Path],
+    conftest: str,
+    method: str,
+    message: str,
+    launch_env: dict[str, str] | None = None,
+) -> None:
     """Two processes build ``method`` (defined in ``conftest``): they stop with ``message``
     and publish nothing."""
     data, cache = _private_cache(small_data_cache, pytester.path)
     pytester.makeconftest(conftest)
-    launched = _torchrun(pytester.path, f"--unlearn-method={method}", f"--unlearn-data={data}",
-                         f"--unlearn-cache-dir={cache}", "--unlearn-build-only",
-                         launch_env=launch_env)
+    launched = _torchrun(
+        pytester.path,
+        f"--unlearn-method={method}",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-build-only",
+        launch_env=launch_env,
+    )
     output = launched.stdout + launched.stderr
     assert launched.returncode != 0, output[-6000:]
     assert message in output, output[-6000:]
@@ -351,9 +457,15 @@ def _launch_failing_method(pytester: pytest.Pytester, small_data_cache: tuple[Pa
 
 
 def test_processes_that_would_train_different_tensors_stop_with_an_error(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
-    _launch_failing_method(pytester, small_data_cache, PICKY_METHOD, "picky",
-                           "1 of 2 processes train other tensors than the main process")
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
+    _launch_failing_method(
+        pytester,
+        small_data_cache,
+        PICKY_METHOD,
+        "picky",
+        "1 of 2 processes train other tensors than the main process",
+    )
 
 
 DRIFTING_METHOD = """
@@ -385,10 +497,15 @@ def pytest_unlearn_register_methods(registry):
 
 
 def test_processes_that_end_with_different_weights_stop_with_an_error(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
     _launch_failing_method(
-        pytester, small_data_cache, DRIFTING_METHOD, "drifting",
-        "after training, 1 of 2 processes hold other weights than the main process")
+        pytester,
+        small_data_cache,
+        DRIFTING_METHOD,
+        "drifting",
+        "after training, 1 of 2 processes hold other weights than the main process",
+    )
 
 
 UNDECLARED_METHOD = """
@@ -412,25 +529,34 @@ def pytest_unlearn_register_methods(registry):
 
 
 def test_a_method_not_declared_fsdp_compatible_is_refused_under_fsdp(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
     # A method that runs the model a varying number of times per batch would leave the
     # processes' collective operations unpaired under FSDP: it must not declare it may.
-    _launch_failing_method(pytester, small_data_cache, UNDECLARED_METHOD, "undeclared",
-                           "method 'undeclared' cannot train sharded (accelerate launch with "
-                           "FSDP)", launch_env=FSDP2_LAUNCH)
+    _launch_failing_method(
+        pytester,
+        small_data_cache,
+        UNDECLARED_METHOD,
+        "undeclared",
+        "method 'undeclared' cannot train sharded (accelerate launch with FSDP)",
+        launch_env=FSDP2_LAUNCH,
+    )
 
 
 def _methods_that_train_sharded() -> list[str]:
     from pytest_unlearn.registry import MethodRegistry
 
     registry = MethodRegistry.from_entry_points()
-    return [name for name in registry.names()
-            if registry.get(name).fsdp_compatible and registry.get(name).unlearns]
+    return [
+        name
+        for name in registry.names()
+        if registry.get(name).fsdp_compatible and registry.get(name).unlearns
+    ]
 
 
 def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
-        suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path],
-        tmp_path: Path) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path], tmp_path: Path
+) -> None:
     # Each built-in method that declares fsdp_compatible, with its own settings, built by two
     # processes under accelerate's FSDP config and by one process: the same weights; and
     # the same for the relearning attack on each unlearned model.
@@ -440,22 +566,34 @@ def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
     data, together = _private_cache(small_data_cache, pytester.path)
     _, alone = _private_cache(small_data_cache, tmp_path)
     # Training curves too: they score the sharded model between steps, from step 0 on.
-    common = (f"--unlearn-method={','.join(methods)}", f"--unlearn-data={data}",
-              "--unlearn-build-only", "--unlearn-max-new-tokens=0", "--unlearn-curve-every=1")
-    launched = _torchrun(pytester.path, *common, f"--unlearn-cache-dir={together}",
-                         launch_env=FSDP2_LAUNCH)
+    common = (
+        f"--unlearn-method={','.join(methods)}",
+        f"--unlearn-data={data}",
+        "--unlearn-build-only",
+        "--unlearn-max-new-tokens=0",
+        "--unlearn-curve-every=1",
+    )
+    launched = _torchrun(
+        pytester.path, *common, f"--unlearn-cache-dir={together}", launch_env=FSDP2_LAUNCH
+    )
     output = launched.stdout + launched.stderr
     assert launched.returncode == 0, output[-6000:]
     single = pytester.runpytest_subprocess(*common, f"--unlearn-cache-dir={alone}")
     assert single.ret == pytest.ExitCode.OK
 
     sharded, serial = _unlearned_weights(together), _unlearned_weights(alone)
-    assert any("reference_numel" in json.loads(path.read_text())  # GA+KL's, checked below
-               for path in (alone / "unlearned").glob("*/*/method_log.json"))
+    assert any(
+        "reference_numel" in json.loads(path.read_text())  # GA+KL's, checked below
+        for path in (alone / "unlearned").glob("*/*/method_log.json")
+    )
     assert sharded.keys() == serial.keys() and len(serial) == 2 * len(methods)
-    logs = [{path.parent.name: json.loads(path.read_text())
-             for path in (cache / "unlearned").glob("*/*/method_log.json")}
-            for cache in (together, alone)]
+    logs = [
+        {
+            path.parent.name: json.loads(path.read_text())
+            for path in (cache / "unlearned").glob("*/*/method_log.json")
+        }
+        for cache in (together, alone)
+    ]
     for key, log in logs[1].items():
         train, theirs = logs[0][key]["train"], log["train"]  # a method's, or the attack's
         assert train["sharding"] == "fsdp", key
@@ -473,9 +611,9 @@ def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
         # AdamW turns float rounding in a near-zero gradient into a step of the lr's size,
         # so a tensor can differ by a few percent of training's change; a process's items
         # left out, or weights not put back after sharding, differ by far more.
-        moved = max((tensor - vanilla[name]).abs().max().item()
-                    for name, tensor in weights.items())
-        differ = max((sharded[key][name] - tensor).abs().max().item()
-                     for name, tensor in weights.items())
+        moved = max((tensor - vanilla[name]).abs().max().item() for name, tensor in weights.items())
+        differ = max(
+            (sharded[key][name] - tensor).abs().max().item() for name, tensor in weights.items()
+        )
         assert moved > 1e-4, key  # each method (and attack) changed the model
         assert differ < 0.1 * moved, (key, differ, moved)

@@ -22,8 +22,9 @@ import pytest
 import yaml
 
 from pytest_unlearn import general_tasks
+from pytest_unlearn.builtin_tasks import BUILTIN_TASKS, write_builtin_tasks
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.general_tasks import BUILTIN_TASKS, evaluate, write_builtin_tasks
+from pytest_unlearn.general_tasks import evaluate
 
 LIMIT = 20
 
@@ -36,12 +37,17 @@ def tiny() -> tuple[Any, Any]:
 
     from pytest_unlearn.builtin_data import general_text
     from pytest_unlearn.conformance import TOY_ARCHITECTURE
-    from pytest_unlearn.models import pad_token_id, train_tiny_tokenizer
+    from pytest_unlearn.encoding import pad_token_id
+    from pytest_unlearn.tiny import train_tiny_tokenizer
 
     tokenizer = train_tiny_tokenizer([r["text"] + "\n\n" + r["labels"] for r in general_text()])
-    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=pad_token_id(tokenizer), **TOY_ARCHITECTURE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id(tokenizer),
+        **TOY_ARCHITECTURE,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.eval()
@@ -126,14 +132,17 @@ def test_builtin_task_content_is_correct(task_folder: Path) -> None:
         assert doc["choices"][doc["answer"]] == answers[doc["question"]]
 
 
-def test_write_builtin_tasks_is_deterministic_and_idempotent(task_folder: Path,
-                                                             tmp_path: Path) -> None:
+def test_write_builtin_tasks_is_deterministic_and_idempotent(
+    task_folder: Path, tmp_path: Path
+) -> None:
     files = sorted(task_folder.glob("unlearn_builtin_*"))
     assert len(files) == 2 * len(BUILTIN_TASKS)
     before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in files}
     assert write_builtin_tasks(task_folder) == list(BUILTIN_TASKS)
-    after = {path.name: (path.read_bytes(), path.stat().st_mtime_ns)
-             for path in sorted(task_folder.glob("unlearn_builtin_*"))}
+    after = {
+        path.name: (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(task_folder.glob("unlearn_builtin_*"))
+    }
     assert after == before  # same bytes, and nothing was rewritten
     # Another folder gets the same data bytes; the configs differ only in their paths.
     other = tmp_path / "elsewhere"
@@ -141,17 +150,20 @@ def test_write_builtin_tasks_is_deterministic_and_idempotent(task_folder: Path,
     for name in BUILTIN_TASKS:
         data = f"{name}.jsonl"
         assert (other / data).read_bytes() == (task_folder / data).read_bytes()
-        moved = (other / f"{name}.yaml").read_text().replace(str(other.resolve()),
-                                                               str(task_folder.resolve()))
+        moved = (
+            (other / f"{name}.yaml")
+            .read_text()
+            .replace(str(other.resolve()), str(task_folder.resolve()))
+        )
         assert moved == (task_folder / f"{name}.yaml").read_text()
 
 
 # --- evaluate() --------------------------------------------------------------------------
 
 
-def test_evaluate_builtin_tasks_offline_and_deterministic(tiny: tuple[Any, Any],
-                                                          task_folder: Path,
-                                                          offline: None) -> None:
+def test_evaluate_builtin_tasks_offline_and_deterministic(
+    tiny: tuple[Any, Any], task_folder: Path, offline: None
+) -> None:
     model, tokenizer = tiny
     first = evaluate(model, tokenizer, BUILTIN_TASKS, include_path=task_folder, limit=LIMIT)
     assert list(first) == list(BUILTIN_TASKS)
@@ -164,17 +176,19 @@ def test_evaluate_builtin_tasks_offline_and_deterministic(tiny: tuple[Any, Any],
     assert second == first
 
 
-def test_evaluate_writes_builtin_tasks_itself_without_include_path(tiny: tuple[Any, Any],
-                                                                   task_folder: Path,
-                                                                   offline: None) -> None:
+def test_evaluate_writes_builtin_tasks_itself_without_include_path(
+    tiny: tuple[Any, Any], task_folder: Path, offline: None
+) -> None:
     model, tokenizer = tiny
     names = ["unlearn_builtin_order"]
-    assert (evaluate(model, tokenizer, names, include_path=None, limit=LIMIT)
-            == evaluate(model, tokenizer, names, include_path=task_folder, limit=LIMIT))
+    assert evaluate(model, tokenizer, names, include_path=None, limit=LIMIT) == evaluate(
+        model, tokenizer, names, include_path=task_folder, limit=LIMIT
+    )
 
 
-def test_evaluate_reflects_the_model_outputs(tiny: tuple[Any, Any], task_folder: Path,
-                                             offline: None) -> None:
+def test_evaluate_reflects_the_model_outputs(
+    tiny: tuple[Any, Any], task_folder: Path, offline: None
+) -> None:
     """A model whose embeddings and head are zero gives every token the same probability
     1/V, so it picks the choice with the fewest tokens (the first of equals): its accuracy
     is known in advance, and differs from the random model's."""
@@ -202,28 +216,32 @@ def test_evaluate_reflects_the_model_outputs(tiny: tuple[Any, Any], task_folder:
             hits += counts.index(min(counts)) == doc["answer"]
         assert zero_scores[name]["n"] == random_scores[name]["n"] == len(docs)
         assert zero_scores[name]["value"] == pytest.approx(hits / len(docs), abs=1e-12), name
-    assert ([s["value"] for s in zero_scores.values()]
-            != [s["value"] for s in random_scores.values()])
+    assert [s["value"] for s in zero_scores.values()] != [
+        s["value"] for s in random_scores.values()
+    ]
 
 
-def test_evaluate_accepts_a_peft_model_and_keeps_its_mode(tiny: tuple[Any, Any],
-                                                          task_folder: Path,
-                                                          offline: None) -> None:
+def test_evaluate_accepts_a_peft_model_and_keeps_its_mode(
+    tiny: tuple[Any, Any], task_folder: Path, offline: None
+) -> None:
     from pytest_unlearn.models import attach_lora
 
     model, tokenizer = tiny
-    base = evaluate(model, tokenizer, ["unlearn_builtin_arith"], include_path=task_folder,
-                    limit=LIMIT)
+    base = evaluate(
+        model, tokenizer, ["unlearn_builtin_arith"], include_path=task_folder, limit=LIMIT
+    )
     adapted = attach_lora(copy.deepcopy(model))  # a fresh adapter (B = 0) changes nothing
     adapted.train()
-    scores = evaluate(adapted, tokenizer, ["unlearn_builtin_arith"], include_path=task_folder,
-                      limit=LIMIT)
+    scores = evaluate(
+        adapted, tokenizer, ["unlearn_builtin_arith"], include_path=task_folder, limit=LIMIT
+    )
     assert scores == base
     assert adapted.training  # HFLM switches to eval mode; evaluate() switches back
 
 
-def test_evaluate_leaves_global_random_state_alone(tiny: tuple[Any, Any], task_folder: Path,
-                                                   offline: None) -> None:
+def test_evaluate_leaves_global_random_state_alone(
+    tiny: tuple[Any, Any], task_folder: Path, offline: None
+) -> None:
     import numpy
     import torch
 
@@ -243,32 +261,43 @@ def test_evaluate_leaves_global_random_state_alone(tiny: tuple[Any, Any], task_f
 
 
 @pytest.mark.parametrize("name", ["no_such_general_task", "unlearn_builtin_typo"])
-def test_unknown_task_name_is_a_clear_error(tiny: tuple[Any, Any], task_folder: Path,
-                                            offline: None, name: str) -> None:
+def test_unknown_task_name_is_a_clear_error(
+    tiny: tuple[Any, Any], task_folder: Path, offline: None, name: str
+) -> None:
     model, tokenizer = tiny
     with pytest.raises(UnlearnError) as caught:
-        evaluate(model, tokenizer, ["unlearn_builtin_arith", name], include_path=task_folder,
-                 limit=LIMIT)
+        evaluate(
+            model, tokenizer, ["unlearn_builtin_arith", name], include_path=task_folder, limit=LIMIT
+        )
     message = str(caught.value)
     assert repr(name) in message
     assert all(builtin in message for builtin in BUILTIN_TASKS)
     assert "mmlu" in message and "network" in message
 
 
-def test_dataset_that_cannot_load_offline_is_a_clear_error(tiny: tuple[Any, Any],
-                                                           tmp_path: Path,
-                                                           offline: None) -> None:
+def test_dataset_that_cannot_load_offline_is_a_clear_error(
+    tiny: tuple[Any, Any], tmp_path: Path, offline: None
+) -> None:
     """A task whose data is on the hub (here a local YAML naming a hub data set, so no
     download of lm-eval's index is needed) fails with advice instead of a traceback."""
-    (tmp_path / "hub_task.yaml").write_text(yaml.safe_dump({
-        "task": "unlearn_test_hub_task", "dataset_path": "pytest-unlearn/not-downloaded",
-        "output_type": "multiple_choice", "test_split": "test",
-        "doc_to_text": "{{question}}", "doc_to_choice": "choices", "doc_to_target": "answer",
-        "metric_list": [{"metric": "acc"}], "metadata": {"version": 1}}))
+    (tmp_path / "hub_task.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "unlearn_test_hub_task",
+                "dataset_path": "pytest-unlearn/not-downloaded",
+                "output_type": "multiple_choice",
+                "test_split": "test",
+                "doc_to_text": "{{question}}",
+                "doc_to_choice": "choices",
+                "doc_to_target": "answer",
+                "metric_list": [{"metric": "acc"}],
+                "metadata": {"version": 1},
+            }
+        )
+    )
     model, tokenizer = tiny
     with pytest.raises(UnlearnError) as caught:
-        evaluate(model, tokenizer, ["unlearn_test_hub_task"], include_path=tmp_path,
-                 limit=LIMIT)
+        evaluate(model, tokenizer, ["unlearn_test_hub_task"], include_path=tmp_path, limit=LIMIT)
     message = str(caught.value)
     assert "unlearn_test_hub_task" in message
     assert "HF_DATASETS_OFFLINE" in message and "local copy" in message
@@ -279,18 +308,27 @@ def test_module_imports_no_heavy_libraries() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, pytest_unlearn.general_tasks; "
-            "print(sorted(m for m in ('torch', 'lm_eval', 'transformers', 'datasets') "
-            "if m in sys.modules))")
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               check=True)
+    code = (
+        "import sys, pytest_unlearn.general_tasks; "
+        "print(sorted(m for m in ('torch', 'lm_eval', 'transformers', 'datasets') "
+        "if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert completed.stdout.strip() == "[]"
-    assert general_tasks.DEFAULT_REAL_TASKS == ("mmlu", "arc_challenge", "truthfulqa_mc2",
-                                                "social_iqa", "race")
+    assert general_tasks.DEFAULT_REAL_TASKS == (
+        "mmlu",
+        "arc_challenge",
+        "truthfulqa_mc2",
+        "social_iqa",
+        "race",
+    )
 
 
-def test_damaged_builtin_task_folder_is_a_clear_error(tiny: tuple[Any, Any], tmp_path: Path,
-                                                      offline: None) -> None:
+def test_damaged_builtin_task_folder_is_a_clear_error(
+    tiny: tuple[Any, Any], tmp_path: Path, offline: None
+) -> None:
     folder = tmp_path / "tasks"
     write_builtin_tasks(folder)
     (folder / "unlearn_builtin_order.jsonl").unlink()

@@ -12,15 +12,19 @@ from pytest_unlearn.conformance import run_method, toy_config, toy_context
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.method import UnlearningMethod, make_config
 from pytest_unlearn_methods.memflex import MemFlex
-from pytest_unlearn_methods.memflex_controls import (MemFlexAllTensors, MemFlexInverseRegion,
-                                                     MemFlexRandomRegion)
+from pytest_unlearn_methods.memflex_controls import (
+    MemFlexAllTensors,
+    MemFlexInverseRegion,
+    MemFlexRandomRegion,
+)
 
 KINDS = ["full", "lora"]
 
 
-@functools.lru_cache(maxsize=None)
-def region_of(method_class: type[UnlearningMethod], kind: str,
-              overrides: tuple[tuple[str, Any], ...] = ()) -> dict[str, Any]:
+@functools.cache
+def region_of(
+    method_class: type[UnlearningMethod], kind: str, overrides: tuple[tuple[str, Any], ...] = ()
+) -> dict[str, Any]:
     """The region a method chooses on a fresh toy model (localization only, no training)."""
     context = toy_context(kind)
     method = method_class(toy_config(method_class, dict(overrides)))
@@ -53,8 +57,11 @@ def test_inverse_region_is_the_other_end_of_memflex_ranking(kind):
     cosines = [stats[name]["cos"] for name in inverse["selected"]]
     assert not any(math.isnan(cos) for cos in cosines)
     assert min(cosines) > max(stats[name]["cos"] for name in memflex["selected"])
-    others = [s["cos"] for name, s in stats.items()
-              if name not in inverse["selected"] and not math.isnan(s["cos"])]
+    others = [
+        s["cos"]
+        for name, s in stats.items()
+        if name not in inverse["selected"] and not math.isnan(s["cos"])
+    ]
     assert min(cosines) >= max(others)  # the highest cosines, none left out
 
 
@@ -67,8 +74,9 @@ def test_all_tensors_selects_every_trainable_tensor(kind):
 
 def test_all_tensors_trains_every_tensor_and_logs_its_control():
     run = run_method(MemFlexAllTensors, "full")
-    unchanged = [name for name in run.trainable
-                 if bool((run.before[name] == run.after[name]).all())]
+    unchanged = [
+        name for name in run.trainable if bool((run.before[name] == run.after[name]).all())
+    ]
     assert unchanged == []
     logged = run.result.log["region"]
     assert logged["control"] == "all-tensors" and "per_tensor" not in logged
@@ -82,8 +90,11 @@ def test_progress_names_the_control_and_its_size():
     context.progress = messages.append
     MemFlexRandomRegion(toy_config(MemFlexRandomRegion)).unlearn(context)
     size = region_of(MemFlex, "full")["n_selected"]
-    assert any(f"memflex_random_region privacy: random-region control, region of {size} of "
-               f"{len(context.trainable)} tensors" in message for message in messages)
+    assert any(
+        f"memflex_random_region privacy: random-region control, region of {size} of "
+        f"{len(context.trainable)} tensors" in message
+        for message in messages
+    )
 
 
 def test_all_tensors_has_no_localization_settings():

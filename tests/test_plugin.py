@@ -23,8 +23,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HEAVY_MODULES = ("torch", "transformers", "peft", "lm_eval", "datasets")
 REAL_PRIVACY_DATA = REPO_ROOT.parent / "shared" / "knowundo" / "privacy"
-ITEM_ID = re.compile(r"::(test_forgets|test_retains)\[([A-Za-z0-9_]+)-privacy-"
-                     r"(unlearn|retention)-(\d{3})\]$")
+ITEM_ID = re.compile(
+    r"::(test_forgets|test_retains)\[([A-Za-z0-9_]+)-privacy-"
+    r"(unlearn|retention)-(\d{3})\]$"
+)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -51,16 +53,24 @@ def row_of(summary: dict[str, Any], method: str, domain: str = "privacy") -> dic
 
 
 def item_outcomes(summary: dict[str, Any], method: str) -> list[tuple[str, str, float | None]]:
-    return sorted((item["item"], item["outcome"], item["token_accuracy"])
-                  for item in summary["items"] if item["method"] == method)
+    return sorted(
+        (item["item"], item["outcome"], item["token_accuracy"])
+        for item in summary["items"]
+        if item["method"] == method
+    )
 
 
 def cache_snapshot(cache: Path) -> tuple[set[str], dict[str, float]]:
     """Files under the cache (without locks/) and the "created" time of every manifest."""
-    files = {str(path.relative_to(cache)) for path in cache.rglob("*")
-             if path.is_file() and path.relative_to(cache).parts[0] != "locks"}
-    created = {str(path.relative_to(cache)): json.loads(path.read_text())["created"]
-               for path in cache.rglob("manifest.json")}
+    files = {
+        str(path.relative_to(cache))
+        for path in cache.rglob("*")
+        if path.is_file() and path.relative_to(cache).parts[0] != "locks"
+    }
+    created = {
+        str(path.relative_to(cache)): json.loads(path.read_text())["created"]
+        for path in cache.rglob("manifest.json")
+    }
     return files, created
 
 
@@ -74,9 +84,19 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
     assert "LLM unlearning (KnowUnDo):" in text
     group = text.split("LLM unlearning (KnowUnDo):", 1)[1].split("\n\n", 1)[0]
     flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", group))
-    for flag in ("--unlearn-method", "--model", "--unlearn-model", "--unlearn-data",
-                 "--unlearn-cache-dir", "--unlearn-device", "--unlearn-dtype", "--unlearn-seed",
-                 "--unlearn-criterion", "--unlearn-inject", "--unlearn-json"):
+    for flag in (
+        "--unlearn-method",
+        "--model",
+        "--unlearn-model",
+        "--unlearn-data",
+        "--unlearn-cache-dir",
+        "--unlearn-device",
+        "--unlearn-dtype",
+        "--unlearn-seed",
+        "--unlearn-criterion",
+        "--unlearn-inject",
+        "--unlearn-json",
+    ):
         assert flag in flags, f"{flag} is not in the help group:\n{group}"
     # The ini keys are documented too.
     for key in ("unlearn_method", "unlearn_model", "unlearn_data", "unlearn_cache_dir"):
@@ -87,10 +107,13 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
 
 
 def test_entry_module_is_import_light() -> None:
-    code = ("import json, sys; import pytest_unlearn.plugin; "
-            f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))")
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               timeout=120)
+    code = (
+        "import json, sys; import pytest_unlearn.plugin; "
+        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == []
 
@@ -105,13 +128,15 @@ def test_plugin_is_registered_as_pytest11_entry_point() -> None:
 
 def test_plain_pytest_run_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
     """The plugin is loaded by every pytest run; a run without unlearning tests stays light."""
-    pytester.makepyfile(test_plain=f"""
+    pytester.makepyfile(
+        test_plain=f"""
         import sys
 
         def test_plain():
             heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]
             assert heavy == []
-        """)
+        """
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
 
@@ -119,22 +144,33 @@ def test_plain_pytest_run_imports_nothing_heavy(pytester: pytest.Pytester) -> No
 # --- c. usage errors -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flag", "expected"), [
-    ("--unlearn-method=gradient_asent",
-     [r"unknown unlearning method 'gradient_asent'", r"did you mean 'gradient_ascent'",
-      r"Available: .*\bnone\b"]),
-    ("--model=qwen-7b", [r"unknown model 'qwen-7b'", r"qwen1\.5-7b", r"llama2-7b"]),
-    ("--unlearn-model=qwen-7b", [r"unknown model 'qwen-7b'", r"qwen1\.5-7b", r"llama2-7b"]),
-    ("--unlearn-data=nosuchdir",
-     [r"unknown dataset 'nosuchdir'", r"'builtin'", r"zjunlp/KnowUnDo"]),
-    ("--unlearn-criterion=token>=2", [r"token>=2", r"'exact'", r"token>=T"]),
-    ("--unlearn-device=gpu", [r"--unlearn-device='gpu'", r"auto, cpu, cuda, mps"]),
-    ("--unlearn-dtype=float8", [r"--unlearn-dtype='float8'", r"float32"]),
-    ("--unlearn-seed=abc", [r"--unlearn-seed='abc' is not an integer"]),
-    ("--unlearn-method=", [r"--unlearn-method is empty"]),
-])
-def test_usage_errors(suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, flag: str,
-                      expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        (
+            "--unlearn-method=gradient_asent",
+            [
+                r"unknown unlearning method 'gradient_asent'",
+                r"did you mean 'gradient_ascent'",
+                r"Available: .*\bnone\b",
+            ],
+        ),
+        ("--model=qwen-7b", [r"unknown model 'qwen-7b'", r"qwen1\.5-7b", r"llama2-7b"]),
+        ("--unlearn-model=qwen-7b", [r"unknown model 'qwen-7b'", r"qwen1\.5-7b", r"llama2-7b"]),
+        (
+            "--unlearn-data=nosuchdir",
+            [r"unknown dataset 'nosuchdir'", r"'builtin'", r"zjunlp/KnowUnDo"],
+        ),
+        ("--unlearn-criterion=token>=2", [r"token>=2", r"'exact'", r"token>=T"]),
+        ("--unlearn-device=gpu", [r"--unlearn-device='gpu'", r"auto, cpu, cuda, mps"]),
+        ("--unlearn-dtype=float8", [r"--unlearn-dtype='float8'", r"float32"]),
+        ("--unlearn-seed=abc", [r"--unlearn-seed='abc' is not an integer"]),
+        ("--unlearn-method=", [r"--unlearn-method is empty"]),
+    ],
+)
+def test_usage_errors(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, flag: str, expected: list[str]
+) -> None:
     result = pytester.runpytest(flag, cache_arg, "--collect-only")
     text = text_of(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, text
@@ -156,14 +192,18 @@ def pytest_sessionfinish(session):
 
 
 def test_paper_model_collects_offline_without_loading(
-        suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.makeconftest(HEAVY_PROBE_CONFTEST)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     cache = tmp_path / "untouched-cache"
-    result = pytester.runpytest_subprocess("--unlearn-method=none", "--model=qwen1.5-7b",
-                                           f"--unlearn-cache-dir={cache}", "--collect-only")
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=none",
+        "--model=qwen1.5-7b",
+        f"--unlearn-cache-dir={cache}",
+        "--collect-only",
+    )
     text = text_of(result)
     assert result.ret == pytest.ExitCode.OK, text
     assert "model=qwen1.5-7b (Qwen/Qwen1.5-7B-Chat)" in text
@@ -174,21 +214,27 @@ def test_paper_model_collects_offline_without_loading(
 
 
 def test_paper_command_line_is_accepted_by_the_parser(
-        suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path
+) -> None:
     """`pytest suites/privacy --unlearn-method=memflex --model=qwen1.5-7b`: the flags parse,
     and MemFlex, registered through the entry point, collects every item (no model loads)."""
     assert "memflex" in {ep.name for ep in entry_points(group="pytest_unlearn.methods")}
-    result = pytester.runpytest("--unlearn-method=memflex", "--model=qwen1.5-7b",
-                                f"--unlearn-cache-dir={tmp_path / 'cache'}", "--collect-only",
-                                "-q")
+    result = pytester.runpytest(
+        "--unlearn-method=memflex",
+        "--model=qwen1.5-7b",
+        f"--unlearn-cache-dir={tmp_path / 'cache'}",
+        "--collect-only",
+        "-q",
+    )
     text = text_of(result)
     assert result.ret == pytest.ExitCode.OK, text
     assert len(collected_ids(result)) == 56
     assert "Traceback" not in text
 
 
-def test_unlearn_model_is_an_alias_of_model(suite_dir: Path, pytester: pytest.Pytester,
-                                            cache_arg: str) -> None:
+def test_unlearn_model_is_an_alias_of_model(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str
+) -> None:
     result = pytester.runpytest("--unlearn-model=llama2-7b", cache_arg, "--collect-only")
     text = text_of(result)
     assert result.ret == pytest.ExitCode.OK, text
@@ -198,24 +244,33 @@ def test_unlearn_model_is_an_alias_of_model(suite_dir: Path, pytester: pytest.Py
 # --- e. report header ------------------------------------------------------------------------
 
 
-def test_report_header_shows_resolved_settings(suite_dir: Path, pytester: pytest.Pytester,
-                                               unlearn_cache_dir: Path, cache_arg: str) -> None:
-    result = pytester.runpytest("--unlearn-method=none, gradient_ascent", cache_arg,
-                                "--unlearn-criterion=token>=0.9", "--unlearn-seed=7",
-                                "--unlearn-device=cpu", "--collect-only")
+def test_report_header_shows_resolved_settings(
+    suite_dir: Path, pytester: pytest.Pytester, unlearn_cache_dir: Path, cache_arg: str
+) -> None:
+    result = pytester.runpytest(
+        "--unlearn-method=none, gradient_ascent",
+        cache_arg,
+        "--unlearn-criterion=token>=0.9",
+        "--unlearn-seed=7",
+        "--unlearn-device=cpu",
+        "--collect-only",
+    )
     text = text_of(result)
     assert result.ret == pytest.ExitCode.OK, text
     assert "unlearn: methods=none,gradient_ascent model=tiny data=builtin" in text
-    assert ("unlearn: criterion=token>=0.9 inject=auto seed=7 seeds=1 prompts=plain "
-            "device=cpu dtype=auto") in text
+    assert (
+        "unlearn: criterion=token>=0.9 inject=auto seed=7 seeds=1 prompts=plain "
+        "device=cpu dtype=auto"
+    ) in text
     assert f"cache={unlearn_cache_dir.resolve()}" in text
 
 
 # --- f. ini keys -----------------------------------------------------------------------------
 
 
-def test_ini_selects_the_method(pytester: pytest.Pytester, cache_arg: str,
-                                suite_writer: Any) -> None:
+def test_ini_selects_the_method(
+    pytester: pytest.Pytester, cache_arg: str, suite_writer: Any
+) -> None:
     suite_writer(pytester.path, ini_extra="unlearn_method = gradient_ascent\n")
     result = pytester.runpytest(cache_arg, "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK, text_of(result)
@@ -224,8 +279,9 @@ def test_ini_selects_the_method(pytester: pytest.Pytester, cache_arg: str,
     assert all("[gradient_ascent-privacy-" in node for node in ids), ids[:5]
 
 
-def test_command_line_overrides_ini(pytester: pytest.Pytester, cache_arg: str,
-                                    suite_writer: Any) -> None:
+def test_command_line_overrides_ini(
+    pytester: pytest.Pytester, cache_arg: str, suite_writer: Any
+) -> None:
     suite_writer(pytester.path, ini_extra="unlearn_method = gradient_ascent\n")
     result = pytester.runpytest(cache_arg, "--unlearn-method=none", "--collect-only", "-q")
     ids = collected_ids(result)
@@ -236,10 +292,12 @@ def test_command_line_overrides_ini(pytester: pytest.Pytester, cache_arg: str,
 # --- g. collection ---------------------------------------------------------------------------
 
 
-def test_collection_is_methods_times_items(suite_dir: Path, pytester: pytest.Pytester,
-                                           cache_arg: str) -> None:
-    result = pytester.runpytest("--unlearn-method=none,gradient_ascent", cache_arg,
-                                "--collect-only", "-q")
+def test_collection_is_methods_times_items(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str
+) -> None:
+    result = pytester.runpytest(
+        "--unlearn-method=none,gradient_ascent", cache_arg, "--collect-only", "-q"
+    )
     assert result.ret == pytest.ExitCode.OK, text_of(result)
     ids = collected_ids(result)
     assert len(ids) == 2 * 56
@@ -251,22 +309,25 @@ def test_collection_is_methods_times_items(suite_dir: Path, pytester: pytest.Pyt
         function, method, scope, _ = match.groups()
         assert (function == "test_forgets") == (scope == "unlearn"), node
         counts[(method, function, scope)] = counts.get((method, function, scope), 0) + 1
-    assert counts == {("none", "test_forgets", "unlearn"): 28,
-                      ("none", "test_retains", "retention"): 28,
-                      ("gradient_ascent", "test_forgets", "unlearn"): 28,
-                      ("gradient_ascent", "test_retains", "retention"): 28}
-    assert any(node.endswith("test_forgets[gradient_ascent-privacy-unlearn-000]")
-               for node in ids)
+    assert counts == {
+        ("none", "test_forgets", "unlearn"): 28,
+        ("none", "test_retains", "retention"): 28,
+        ("gradient_ascent", "test_forgets", "unlearn"): 28,
+        ("gradient_ascent", "test_retains", "retention"): 28,
+    }
+    assert any(node.endswith("test_forgets[gradient_ascent-privacy-unlearn-000]") for node in ids)
     assert any(node.endswith("test_retains[none-privacy-retention-027]") for node in ids)
 
 
 # --- h. end to end: JUnit XML and JSON agree ---------------------------------------------------
 
 
-def test_vanilla_run_junit_and_json_agree(suite_dir: Path, pytester: pytest.Pytester,
-                                          cache_arg: str, warm_cache: dict[str, Any]) -> None:
-    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
-                                           "--junitxml=out.xml", "--unlearn-json=r.json")
+def test_vanilla_run_junit_and_json_agree(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=none", cache_arg, "--junitxml=out.xml", "--unlearn-json=r.json"
+    )
     text = text_of(result)
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
     summary = read_json(pytester.path / "r.json")
@@ -277,8 +338,10 @@ def test_vanilla_run_junit_and_json_agree(suite_dir: Path, pytester: pytest.Pyte
     root = ET.parse(pytester.path / "out.xml").getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     assert suite is not None
-    counts = {"test_forgets": {"passed": 0, "failed": 0},
-              "test_retains": {"passed": 0, "failed": 0}}
+    counts = {
+        "test_forgets": {"passed": 0, "failed": 0},
+        "test_retains": {"passed": 0, "failed": 0},
+    }
     for case in suite.iter("testcase"):
         function = case.get("name", "").split("[", 1)[0]
         bad = case.find("failure") is not None or case.find("error") is not None
@@ -299,12 +362,13 @@ def test_vanilla_run_junit_and_json_agree(suite_dir: Path, pytester: pytest.Pyte
     assert sum(counts["test_forgets"].values()) == row["unlearn_items"]
     assert sum(counts["test_retains"].values()) == row["retention_items"]
 
-    suite_props = {p.get("name"): p.get("value")
-                   for p in suite.find("properties").iter("property")}
+    suite_props = {p.get("name"): p.get("value") for p in suite.find("properties").iter("property")}
     assert float(suite_props["unlearn.none.privacy.unlearn_success"]) == pytest.approx(
-        row["unlearn_success"], abs=1e-6)
+        row["unlearn_success"], abs=1e-6
+    )
     assert float(suite_props["unlearn.none.privacy.retention_success"]) == pytest.approx(
-        row["retention_success"], abs=1e-6)
+        row["retention_success"], abs=1e-6
+    )
     # The terminal summary table is printed too; failures show their message, not the
     # source of the test.
     assert "unlearning summary" in text
@@ -315,9 +379,9 @@ def test_vanilla_run_junit_and_json_agree(suite_dir: Path, pytester: pytest.Pyte
     assert row["retention_success"] >= 0.9
 
 
-def test_item_failures_point_at_the_line_of_the_test(suite_dir: Path, pytester: pytest.Pytester,
-                                                    cache_arg: str,
-                                                    warm_cache: dict[str, Any]) -> None:
+def test_item_failures_point_at_the_line_of_the_test(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
     """The plugin starts a failed item test's traceback at the test function (pytest would
     walk every frame above it): each failure is still reported by its message, at the
     line of the suite that failed it."""
@@ -327,8 +391,7 @@ def test_item_failures_point_at_the_line_of_the_test(suite_dir: Path, pytester: 
     suite = next(pytester.path.rglob("test_privacy.py"))
     lines = suite.read_text().splitlines()
     for verdict, scope in (("still recalls", "unlearn"), ("no longer recalls", "retention")):
-        line_number = 1 + next(index for index, line in enumerate(lines)
-                               if f'"{verdict}"' in line)
+        line_number = 1 + next(index for index, line in enumerate(lines) if f'"{verdict}"' in line)
         # --tb=line: "<file>:<line>: Failed: <message>" per failure
         reported = [line for line in result.outlines if f": Failed: privacy-{scope}-" in line]
         passed = warm_cache["rows"][0][f"{scope}_success"] * 28
@@ -341,9 +404,13 @@ def test_item_failures_point_at_the_line_of_the_test(suite_dir: Path, pytester: 
 # --- i. a second identical run trains nothing ---------------------------------------------------
 
 
-def test_second_identical_run_trains_nothing(suite_dir: Path, pytester: pytest.Pytester,
-                                             unlearn_cache_dir: Path, cache_arg: str,
-                                             warm_cache: dict[str, Any]) -> None:
+def test_second_identical_run_trains_nothing(
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    unlearn_cache_dir: Path,
+    cache_arg: str,
+    warm_cache: dict[str, Any],
+) -> None:
     args = ("--unlearn-method=gradient_ascent", cache_arg)
     first = pytester.runpytest_subprocess(*args, "--unlearn-json=first.json")
     assert first.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(first)
@@ -399,17 +466,22 @@ def pytest_unlearn_register_methods(registry):
 """
 
 
-def test_conftest_method_runs(suite_dir: Path, pytester: pytest.Pytester,
-                              unlearn_cache_dir: Path, cache_arg: str,
-                              warm_cache: dict[str, Any]) -> None:
+def test_conftest_method_runs(
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    unlearn_cache_dir: Path,
+    cache_arg: str,
+    warm_cache: dict[str, Any],
+) -> None:
     pytester.makeconftest(CONFTEST_METHOD)
     collected = pytester.runpytest("--unlearn-method=keep_all", cache_arg, "--collect-only", "-q")
     ids = collected_ids(collected)
     assert len(ids) == 56, text_of(collected)
     assert all("[keep_all-privacy-" in node for node in ids)
 
-    result = pytester.runpytest_subprocess("--unlearn-method=keep_all", cache_arg,
-                                           "--unlearn-json=r.json")
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=keep_all", cache_arg, "--unlearn-json=r.json"
+    )
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(result)
     row = row_of(read_json(pytester.path / "r.json"), "keep_all")
     assert row["unlearn_items"] == 28 and row["retention_items"] == 28 and row["errors"] == 0
@@ -417,13 +489,16 @@ def test_conftest_method_runs(suite_dir: Path, pytester: pytest.Pytester,
     vanilla = row_of(warm_cache, "none")
     assert row["unlearn_success"] == vanilla["unlearn_success"]
     assert row["retention_success"] == vanilla["retention_success"]
-    logs = [json.loads(path.read_text())
-            for path in (unlearn_cache_dir / "unlearned").glob("*/*/method_log.json")]
+    logs = [
+        json.loads(path.read_text())
+        for path in (unlearn_cache_dir / "unlearned").glob("*/*/method_log.json")
+    ]
     assert {"note": "kept everything", "forget": 84} in logs
 
 
-def test_registering_a_taken_name_is_a_usage_error(suite_dir: Path, pytester: pytest.Pytester,
-                                                   cache_arg: str) -> None:
+def test_registering_a_taken_name_is_a_usage_error(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str
+) -> None:
     pytester.makeconftest("""
         import pytest_unlearn
 
@@ -469,9 +544,13 @@ class Noop(UnlearningMethod):
 """
 
 
-def test_entry_point_method(suite_dir: Path, pytester: pytest.Pytester, cache_arg: str,
-                            monkeypatch: pytest.MonkeyPatch,
-                            warm_cache: dict[str, Any]) -> None:
+def test_entry_point_method(
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    cache_arg: str,
+    monkeypatch: pytest.MonkeyPatch,
+    warm_cache: dict[str, Any],
+) -> None:
     site = pytester.path / "site"
     package = site / "thirdparty_unlearn"
     package.mkdir(parents=True)
@@ -479,21 +558,25 @@ def test_entry_point_method(suite_dir: Path, pytester: pytest.Pytester, cache_ar
     dist_info = site / "thirdparty_unlearn-0.1.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: thirdparty-unlearn\nVersion: 0.1\n")
+        "Metadata-Version: 2.1\nName: thirdparty-unlearn\nVersion: 0.1\n"
+    )
     (dist_info / "entry_points.txt").write_text(
-        "[pytest_unlearn.methods]\nnoop3 = thirdparty_unlearn:Noop\n")
+        "[pytest_unlearn.methods]\nnoop3 = thirdparty_unlearn:Noop\n"
+    )
     monkeypatch.setenv("PYTHONPATH", str(site))
 
-    collected = pytester.runpytest_subprocess("--unlearn-method=noop3", cache_arg,
-                                              "--collect-only", "-q")
+    collected = pytester.runpytest_subprocess(
+        "--unlearn-method=noop3", cache_arg, "--collect-only", "-q"
+    )
     assert collected.ret == pytest.ExitCode.OK, text_of(collected)
     ids = collected_ids(collected)
     assert len(ids) == 56
     assert all("[noop3-privacy-" in node for node in ids)
     assert not (package / "imported.txt").exists(), "collection imported the method module"
 
-    result = pytester.runpytest_subprocess("--unlearn-method=noop3", cache_arg,
-                                           "-k", "unlearn-000", "--unlearn-json=r.json")
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=noop3", cache_arg, "-k", "unlearn-000", "--unlearn-json=r.json"
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1, text_of(result)
     assert "error" not in outcomes and "errors" not in outcomes, text_of(result)
@@ -515,8 +598,9 @@ def _bad_data_run(pytester: pytest.Pytester, cache_arg: str, folder: Path) -> st
     return text
 
 
-def test_data_file_that_is_not_json(suite_dir: Path, pytester: pytest.Pytester,
-                                    cache_arg: str, data_writer: Any) -> None:
+def test_data_file_that_is_not_json(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, data_writer: Any
+) -> None:
     folder = data_writer(pytester.path / "baddata")
     (folder / "unlearn_train.json").write_text('[{"text": "a", "labels": "b"},')
     text = _bad_data_run(pytester, cache_arg, folder)
@@ -524,8 +608,9 @@ def test_data_file_that_is_not_json(suite_dir: Path, pytester: pytest.Pytester,
     assert "not valid JSON" in text
 
 
-def test_data_record_without_labels(suite_dir: Path, pytester: pytest.Pytester,
-                                    cache_arg: str, data_writer: Any) -> None:
+def test_data_record_without_labels(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, data_writer: Any
+) -> None:
     folder = data_writer(pytester.path / "baddata")
     records = json.loads((folder / "retention_val.json").read_text())
     del records[3]["labels"]
@@ -536,8 +621,9 @@ def test_data_record_without_labels(suite_dir: Path, pytester: pytest.Pytester,
     assert "'labels'" in text
 
 
-def test_data_empty_split(suite_dir: Path, pytester: pytest.Pytester, cache_arg: str,
-                          data_writer: Any) -> None:
+def test_data_empty_split(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, data_writer: Any
+) -> None:
     folder = data_writer(pytester.path / "baddata")
     (folder / "unlearn_val.json").write_text("[]")
     text = _bad_data_run(pytester, cache_arg, folder)
@@ -548,8 +634,9 @@ def test_data_empty_split(suite_dir: Path, pytester: pytest.Pytester, cache_arg:
 # --- m. a corrupt cache entry is rebuilt ----------------------------------------------------------
 
 
-def _corrupt_copy(quick_data_cache: tuple[Path, Path, Path], tmp_path: Path,
-                  ) -> tuple[tuple[str, ...], Path, bytes]:
+def _corrupt_copy(
+    quick_data_cache: tuple[Path, Path, Path], tmp_path: Path
+) -> tuple[tuple[str, ...], Path, bytes]:
     """The options of a run on a copy of the quickly injected small-data cache whose
     vanilla weights are garbage, the weights file and the garbage.
 
@@ -563,8 +650,13 @@ def _corrupt_copy(quick_data_cache: tuple[Path, Path, Path], tmp_path: Path,
     assert len(weights) == 1, weights
     garbage = b"this is not a safetensors file\n" * 64
     weights[0].write_bytes(garbage)
-    options = ("--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-               f"--unlearn-config={config}", "--unlearn-max-new-tokens=4")
+    options = (
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        f"--unlearn-config={config}",
+        "--unlearn-max-new-tokens=4",
+    )
     return options, weights[0], garbage
 
 
@@ -576,9 +668,12 @@ def _entry_is_intact(weights: Path, garbage: bytes) -> None:
     assert manifest["files"]["weights.safetensors"] == hashlib.sha256(content).hexdigest()
 
 
-def test_corrupt_cache_entry_is_rebuilt(pytester: pytest.Pytester, tmp_path: Path,
-                                        suite_writer: Any,
-                                        quick_data_cache: tuple[Path, Path, Path]) -> None:
+def test_corrupt_cache_entry_is_rebuilt(
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+    suite_writer: Any,
+    quick_data_cache: tuple[Path, Path, Path],
+) -> None:
     suite_writer(pytester.path, filterwarnings="default")
     options, weights, garbage = _corrupt_copy(quick_data_cache, tmp_path)
     result = pytester.runpytest_subprocess(*options)
@@ -592,8 +687,12 @@ def test_corrupt_cache_entry_is_rebuilt(pytester: pytest.Pytester, tmp_path: Pat
 
 
 def test_general_tests_follow_the_domains_of_the_item_tests(
-        suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path, cache_arg: str,
-        warm_cache: dict[str, Any]) -> None:
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+    cache_arg: str,
+    warm_cache: dict[str, Any],
+) -> None:
     # suites/general tests the models of both domains; beside the privacy item tests only
     # privacy's, so that no copyright model is built for it, and it says so. No model loads.
     general = Path(__file__).resolve().parents[1] / "suites" / "general"
@@ -604,27 +703,37 @@ def test_general_tests_follow_the_domains_of_the_item_tests(
     ids = collected_ids(both)
     assert len([i for i in ids if "test_general_ability[" in i]) == 3  # builtin tasks, none
     assert not [i for i in ids if "after_copyright_unlearning" in i]
-    assert "unlearn: 3 general-task tests of copyright deselected: this run has item tests " \
-           "of privacy only (add suites/copyright to test them" in text_of(both)
+    assert (
+        "unlearn: 3 general-task tests of copyright deselected: this run has item tests "
+        "of privacy only (add suites/copyright to test them" in text_of(both)
+    )
     alone = pytester.runpytest("test_general.py", "--collect-only", "-q", cache)
     ids = collected_ids(alone)
     assert len(ids) == 6 and len([i for i in ids if "copyright" in i]) == 3, ids
     assert "deselected" not in text_of(alone)
     # Under xdist the workers collect; the controller still says what they deselected.
-    ran = pytester.runpytest_subprocess("-n", "2", "-k", "privacy-unlearn-000 or general",
-                                        "--unlearn-method=none", "--unlearn-general-limit=5",
-                                        cache_arg)
+    ran = pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "-k",
+        "privacy-unlearn-000 or general",
+        "--unlearn-method=none",
+        "--unlearn-general-limit=5",
+        cache_arg,
+    )
     assert ran.ret == pytest.ExitCode.TESTS_FAILED, text_of(ran)  # unlearn-000 is recalled
     assert ran.parseoutcomes() == {"failed": 1, "passed": 3}, text_of(ran)
     assert "unlearn: 3 general-task tests of copyright deselected" in text_of(ran)
 
 
 def test_the_plugins_warnings_stay_warnings_under_filterwarnings_error(
-        suite_dir: Path, pytester: pytest.Pytester) -> None:
+    suite_dir: Path, pytester: pytest.Pytester
+) -> None:
     # The repo's ini (and the suite's here) turns warnings into errors; a record truncated to
     # the maximum length, warned while a model is built in a fixture, must not error every
     # test of that model: it is reported in the warnings summary.
-    pytester.makepyfile(test_warns='''
+    pytester.makepyfile(
+        test_warns="""
         import warnings
 
         import pytest
@@ -642,43 +751,62 @@ def test_the_plugins_warnings_stay_warnings_under_filterwarnings_error(
 
         def test_uses_the_model(built):
             assert built
-    ''')
+    """
+    )
     result = pytester.runpytest("test_warns.py", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.OK, text_of(result)
-    result.stdout.fnmatch_lines(["*TruncationWarning: 1 of 3 forget records are longer*",
-                                 "*CacheWarning: a corrupt entry has been rebuilt*",
-                                 "*1 passed, 2 warnings*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*TruncationWarning: 1 of 3 forget records are longer*",
+            "*CacheWarning: a corrupt entry has been rebuilt*",
+            "*1 passed, 2 warnings*",
+        ]
+    )
 
 
 # --- n. xdist ------------------------------------------------------------------------------------
 
 
-def test_xdist_gives_the_serial_results(suite_dir: Path, pytester: pytest.Pytester,
-                                        cache_arg: str, warm_cache: dict[str, Any]) -> None:
+def test_xdist_gives_the_serial_results(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
     pytest.importorskip("xdist")
-    result = pytester.runpytest_subprocess("-n", "2", "--unlearn-method=none", cache_arg,
-                                           "--unlearn-json=r.json")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--unlearn-method=none", cache_arg, "--unlearn-json=r.json"
+    )
     text = text_of(result)
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
     assert "2 workers" in text
     summary = read_json(pytester.path / "r.json")
     row, serial = row_of(summary, "none"), row_of(warm_cache, "none")
-    for key in ("unlearn_items", "retention_items", "errors", "unlearn_success",
-                "retention_success"):
+    for key in (
+        "unlearn_items",
+        "retention_items",
+        "errors",
+        "unlearn_success",
+        "retention_success",
+    ):
         assert row[key] == serial[key], key
     assert item_outcomes(summary, "none") == item_outcomes(warm_cache, "none")
 
 
-# --- o. the real KnowUnDo privacy data -------------------------------------------------------------
+# --- o. the real KnowUnDo privacy data ------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_PRIVACY_DATA.is_dir(),
-                    reason=f"the real KnowUnDo privacy data is not at {REAL_PRIVACY_DATA}")
-def test_real_privacy_data_collects(suite_dir: Path, pytester: pytest.Pytester,
-                                    cache_arg: str) -> None:
-    result = pytester.runpytest(f"--unlearn-data={REAL_PRIVACY_DATA}",
-                                "--unlearn-method=gradient_ascent", cache_arg,
-                                "--collect-only", "-q")
+@pytest.mark.skipif(
+    not REAL_PRIVACY_DATA.is_dir(),
+    reason=f"the real KnowUnDo privacy data is not at {REAL_PRIVACY_DATA}",
+)
+def test_real_privacy_data_collects(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str
+) -> None:
+    result = pytester.runpytest(
+        f"--unlearn-data={REAL_PRIVACY_DATA}",
+        "--unlearn-method=gradient_ascent",
+        cache_arg,
+        "--collect-only",
+        "-q",
+    )
     assert result.ret == pytest.ExitCode.OK, text_of(result)
     ids = collected_ids(result)
     assert len(ids) == 218
@@ -691,8 +819,11 @@ def test_real_privacy_data_collects(suite_dir: Path, pytester: pytest.Pytester,
 
 
 def test_corrupt_cache_entry_is_rebuilt_under_filterwarnings_error(
-        pytester: pytest.Pytester, tmp_path: Path, suite_writer: Any,
-        quick_data_cache: tuple[Path, Path, Path]) -> None:
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+    suite_writer: Any,
+    quick_data_cache: tuple[Path, Path, Path],
+) -> None:
     """The repo's own pyproject sets filterwarnings=error. A run there may report the
     CacheWarning as an error, but it must still repair the entry, or every later run fails
     the same way until someone deletes the cache by hand."""
@@ -747,33 +878,38 @@ def pytest_unlearn_register_methods(registry):
 """
 
 
-def test_one_model_in_memory_at_a_time(suite_dir: Path, pytester: pytest.Pytester,
-                                       cache_arg: str, warm_cache: dict[str, Any]) -> None:
+def test_one_model_in_memory_at_a_time(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
     """With two methods in one session, the first unlearned model is released before the
     second is built: while each method runs, exactly one model object is alive."""
     pytester.makeconftest(CONFTEST_COUNTING_METHODS)
     result = pytester.runpytest_subprocess("--unlearn-method=count_a,count_b", cache_arg)
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(result)
-    lines = [json.loads(line) for line in
-             (pytester.path / "alive.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (pytester.path / "alive.jsonl").read_text().splitlines()]
     assert [line["method"] for line in lines] == ["count_a", "count_b"]
     assert [line["alive"] for line in lines] == [1, 1]
 
 
-def test_memflex_region_is_saved_and_reported(suite_dir: Path, pytester: pytest.Pytester,
-                                              unlearn_cache_dir: Path, cache_arg: str,
-                                              warm_cache: dict[str, Any]) -> None:
-    result = pytester.runpytest_subprocess("--unlearn-method=memflex", cache_arg,
-                                           "--unlearn-json=r.json")
+def test_memflex_region_is_saved_and_reported(
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    unlearn_cache_dir: Path,
+    cache_arg: str,
+    warm_cache: dict[str, Any],
+) -> None:
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=memflex", cache_arg, "--unlearn-json=r.json"
+    )
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(result)
     row = row_of(read_json(pytester.path / "r.json"), "memflex")
     region = row["method_log"]["region"]
     assert region["rule"] == "quantile"  # the tiny model is not in paper Table 12
     assert 0 < region["n_selected"] < region["n_tensors"] == 38
-    result.stdout.fnmatch_lines([f"memflex privacy region (quantile rule*): "
-                                 f"{region['n_selected']} of 38 tensors*"])
-    entry = (unlearn_cache_dir / "unlearned" / row["model_cache_key"][:2] /
-             row["model_cache_key"])
+    result.stdout.fnmatch_lines(
+        [f"memflex privacy region (quantile rule*): {region['n_selected']} of 38 tensors*"]
+    )
+    entry = unlearn_cache_dir / "unlearned" / row["model_cache_key"][:2] / row["model_cache_key"]
     saved = json.loads((entry / "region.json").read_text())
     assert saved["selected"] == region["selected"]
     assert set(saved["per_tensor"]) >= set(region["selected"])
@@ -781,40 +917,59 @@ def test_memflex_region_is_saved_and_reported(suite_dir: Path, pytester: pytest.
     assert config["method"] == "memflex" and config["config"]["retain_weight"] == 2.0
 
 
-@pytest.mark.parametrize("yaml_text, message", [
-    ("gradient_ascent:\n  lrr: 1\n", "has no config key 'lrr'; its keys are: lr, epochs"),
-    ("gradient_ascent:\n  epochs: two\n", "gradient_ascent.epochs = 'two' has type str"),
-    ("gradient_ascnt:\n  lr: 1\n", "section 'gradient_ascnt' names no registered method"),
-    ("gradient_ascent: [1]\n", "section 'gradient_ascent' must be a mapping"),
-    ("inject:\n  epochz: 3\n", "section 'inject' has no key 'epochz'; its keys are: lr, epochs"),
-    ("inject:\n  lr: fast\n", "inject.lr = 'fast' has type str"),
-    ("inject:\n  epochs: 0\n", "inject: epochs must be >= 1 (got 0)"),
-    ("inject:\n  target_token_accuracy: 1.5\n", "target_token_accuracy = 1.5 must be in (0, 1]"),
-    ("inject: 3\n", "section 'inject' must be a mapping"),
-    ("[]\n", "expected a mapping of method names to their settings, got list"),
-    ("[gradient_ascent]\n", "expected a mapping of method names to their settings, got list"),
-])
-def test_bad_method_config_is_a_usage_error(suite_dir: Path, pytester: pytest.Pytester,
-                                            cache_arg: str, yaml_text: str,
-                                            message: str) -> None:
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("gradient_ascent:\n  lrr: 1\n", "has no config key 'lrr'; its keys are: lr, epochs"),
+        ("gradient_ascent:\n  epochs: two\n", "gradient_ascent.epochs = 'two' has type str"),
+        ("gradient_ascnt:\n  lr: 1\n", "section 'gradient_ascnt' names no registered method"),
+        ("gradient_ascent: [1]\n", "section 'gradient_ascent' must be a mapping"),
+        (
+            "inject:\n  epochz: 3\n",
+            "section 'inject' has no key 'epochz'; its keys are: lr, epochs",
+        ),
+        ("inject:\n  lr: fast\n", "inject.lr = 'fast' has type str"),
+        ("inject:\n  epochs: 0\n", "inject: epochs must be >= 1 (got 0)"),
+        (
+            "inject:\n  target_token_accuracy: 1.5\n",
+            "target_token_accuracy = 1.5 must be in (0, 1]",
+        ),
+        ("inject: 3\n", "section 'inject' must be a mapping"),
+        ("[]\n", "expected a mapping of method names to their settings, got list"),
+        ("[gradient_ascent]\n", "expected a mapping of method names to their settings, got list"),
+    ],
+)
+def test_bad_method_config_is_a_usage_error(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, yaml_text: str, message: str
+) -> None:
     pytester.makefile(".yaml", unlearn=yaml_text)
-    result = pytester.runpytest("--unlearn-method=gradient_ascent", cache_arg,
-                                "--unlearn-config=unlearn.yaml", "--collect-only")
+    result = pytester.runpytest(
+        "--unlearn-method=gradient_ascent",
+        cache_arg,
+        "--unlearn-config=unlearn.yaml",
+        "--collect-only",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = text_of(result)
     assert message in output and "unlearn.yaml" in output and "Traceback" not in output
 
 
 def test_config_file_sets_the_knowledge_injection_and_a_weak_one_warns(
-        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, tmp_path: Path) -> None:
+    pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, tmp_path: Path
+) -> None:
     suite_writer(pytester.path)
     data = data_writer(tmp_path / "data", records_per_split=3)
-    pytester.makefile(".yaml", unlearn="inject:\n  epochs: 1\n  lr: 1.0e-4\n"
-                                       "  target_token_accuracy: null\n")
+    pytester.makefile(
+        ".yaml", unlearn="inject:\n  epochs: 1\n  lr: 1.0e-4\n  target_token_accuracy: null\n"
+    )
     cache = tmp_path / "cache"
     result = pytester.runpytest_subprocess(
-        "--unlearn-method=none", f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-        "--unlearn-config=unlearn.yaml", "--unlearn-max-new-tokens=0")
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-config=unlearn.yaml",
+        "--unlearn-max-new-tokens=0",
+    )
     output = text_of(result)
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
     [entry] = list((cache / "vanilla").glob("*/*"))
@@ -823,24 +978,31 @@ def test_config_file_sets_the_knowledge_injection_and_a_weak_one_warns(
     assert injection["train_log"]["epochs_run"] == 1
     assert injection["exact_share"] < 0.9
     assert "inject privacy: done after 1 epoch, token accuracy" in output
-    result.stdout.fnmatch_lines(["*InjectionWarning: knowledge injection (privacy) left the "
-                                 "vanilla model recalling *% of its * records exactly*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*InjectionWarning: knowledge injection (privacy) left the "
+            "vanilla model recalling *% of its * records exactly*"
+        ]
+    )
 
 
-def test_update_summary_hook_changes_the_report(suite_dir: Path, pytester: pytest.Pytester,
-                                                cache_arg: str,
-                                                warm_cache: dict[str, Any]) -> None:
+def test_update_summary_hook_changes_the_report(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
     pytester.makeconftest("""
         def pytest_unlearn_update_summary(summary):
             for row in summary["rows"]:
                 row["team"] = "privacy-eng"
             summary["run"]["ticket"] = "REL-42"
     """)
-    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
-                                           "--unlearn-json=r.json", "--junitxml=out.xml")
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=none", cache_arg, "--unlearn-json=r.json", "--junitxml=out.xml"
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text_of(result)
     report = read_json(pytester.path / "r.json")
     assert report["run"]["ticket"] == "REL-42"
     assert row_of(report, "none")["team"] == "privacy-eng"
-    assert 'name="unlearn.none.privacy.team" value="privacy-eng"' in (
-        pytester.path / "out.xml").read_text()
+    assert (
+        'name="unlearn.none.privacy.team" value="privacy-eng"'
+        in (pytester.path / "out.xml").read_text()
+    )

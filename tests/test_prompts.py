@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.prompts import PROMPTS, prompt_prefix
+from pytest_unlearn.prompts import prompt_prefix
+from pytest_unlearn.vocabulary import PROMPTS
 
 
 def test_prefixes() -> None:
@@ -22,25 +23,35 @@ def test_prefixes() -> None:
 
 
 def test_variants_parametrize_the_items_and_split_the_summary(
-        suite_dir: Path, pytester: pytest.Pytester,
-        small_data_cache: tuple[Path, Path]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
     data, cache = small_data_cache
     result = pytester.runpytest_subprocess(
-        "--unlearn-method=none", "--unlearn-prompts=plain,direct", f"--unlearn-data={data}",
-        f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0", "--unlearn-json=r.json",
-        "-v")
+        "--unlearn-method=none",
+        "--unlearn-prompts=plain,direct",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-max-new-tokens=0",
+        "--unlearn-json=r.json",
+        "-v",
+    )
     text = "\n".join(result.outlines)
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text
     assert "test_forgets[none-privacy-direct-unlearn-000]" in text
     assert "test_retains[none-privacy-plain-retention-000]" in text
     summary = json.loads((pytester.path / "r.json").read_text())
     assert sorted((row["method"], row["prompt"]) for row in summary["rows"]) == [
-        ("none", "direct"), ("none", "plain")]
+        ("none", "direct"),
+        ("none", "plain"),
+    ]
     items = {(item["prompt"], item["item"]): item for item in summary["items"]}
     assert len(items) == len(summary["items"]) == 2 * 6
     # The prefix reaches the model: the same answer is scored differently under it.
-    assert any(items[("plain", item)]["mean_logprob"] != items[("direct", item)]["mean_logprob"]
-               for prompt, item in items if prompt == "plain")
+    assert any(
+        items[("plain", item)]["mean_logprob"] != items[("direct", item)]["mean_logprob"]
+        for prompt, item in items
+        if prompt == "plain"
+    )
     assert "none privacy (prompt direct): unlearn " in text
 
 

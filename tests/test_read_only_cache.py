@@ -20,51 +20,77 @@ import pytest
 
 from conftest import INNER_THREADS, write_suite
 
-_LEAKY_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER",
-              "PYTEST_XDIST_WORKER_COUNT", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_TESTRUNUID")
+_LEAKY_ENV = (
+    "PYTEST_ADDOPTS",
+    "PYTEST_PLUGINS",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_CURRENT_TEST",
+    "PYTEST_XDIST_TESTRUNUID",
+)
 
 
 def _can_mount_read_only() -> bool:
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "--mount", "sh", "-c",
-                            "mount --bind /tmp /tmp && mount -o remount,ro,bind /tmp /tmp"],
-                           capture_output=True)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind /tmp /tmp && mount -o remount,ro,bind /tmp /tmp",
+        ],
+        capture_output=True,
+    )
     return probe.returncode == 0
 
 
 pytestmark = pytest.mark.skipif(
     not _can_mount_read_only(),
     reason="needs `unshare --mount` and bind mounts (root or user namespaces) to make a "
-           "folder read-only for the inner run")
+    "folder read-only for the inner run",
+)
 
 
-def run_pytest(folder: Path, read_only: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    folder: Path, read_only: Path | None, *args: str
+) -> subprocess.CompletedProcess[str]:
     """``python -m pytest`` in ``folder``, with ``read_only`` mounted read-only for it."""
     env = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
     env["OMP_NUM_THREADS"] = INNER_THREADS
     command = [sys.executable, "-m", "pytest", str(folder), "-p", "no:cacheprovider", *args]
     if read_only is not None:
-        mount = (f'mount --bind "{read_only}" "{read_only}" && '
-                 f'mount -o remount,ro,bind "{read_only}" "{read_only}" && exec "$@"')
+        mount = (
+            f'mount --bind "{read_only}" "{read_only}" && '
+            f'mount -o remount,ro,bind "{read_only}" "{read_only}" && exec "$@"'
+        )
         command = ["unshare", "--mount", "sh", "-c", mount, "sh", *command]
-    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    return subprocess.run(
+        command, cwd=folder, env=env, capture_output=True, text=True, timeout=1800
+    )
 
 
 @pytest.fixture
-def built_cache(tmp_path: Path, quick_data_cache: tuple[Path, Path, Path]
-                ) -> tuple[Path, Path, list[str]]:
+def built_cache(
+    tmp_path: Path, quick_data_cache: tuple[Path, Path, Path]
+) -> tuple[Path, Path, list[str]]:
     """(suite folder, a copy of a fully built cache, the options of the run it serves)."""
     data, populated, config = quick_data_cache
     cache = tmp_path / "shared-cache"
     shutil.copytree(populated, cache)
     folder = tmp_path / "run"
     write_suite(folder)
-    options = ["-q", "--unlearn-method=none", f"--unlearn-data={data}",
-               f"--unlearn-cache-dir={cache}", f"--unlearn-config={config}",
-               "--unlearn-max-new-tokens=4", "-W",
-               "ignore::pytest_unlearn.errors.InjectionWarning"]
+    options = [
+        "-q",
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        f"--unlearn-config={config}",
+        "--unlearn-max-new-tokens=4",
+        "-W",
+        "ignore::pytest_unlearn.errors.InjectionWarning",
+    ]
     return folder, cache, options
 
 
@@ -73,7 +99,8 @@ def items_of(report: Path) -> list[dict[str, Any]]:
 
 
 def test_a_read_only_cache_that_holds_everything_serves_the_run(
-        built_cache: tuple[Path, Path, list[str]]) -> None:
+    built_cache: tuple[Path, Path, list[str]],
+) -> None:
     folder, cache, options = built_cache
     writable = run_pytest(folder, None, *options, f"--unlearn-json={folder / 'rw.json'}")
     assert writable.returncode in (0, 1), writable.stdout[-3000:]
@@ -85,21 +112,24 @@ def test_a_read_only_cache_that_holds_everything_serves_the_run(
 
 
 def test_a_read_only_cache_that_lacks_an_entry_says_what_it_would_build(
-        built_cache: tuple[Path, Path, list[str]]) -> None:
+    built_cache: tuple[Path, Path, list[str]],
+) -> None:
     folder, cache, options = built_cache
     shutil.rmtree(cache / "scores")
     result = run_pytest(folder, cache, *options)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert "6 errors" in output.splitlines()[-1], output[-3000:]
-    assert f"the cache {cache} is read-only, and it lacks the privacy item scores of model " \
-           in output
+    assert (
+        f"the cache {cache} is read-only, and it lacks the privacy item scores of model " in output
+    )
     assert "--unlearn-build-only" in output
     assert "PermissionError" not in output and "Traceback" not in output
 
 
 def test_read_only_locks_alone_serve_a_built_cache_and_name_the_lock_otherwise(
-        built_cache: tuple[Path, Path, list[str]]) -> None:
+    built_cache: tuple[Path, Path, list[str]],
+) -> None:
     folder, cache, options = built_cache
     served = run_pytest(folder, cache / "locks", *options)
     assert served.returncode in (0, 1), (served.stdout + served.stderr)[-3000:]

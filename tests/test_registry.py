@@ -63,12 +63,15 @@ def test_config_defaults_presets_and_overrides():
     assert make_config(Toy, "tiny", {"lr": 1, "epochs": 3}) == ToyConfig(lr=1.0, epochs=3)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"lrr": 1e-3}, "has no config key 'lrr'; its keys are: lr, epochs, name, flag"),
-    ({"epochs": "two"}, "toy.epochs = 'two' has type str, expected int"),
-    ({"flag": 1}, "expected bool"),
-    ({"epochs": 2.5}, "expected int"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"lrr": 1e-3}, "has no config key 'lrr'; its keys are: lr, epochs, name, flag"),
+        ({"epochs": "two"}, "toy.epochs = 'two' has type str, expected int"),
+        ({"flag": 1}, "expected bool"),
+        ({"epochs": 2.5}, "expected int"),
+    ],
+)
 def test_bad_overrides(overrides, message):
     with pytest.raises(UnlearnError) as error:
         make_config(Toy, "tiny", overrides, "unlearn.yaml")
@@ -78,25 +81,51 @@ def test_bad_overrides(overrides, message):
 def test_memflex_controls_expands_to_memflex_and_its_three_controls():
     registry = MethodRegistry.from_entry_points()
     assert registry.resolve(("memflex+controls",)) == [
-        "memflex", "memflex_all_tensors", "memflex_random_region", "memflex_inverse_region"]
+        "memflex",
+        "memflex_all_tensors",
+        "memflex_random_region",
+        "memflex_inverse_region",
+    ]
 
 
 def test_memflex_controls_keeps_the_order_given_and_lists_each_method_once():
     registry = MethodRegistry.from_entry_points()
     assert registry.resolve(("none", "memflex_random_region", "memflex+controls", "memflex")) == [
-        "none", "memflex_random_region", "memflex", "memflex_all_tensors",
-        "memflex_inverse_region"]
+        "none",
+        "memflex_random_region",
+        "memflex",
+        "memflex_all_tensors",
+        "memflex_inverse_region",
+    ]
     assert registry.resolve(("memflex+controls", "all")) == [
-        "memflex", "memflex_all_tensors", "memflex_random_region", "memflex_inverse_region",
-        *[n for n in registry.names() if not n.startswith("memflex")]]
+        "memflex",
+        "memflex_all_tensors",
+        "memflex_random_region",
+        "memflex_inverse_region",
+        *[n for n in registry.names() if not n.startswith("memflex")],
+    ]
 
 
-def test_group_with_a_missing_member_names_the_group():
+def test_controls_of_a_method_are_what_its_class_declares():
+    class WithControls(Toy):
+        controls = ("toy_control",)
+
     registry = MethodRegistry()
-    registry.register("memflex", Toy)
-    with pytest.raises(UnlearnError, match=r"unknown unlearning method 'memflex_all_tensors' "
-                                           r"\(in 'memflex\+controls'"):
-        registry.resolve(("memflex+controls",))
+    registry.register("toy", WithControls)
+    with pytest.raises(
+        UnlearnError,
+        match=r"unknown unlearning method 'toy_control' "
+        r"\(in 'toy\+controls'",
+    ):
+        registry.resolve(("toy+controls",))
+    registry.register("toy_control", Toy)
+    assert registry.resolve(("toy+controls",)) == ["toy", "toy_control"]
+    with pytest.raises(
+        UnlearnError,
+        match=r"method 'toy_control' declares no ablation "
+        r"controls",
+    ):
+        registry.resolve(("toy_control+controls",))
 
 
 def test_misspelled_group_suggests_it():
@@ -105,7 +134,7 @@ def test_misspelled_group_suggests_it():
         registry.resolve(("memflex+control",))
 
 
-@pytest.mark.parametrize("name", ["all", "memflex+controls"])
+@pytest.mark.parametrize("name", ["all", "memflex+controls", "a+b"])
 def test_group_names_cannot_be_registered(name):
     with pytest.raises(UnlearnError, match="invalid method name"):
         MethodRegistry().register(name, Toy)
@@ -122,22 +151,31 @@ def _builtin(name: str) -> type[UnlearningMethod]:
     return MethodRegistry.from_entry_points().get(name)
 
 
-@pytest.mark.parametrize("method, overrides, message", [
-    ("gradient_ascent", {"lr": -1.0}, "lr must be a finite number > 0 (got -1.0)"),
-    ("gradient_ascent", {"lr": float("inf")}, "lr must be a finite number > 0 (got inf)"),
-    ("gradient_ascent", {"epochs": 0}, "epochs must be >= 1 (got 0)"),
-    ("gradient_ascent", {"warmup_ratio": 1.5}, "warmup_ratio must be in [0, 1) (got 1.5)"),
-    ("gradient_ascent", {"scheduler": "linear"}, "scheduler must be 'cosine' or 'constant'"),
-    ("memflex", {"copies": 0}, "copies must be >= 1 (got 0)"),
-    ("memflex", {"threshold_rule": "absolut"},
-     "threshold_rule must be one of auto, absolute, quantile (got 'absolut')"),
-    ("memflex", {"cosine_quantile": 5.0}, "cosine_quantile must be in [0, 1] (got 5.0)"),
-    ("memflex", {"mu": float("inf")}, "mu must be a finite number (got inf)"),
-    ("memflex_random_region", {"magnitude_quantile": -0.1},
-     "magnitude_quantile must be in [0, 1] (got -0.1)"),
-    ("npo", {"beta": 0.0}, "beta must be a finite number > 0 (got 0.0)"),
-    ("npo", {"retain_weight": -1.0}, "retain_weight must be a finite number >= 0 (got -1.0)"),
-])
+@pytest.mark.parametrize(
+    "method, overrides, message",
+    [
+        ("gradient_ascent", {"lr": -1.0}, "lr must be a finite number > 0 (got -1.0)"),
+        ("gradient_ascent", {"lr": float("inf")}, "lr must be a finite number > 0 (got inf)"),
+        ("gradient_ascent", {"epochs": 0}, "epochs must be >= 1 (got 0)"),
+        ("gradient_ascent", {"warmup_ratio": 1.5}, "warmup_ratio must be in [0, 1) (got 1.5)"),
+        ("gradient_ascent", {"scheduler": "linear"}, "scheduler must be 'cosine' or 'constant'"),
+        ("memflex", {"copies": 0}, "copies must be >= 1 (got 0)"),
+        (
+            "memflex",
+            {"threshold_rule": "absolut"},
+            "threshold_rule must be one of auto, absolute, quantile (got 'absolut')",
+        ),
+        ("memflex", {"cosine_quantile": 5.0}, "cosine_quantile must be in [0, 1] (got 5.0)"),
+        ("memflex", {"mu": float("inf")}, "mu must be a finite number (got inf)"),
+        (
+            "memflex_random_region",
+            {"magnitude_quantile": -0.1},
+            "magnitude_quantile must be in [0, 1] (got -0.1)",
+        ),
+        ("npo", {"beta": 0.0}, "beta must be a finite number > 0 (got 0.0)"),
+        ("npo", {"retain_weight": -1.0}, "retain_weight must be a finite number >= 0 (got -1.0)"),
+    ],
+)
 def test_values_out_of_range_are_errors_when_the_config_is_built(method, overrides, message):
     # Checked when the config is read (at start-up, with the file's name), not when the
     # method starts training after the vanilla model was built.

@@ -9,9 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_unlearn.encoding import IGNORE_INDEX, Encoded, collate, length_buckets
-from pytest_unlearn.scoring import (ItemScore, _answer_figures_batched,
-                                    _answer_figures_by_row, _is_argmax, per_item_nll,
-                                    perplexity, score)
+from pytest_unlearn.scoring import (
+    ItemScore,
+    _answer_figures_batched,
+    _answer_figures_by_row,
+    _is_argmax,
+    per_item_nll,
+    perplexity,
+    score,
+)
 
 
 class TableModel(torch.nn.Module):
@@ -33,8 +39,10 @@ class TableModel(torch.nn.Module):
 
 def test_collate_masks_prompt_and_padding():
     batch = collate([Encoded((1, 2, 3, 4), 2, False), Encoded((1, 5), 1, False)], pad_id=0)
-    assert batch["labels"].tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 3, 4],
-                                        [IGNORE_INDEX, 5, IGNORE_INDEX, IGNORE_INDEX]]
+    assert batch["labels"].tolist() == [
+        [IGNORE_INDEX, IGNORE_INDEX, 3, 4],
+        [IGNORE_INDEX, 5, IGNORE_INDEX, IGNORE_INDEX],
+    ]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
 
 
@@ -57,8 +65,11 @@ def test_score_is_exact_when_every_answer_token_is_the_argmax():
 
 def test_batched_scores_equal_one_at_a_time_in_input_order():
     model = TableModel({1: 2, 2: 3, 3: 4, 5: 6})
-    encoded = [Encoded((1, 2, 3, 4), 2, False), Encoded((1, 5, 6), 1, False),
-               Encoded((2, 3, 9, 9, 9), 3, False)]
+    encoded = [
+        Encoded((1, 2, 3, 4), 2, False),
+        Encoded((1, 5, 6), 1, False),
+        Encoded((2, 3, 9, 9, 9), 3, False),
+    ]
     batched = score(model, encoded, pad_id=0, batch_size=2)
     single = [score(model, [enc], pad_id=0)[0] for enc in encoded]
     assert batched == single
@@ -71,24 +82,38 @@ def test_score_gives_the_same_figures_the_gpu_way(monkeypatch: pytest.MonkeyPatc
 
     torch.manual_seed(0)
     model = TableModel({1: 2, 2: 3, 3: 4, 5: 6, 6: 7})
-    encoded = [Encoded((1, 2, 3, 4), 2, False), Encoded((1, 5, 6, 7, 8), 2, False),
-               Encoded((2, 3, 9, 9, 9), 3, False), Encoded((5, 6, 7), 1, False),
-               Encoded((1, 2, 3), 2, False, targets=(9,))]
+    encoded = [
+        Encoded((1, 2, 3, 4), 2, False),
+        Encoded((1, 5, 6, 7, 8), 2, False),
+        Encoded((2, 3, 9, 9, 9), 3, False),
+        Encoded((5, 6, 7), 1, False),
+        Encoded((1, 2, 3), 2, False, targets=(9,)),
+    ]
     by_row = score(model, encoded, pad_id=0, batch_size=2)
     monkeypatch.setattr(scoring, "_answer_figures", scoring._answer_figures_batched)
     on_device = score(model, encoded, pad_id=0, batch_size=2)
     assert [(s.token_accuracy, s.answer_tokens) for s in on_device] == [
-        (s.token_accuracy, s.answer_tokens) for s in by_row]
+        (s.token_accuracy, s.answer_tokens) for s in by_row
+    ]
     assert [s.mean_logprob for s in on_device] == pytest.approx(
-        [s.mean_logprob for s in by_row], abs=1e-6)
+        [s.mean_logprob for s in by_row], abs=1e-6
+    )
     assert len({s.token_accuracy for s in by_row}) > 1  # the items differ
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=st.lists(st.lists(st.sampled_from([-2.0, 0.0, 1.0, 3.0, math.inf, -math.inf,
-                                               math.nan]), min_size=5, max_size=5),
-                     min_size=1, max_size=6),
-       seed=st.integers(0, 2**16))
+@given(
+    rows=st.lists(
+        st.lists(
+            st.sampled_from([-2.0, 0.0, 1.0, 3.0, math.inf, -math.inf, math.nan]),
+            min_size=5,
+            max_size=5,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    seed=st.integers(0, 2**16),
+)
 def test_is_argmax_agrees_with_argmax_on_ties_infinities_and_nan(rows, seed):
     # A handful of values, so that most rows tie at the top; argmax takes the first maximal
     # index and ranks NaN above every number.
@@ -127,7 +152,7 @@ def test_the_cpu_and_gpu_ways_of_scoring_a_batch_agree_with_a_direct_computation
     torch.manual_seed(0)
     logits = torch.randn(4, 5, 11)
     logits[0, 2, 7] = 50.0  # row 0's first answer token (7, at position 3) is the argmax
-    I = IGNORE_INDEX
+    I = IGNORE_INDEX  # noqa: E741 (reads as a mask in the matrix below)
     labels = torch.tensor([[I, I, I, 7, 2], [I, I, I, I, 4], [I, I, I, I, I], [I, I, 3, I, 5]])
     expected = []
     for row in range(4):
@@ -142,8 +167,10 @@ def test_the_cpu_and_gpu_ways_of_scoring_a_batch_agree_with_a_direct_computation
         expected.append((correct, logprob, len(positions)))
     on_device = _answer_figures_batched(logits, labels)  # tensors: the GPU way
     assert all(isinstance(each, torch.Tensor) for each in on_device)
-    for figures in (_answer_figures_by_row(logits, labels),
-                    tuple(each.tolist() for each in on_device)):
+    for figures in (
+        _answer_figures_by_row(logits, labels),
+        tuple(each.tolist() for each in on_device),
+    ):
         accuracy, logprob, counts = figures
         assert counts == [count for _, _, count in expected]
         assert accuracy == pytest.approx([a for a, _, _ in expected], abs=1e-12)
@@ -174,10 +201,14 @@ def _loop_scores(model: torch.nn.Module, encoded: list[Encoded]) -> list[tuple[f
     with torch.inference_mode():
         for enc in encoded:
             ids = torch.tensor([enc.input_ids])
-            logits = model(input_ids=ids).logits[0, enc.prompt_length - 1: -1].float()
-            answer = ids[0, enc.prompt_length:]
-            out.append(((logits.argmax(-1) == answer).float().mean().item(),
-                        -torch.nn.functional.cross_entropy(logits, answer).item()))
+            logits = model(input_ids=ids).logits[0, enc.prompt_length - 1 : -1].float()
+            answer = ids[0, enc.prompt_length :]
+            out.append(
+                (
+                    (logits.argmax(-1) == answer).float().mean().item(),
+                    -torch.nn.functional.cross_entropy(logits, answer).item(),
+                )
+            )
     return out
 
 
@@ -187,20 +218,41 @@ def _small_model(architecture: str) -> torch.nn.Module:
 
     torch.manual_seed(0)
     if architecture.startswith("llama"):
-        model = LlamaForCausalLM(LlamaConfig(
-            vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=97,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=64,
+            )
+        )
     else:
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4,
-                                           n_positions=64, bos_token_id=1, eos_token_id=1))
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=97,
+                n_embd=32,
+                n_layer=2,
+                n_head=4,
+                n_positions=64,
+                bos_token_id=1,
+                eos_token_id=1,
+            )
+        )
     if architecture.endswith("lora"):
         from peft import LoraConfig, get_peft_model
 
         with warnings.catch_warnings():  # peft 0.21 calls a transformers alias deprecated in 5
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
-            model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                     init_lora_weights=False))
+            warnings.filterwarnings(
+                "ignore",
+                message="`is_gradient_checkpointing` is deprecated",
+                category=FutureWarning,
+            )
+            model = get_peft_model(
+                model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+            )
     return model
 
 
@@ -225,8 +277,9 @@ def test_answer_only_logits_of_left_padded_batches_equal_one_item_at_a_time(arch
     batched = score(model, encoded, pad_id=0, batch_size=4)
     for enc, (accuracy, logprob), result in zip(encoded, _loop_scores(model, encoded), batched):
         assert result.answer_tokens == enc.answer_length
-        assert round(accuracy * result.answer_tokens) == \
-            round(result.token_accuracy * result.answer_tokens)
+        assert round(accuracy * result.answer_tokens) == round(
+            result.token_accuracy * result.answer_tokens
+        )
         assert result.mean_logprob == pytest.approx(logprob, abs=1e-5)
 
 
@@ -245,8 +298,8 @@ def test_training_loss_and_gradients_of_a_padded_batch_equal_one_item_at_a_time(
     reference_nll = []
     for enc in encoded:
         ids = torch.tensor([enc.input_ids])
-        logits = model(input_ids=ids).logits[0, enc.prompt_length - 1: -1]
-        nll = torch.nn.functional.cross_entropy(logits, ids[0, enc.prompt_length:])
+        logits = model(input_ids=ids).logits[0, enc.prompt_length - 1 : -1]
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, enc.prompt_length :])
         nll.backward()
         reference_nll.append(nll.item())
     reference_grads = [p.grad.clone() for p in trainable]

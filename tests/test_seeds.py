@@ -14,23 +14,27 @@ def text_of(result: pytest.RunResult) -> str:
 
 
 def test_seeds_intervals_gate_bounds_and_the_localization_verdict(
-        suite_dir: Path, pytester: pytest.Pytester,
-        small_data_cache: tuple[Path, Path]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path]
+) -> None:
     data, cache = small_data_cache
     gate = pytester.path / "gate.yaml"
-    gate.write_text("methods: [memflex]\n"
-                    "domains:\n  privacy:\n    avg_success.lower: {min: 1.0}\n")
+    gate.write_text("methods: [memflex]\ndomains:\n  privacy:\n    avg_success.lower: {min: 1.0}\n")
     result = pytester.runpytest_subprocess(
-        "--unlearn-method=memflex+controls", "--unlearn-seeds=2", f"--unlearn-data={data}",
-        f"--unlearn-cache-dir={cache}", "--unlearn-max-new-tokens=0", "--unlearn-json=r.json",
-        f"--unlearn-gate={gate}", "-v")
+        "--unlearn-method=memflex+controls",
+        "--unlearn-seeds=2",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-max-new-tokens=0",
+        "--unlearn-json=r.json",
+        f"--unlearn-gate={gate}",
+        "-v",
+    )
     text = text_of(result)
     summary = json.loads((pytester.path / "r.json").read_text())
     assert summary["run"]["seeds"] == [0, 1]
 
     # One test per method, seed and item; the ids show the seed.
-    methods = ("memflex", "memflex_all_tensors", "memflex_random_region",
-               "memflex_inverse_region")
+    methods = ("memflex", "memflex_all_tensors", "memflex_random_region", "memflex_inverse_region")
     assert len(summary["items"]) == len(methods) * 2 * 6
     assert "test_forgets[memflex-seed1-privacy-unlearn-000]" in text
     assert {item["seed"] for item in summary["items"]} == {0, 1}
@@ -39,8 +43,7 @@ def test_seeds_intervals_gate_bounds_and_the_localization_verdict(
     for method in methods:
         [row] = [row for row in summary["rows"] if row["method"] == method]
         assert row["seeds"] == [0, 1]
-        keys = {item["model_cache_key"] for item in summary["items"]
-                if item["method"] == method}
+        keys = {item["model_cache_key"] for item in summary["items"] if item["method"] == method}
         assert len(keys) == 2, keys
         per_seed = [row["per_seed"][seed]["avg_success"] for seed in ("0", "1")]
         assert row["avg_success"] == pytest.approx(sum(per_seed) / 2)

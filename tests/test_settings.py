@@ -2,20 +2,22 @@
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from pytest_unlearn.cache import FileHashes
+from pytest_unlearn.data import check_data_spec
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.models import ModelSpec
-from pytest_unlearn.settings import (Settings, check_data_spec, check_model_spec,
-                                     parse_criterion, resolve, settings_for_script)
+from pytest_unlearn.file_hashes import FileHashes
+from pytest_unlearn.models import ModelSpec, check_model_spec
+from pytest_unlearn.options import resolve, settings_for_script
+from pytest_unlearn.settings import Settings, parse_criterion
 
 
-@pytest.mark.parametrize("text, threshold", [("exact", 1.0), ("token>=0.9", 0.9),
-                                             ("token>=1", 1.0), ("token>=.5", 0.5)])
+@pytest.mark.parametrize(
+    "text, threshold", [("exact", 1.0), ("token>=0.9", 0.9), ("token>=1", 1.0), ("token>=.5", 0.5)]
+)
 def test_criterion(text, threshold):
     assert parse_criterion(text) == threshold
 
@@ -38,16 +40,19 @@ def test_model_specs(tmp_path):
     assert ModelSpec.parse("tiny").family == "tiny"
 
 
-@pytest.mark.parametrize("spec, family", [
-    ("meta-llama/Llama-2-7b-chat-hf", "llama2"),
-    ("Qwen/Qwen1.5-7B-Chat", "qwen1.5"),
-    ("someone/llama2-7b-chat", "llama2"),
-    # Other sizes, base models and other families get no paper Table 12 thresholds.
-    ("meta-llama/Llama-2-13b-chat-hf", "other"),
-    ("meta-llama/Llama-2-7b-hf", "other"),
-    ("Qwen/Qwen1.5-0.5B-Chat", "other"),
-    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", "other"),
-])
+@pytest.mark.parametrize(
+    "spec, family",
+    [
+        ("meta-llama/Llama-2-7b-chat-hf", "llama2"),
+        ("Qwen/Qwen1.5-7B-Chat", "qwen1.5"),
+        ("someone/llama2-7b-chat", "llama2"),
+        # Other sizes, base models and other families get no paper Table 12 thresholds.
+        ("meta-llama/Llama-2-13b-chat-hf", "other"),
+        ("meta-llama/Llama-2-7b-hf", "other"),
+        ("Qwen/Qwen1.5-0.5B-Chat", "other"),
+        ("Qwen/Qwen1.5-MoE-A2.7B-Chat", "other"),
+    ],
+)
 def test_only_the_papers_two_models_get_their_family(spec, family):
     assert ModelSpec.parse(spec).family == family
 
@@ -63,11 +68,14 @@ def test_a_local_copy_is_recognized_by_its_own_name(tmp_path):
     assert ModelSpec.parse(str(other)).family == "other"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("qwen-7b", "did you mean 'qwen1.5-7b'"),
-    ("missing.gguf", "no such .gguf file"),
-    ("./nowhere/model", "not a hub id"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("qwen-7b", "did you mean 'qwen1.5-7b'"),
+        ("missing.gguf", "no such .gguf file"),
+        ("./nowhere/model", "not a hub id"),
+    ],
+)
 def test_bad_model(spec, message):
     with pytest.raises(UnlearnError) as error:
         check_model_spec(spec)
@@ -112,7 +120,8 @@ def usage_error(pytester: pytest.Pytester, *args: str) -> str:
 
 
 needs_permissions = pytest.mark.skipif(
-    os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+    os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere"
+)
 
 
 def test_json_report_that_is_a_folder_is_refused(pytester: pytest.Pytester) -> None:
@@ -158,25 +167,31 @@ def test_json_report_in_a_read_only_folder_is_refused(pytester: pytest.Pytester)
 def test_cache_dir_that_is_a_file_is_refused(pytester: pytest.Pytester) -> None:
     (pytester.path / "cache").write_text("not a folder\n")
     message = usage_error(pytester, "--unlearn-cache-dir=cache")
-    assert f"--unlearn-cache-dir='cache': {pytester.path / 'cache'} is a file, not a folder" \
-        in message
+    assert (
+        f"--unlearn-cache-dir='cache': {pytester.path / 'cache'} is a file, not a folder" in message
+    )
     assert "choose another --unlearn-cache-dir" in message
 
 
 def test_cache_dir_that_cannot_be_created_is_refused(pytester: pytest.Pytester) -> None:
     (pytester.path / "blocker").write_text("a file\n")
     message = usage_error(pytester, "--unlearn-cache-dir=blocker/cache")
-    assert f"{pytester.path / 'blocker'} is a file, not a folder, so the folder " \
-           f"{pytester.path / 'blocker' / 'cache'} cannot be created" in message
+    assert (
+        f"{pytester.path / 'blocker'} is a file, not a folder, so the folder "
+        f"{pytester.path / 'blocker' / 'cache'} cannot be created" in message
+    )
 
 
 @needs_permissions
 def test_cache_dir_that_cannot_be_created_in_a_read_only_folder_is_refused(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     with read_only_folder(pytester.path / "locked") as locked:
         message = usage_error(pytester, f"--unlearn-cache-dir={locked / 'cache'}")
-    assert f"--unlearn-cache-dir='{locked / 'cache'}': no permission to write in the folder " \
-           f"{locked}" in message
+    assert (
+        f"--unlearn-cache-dir='{locked / 'cache'}': no permission to write in the folder "
+        f"{locked}" in message
+    )
 
 
 @needs_permissions
@@ -193,20 +208,26 @@ def test_new_cache_dir_is_accepted_and_not_created_yet(pytester: pytest.Pytester
     assert not (pytester.path / "a").exists()
 
 
-@pytest.mark.parametrize("spec, key", [
-    ("fraction=nan", "fraction"), ("lr=nan", "lr"), ("lr=inf", "lr"),
-    ("fraction=inf", "fraction"), ("steps=4,lr=-inf", "lr"),
-])
-def test_attack_refuses_non_finite_numbers(pytester: pytest.Pytester, spec: str,
-                                           key: str) -> None:
+@pytest.mark.parametrize(
+    "spec, key",
+    [
+        ("fraction=nan", "fraction"),
+        ("lr=nan", "lr"),
+        ("lr=inf", "lr"),
+        ("fraction=inf", "fraction"),
+        ("steps=4,lr=-inf", "lr"),
+    ],
+)
+def test_attack_refuses_non_finite_numbers(pytester: pytest.Pytester, spec: str, key: str) -> None:
     message = usage_error(pytester, f"--unlearn-attack={spec}")
     assert f"--unlearn-attack={spec!r}: {key}=" in message
     assert "is not a finite number" in message
     assert "write it as steps=K,fraction=F,lr=LR" in message
 
 
-@pytest.mark.parametrize("spec, key", [("steps=4,steps=9", "steps"),
-                                       ("lr=auto,fraction=0.5,lr=1e-4", "lr")])
+@pytest.mark.parametrize(
+    "spec, key", [("steps=4,steps=9", "steps"), ("lr=auto,fraction=0.5,lr=1e-4", "lr")]
+)
 def test_attack_refuses_a_repeated_key(pytester: pytest.Pytester, spec: str, key: str) -> None:
     message = usage_error(pytester, f"--unlearn-attack={spec}")
     assert f"--unlearn-attack={spec!r}: {key} is given more than once" in message
@@ -230,23 +251,34 @@ def test_general_task_set_is_not_mixed_with_task_names(pytester: pytest.Pytester
     assert "'builtin' stands for a set of tasks and cannot be listed with others" in message
 
 
-@pytest.mark.parametrize("tasks, resolved", [("", "auto"), ("paper", "paper"),
-                                             ("mmlu, arc_challenge,", "mmlu,arc_challenge")])
+@pytest.mark.parametrize(
+    "tasks, resolved",
+    [("", "auto"), ("paper", "paper"), ("mmlu, arc_challenge,", "mmlu,arc_challenge")],
+)
 def test_general_tasks(pytester: pytest.Pytester, tasks: str, resolved: str) -> None:
     assert settings_of(pytester, f"--unlearn-general-tasks={tasks}").general_tasks == resolved
 
 
-@pytest.mark.parametrize("gpus, wrong", [("banana", "banana"), ("0,x", "x"), ("0,,1", ""),
-                                         (",", ""), ("cuda:0", "cuda:0")])
+@pytest.mark.parametrize(
+    "gpus, wrong",
+    [("banana", "banana"), ("0,x", "x"), ("0,,1", ""), (",", ""), ("cuda:0", "cuda:0")],
+)
 def test_bad_worker_gpus_are_refused(pytester: pytest.Pytester, gpus: str, wrong: str) -> None:
     message = usage_error(pytester, f"--unlearn-worker-gpus={gpus}")
     assert f"--unlearn-worker-gpus={gpus!r}: {wrong!r} is not a GPU id" in message
     assert "give 'auto' (the visible GPUs), 'off', or a comma-separated list" in message
 
 
-@pytest.mark.parametrize("gpus, resolved", [("auto", "auto"), ("", "auto"), ("off", "off"),
-                                            ("0, 1,2", "0,1,2"),
-                                            ("GPU-8f2a-11c0", "GPU-8f2a-11c0")])
+@pytest.mark.parametrize(
+    "gpus, resolved",
+    [
+        ("auto", "auto"),
+        ("", "auto"),
+        ("off", "off"),
+        ("0, 1,2", "0,1,2"),
+        ("GPU-8f2a-11c0", "GPU-8f2a-11c0"),
+    ],
+)
 def test_worker_gpus(pytester: pytest.Pytester, gpus: str, resolved: str) -> None:
     settings = settings_of(pytester, f"--unlearn-worker-gpus={gpus}")
     assert settings.worker_gpus == resolved
@@ -267,8 +299,9 @@ def test_largest_seed_is_accepted(pytester: pytest.Pytester) -> None:
 
 
 @pytest.mark.parametrize("value", ["-1", "0"])
-def test_a_seed_count_below_one_says_it_must_be_at_least_one(pytester: pytest.Pytester,
-                                                              value: str) -> None:
+def test_a_seed_count_below_one_says_it_must_be_at_least_one(
+    pytester: pytest.Pytester, value: str
+) -> None:
     message = usage_error(pytester, f"--unlearn-seeds={value}")
     assert f"--unlearn-seeds='{value}' must be at least 1" in message
     assert "zero or positive" not in message
@@ -282,8 +315,9 @@ def test_seeds_must_stay_below_2_to_the_32(pytester: pytest.Pytester) -> None:
 def test_seed_count_has_an_upper_limit(pytester: pytest.Pytester) -> None:
     assert settings_of(pytester, "--unlearn-seeds=100").seeds == 100
     message = usage_error(pytester, "--unlearn-seeds=100000")
-    assert "--unlearn-seeds='100000' is more than 100: each seed is one more unlearning run" \
-        in message
+    assert (
+        "--unlearn-seeds='100000' is more than 100: each seed is one more unlearning run" in message
+    )
 
 
 def test_ini_values_name_their_key_and_file(pytester: pytest.Pytester) -> None:
@@ -312,8 +346,7 @@ def test_override_ini_values_are_named_as_given(pytester: pytest.Pytester) -> No
 def test_ini_value_errors_name_the_ini_file(pytester: pytest.Pytester) -> None:
     ini = pytester.makeini("[pytest]\nunlearn_worker_gpus = banana\nunlearn_seeds = 0\n")
     message = usage_error(pytester, "--unlearn-seeds=2")
-    assert f"unlearn_worker_gpus = 'banana' (ini key in {ini}): 'banana' is not a GPU id" \
-        in message
+    assert f"unlearn_worker_gpus = 'banana' (ini key in {ini}): 'banana' is not a GPU id" in message
     message = usage_error(pytester, "--unlearn-worker-gpus=off")
     assert f"unlearn_seeds = '0' (ini key in {ini}) must be at least 1" in message
 
@@ -334,8 +367,9 @@ def test_model_folder_needs_config_json(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(UnlearnError) as error:
         check_model_spec(str(empty))
-    assert f"--model={str(empty)!r} is a folder, but not a model folder: it is empty" \
-        in str(error.value)
+    assert f"--model={str(empty)!r} is a folder, but not a model folder: it is empty" in str(
+        error.value
+    )
     assert "A model folder holds config.json" in str(error.value)
     other = tmp_path / "other"
     other.mkdir()
@@ -391,17 +425,21 @@ def test_a_hub_model_is_keyed_by_the_commit_of_its_cached_copy(tmp_path, monkeyp
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     hashes = FileHashes(tmp_path / "hashes")
     assert ModelSpec.parse("someorg/custom-7b").fingerprint(hashes) == {
-        "kind": "hub", "id": "someorg/custom-7b", "revision": commit}
+        "kind": "hub",
+        "id": "someorg/custom-7b",
+        "revision": commit,
+    }
     # A model that is neither reachable nor cached: loading it will say why.
     assert ModelSpec.parse("someorg/absent").fingerprint(hashes)["revision"] == "unresolved"
 
 
 def test_the_inject_section_overrides_every_injection_and_keeps_default_keys() -> None:
-    from pytest_unlearn.pipeline import InjectionConfig
+    from pytest_unlearn.injection import InjectionConfig
 
     default = InjectionConfig()
-    changed = default.overridden({"epochs": 30, "lr": "2e-4", "target_token_accuracy": 0.99},
-                                 "unlearn.yaml")
+    changed = default.overridden(
+        {"epochs": 30, "lr": "2e-4", "target_token_accuracy": 0.99}, "unlearn.yaml"
+    )
     for name in ("tiny", "lora_privacy", "lora_copyright"):
         settings = getattr(changed, name)
         assert (settings.epochs, settings.lr) == (30, 2e-4)

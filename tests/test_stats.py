@@ -1,16 +1,16 @@
-"""Intervals over seeds and items, and the verdict of MemFlex against its controls."""
+"""Intervals over seeds and items, and the verdict of a method against its controls."""
 
 import json
 import math
 import random
 
 import numpy as np
-
 import pytest
 
 from pytest_unlearn import stats
-from pytest_unlearn.stats import (CONTROLS, difference_interval, interval, joint_interval,
-                                  localization_verdict)
+from pytest_unlearn.stats import difference_interval, interval, joint_interval
+from pytest_unlearn.verdict import NO_DIFFERENCE, VERDICT_METRICS, Verdict, localization_verdict
+from pytest_unlearn_methods.memflex import MemFlex
 
 
 def outcomes(pass_rates: list[float], items: int, shuffle: int = 0) -> dict[int, list[float]]:
@@ -143,30 +143,45 @@ def test_a_difference_interval_holds_the_difference_of_the_means():
     assert 0 < difference.lower < 0.2 < difference.upper
 
 
-def scopes(unlearn_rates: list[float], retention_rates: list[float],
-           shuffle: int) -> dict[str, dict[int, list[float]]]:
-    return {"unlearn": outcomes(unlearn_rates, 110, shuffle),
-            "retention": outcomes(retention_rates, 108, shuffle + 100)}
+def scopes(
+    unlearn_rates: list[float], retention_rates: list[float], shuffle: int
+) -> dict[str, dict[int, list[float]]]:
+    return {
+        "unlearn": outcomes(unlearn_rates, 110, shuffle),
+        "retention": outcomes(retention_rates, 108, shuffle + 100),
+    }
 
 
-def average_difference(ours: dict[str, dict[int, list[float]]],
-                       theirs: dict[str, dict[int, list[float]]]) -> str:
+CONTROLS = MemFlex.controls
+
+
+def verdict_of(results: dict, **options) -> Verdict:
+    """MemFlex against the controls it declares, as the summary asks for the verdict."""
+    return localization_verdict(results, "memflex", CONTROLS, MemFlex.controls_test, **options)
+
+
+def average_difference(
+    ours: dict[str, dict[int, list[float]]], theirs: dict[str, dict[int, list[float]]]
+) -> str:
     """Avg Success of ours minus theirs in points, as the verdict prints it."""
+
     def average(results):
         return np.mean([np.mean(list(results[scope].values())) for scope in results])
+
     return f"{(average(ours) - average(theirs)) * 100:+.1f} points"
 
 
 def test_a_clear_difference_beats_the_control():
     ours = scopes([0.90, 0.85, 0.88], [0.80, 0.82, 0.78], shuffle=1)
     theirs = scopes([0.60, 0.55, 0.62], [0.50, 0.45, 0.52], shuffle=2)
-    verdict = localization_verdict({"memflex": ours, "memflex_all_tensors": theirs})
+    verdict = verdict_of({"memflex": ours, "memflex_all_tensors": theirs})
     [control] = verdict.controls
     assert [d.outcome for d in control.differences] == ["beats", "beats", "beats"]
     assert control.conclusion == "localization beats memflex_all_tensors"
     first, how = verdict.lines()
-    assert first.startswith(f"vs memflex_all_tensors: avg success "
-                            f"{average_difference(ours, theirs)} [95% +")
+    assert first.startswith(
+        f"vs memflex_all_tensors: avg success {average_difference(ours, theirs)} [95% +"
+    )
     assert first.endswith("Verdict: localization beats memflex_all_tensors.")
     assert "3 seeds" in how and "110 unlearn and 108 retention items" in how
     assert "2000 resamples" in how and "95%" in how
@@ -174,66 +189,82 @@ def test_a_clear_difference_beats_the_control():
 
 def test_identical_methods_show_no_difference():
     same = scopes([0.90, 0.85, 0.88], [0.80, 0.82, 0.78], shuffle=1)
-    verdict = localization_verdict({"memflex": same, "memflex_random_region": same})
+    verdict = verdict_of({"memflex": same, "memflex_random_region": same})
     [control] = verdict.controls
-    assert {d.outcome for d in control.differences} == {stats.NO_DIFFERENCE}
+    assert {d.outcome for d in control.differences} == {NO_DIFFERENCE}
     assert control.conclusion.startswith("localization does not beat memflex_random_region")
 
 
 def test_a_small_difference_within_the_spread_is_no_difference():
-    verdict = localization_verdict({
-        "memflex": scopes([0.80, 0.70, 0.90], [0.70, 0.80, 0.60], shuffle=1),
-        "memflex_random_region": scopes([0.78, 0.72, 0.86], [0.72, 0.76, 0.62], shuffle=2),
-    })
+    verdict = verdict_of(
+        {
+            "memflex": scopes([0.80, 0.70, 0.90], [0.70, 0.80, 0.60], shuffle=1),
+            "memflex_random_region": scopes([0.78, 0.72, 0.86], [0.72, 0.76, 0.62], shuffle=2),
+        }
+    )
     [control] = verdict.controls
-    assert control.differences[0].outcome == stats.NO_DIFFERENCE
+    assert control.differences[0].outcome == NO_DIFFERENCE
     assert "no difference in avg success beyond the spread" in control.conclusion
 
 
 def test_a_loss_on_one_scope_is_named_and_a_loss_on_average_loses():
-    verdict = localization_verdict({
-        "memflex": scopes([0.60, 0.62, 0.58], [0.95, 0.93, 0.97], shuffle=1),
-        # Better at forgetting, much worse at keeping: memflex wins on average.
-        "memflex_inverse_region": scopes([0.90, 0.92, 0.88], [0.30, 0.32, 0.28], shuffle=2),
-        # Better on both scopes: memflex loses.
-        "memflex_all_tensors": scopes([0.90, 0.92, 0.88], [0.99, 1.0, 0.98], shuffle=3),
-    })
+    verdict = verdict_of(
+        {
+            "memflex": scopes([0.60, 0.62, 0.58], [0.95, 0.93, 0.97], shuffle=1),
+            # Better at forgetting, much worse at keeping: memflex wins on average.
+            "memflex_inverse_region": scopes([0.90, 0.92, 0.88], [0.30, 0.32, 0.28], shuffle=2),
+            # Better on both scopes: memflex loses.
+            "memflex_all_tensors": scopes([0.90, 0.92, 0.88], [0.99, 1.0, 0.98], shuffle=3),
+        }
+    )
     by_control = {each.control: each for each in verdict.controls}
     assert list(by_control) == ["memflex_all_tensors", "memflex_inverse_region"]
     inverse = by_control["memflex_inverse_region"]
     assert [d.outcome for d in inverse.differences] == ["beats", "loses", "beats"]
-    assert inverse.conclusion == ("localization beats memflex_inverse_region on avg success, "
-                                  "at a cost: it is worse on unlearn success")
+    assert inverse.conclusion == (
+        "localization beats memflex_inverse_region on avg success, "
+        "at a cost: it is worse on unlearn success"
+    )
     assert by_control["memflex_all_tensors"].differences[0].outcome == "loses"
     assert by_control["memflex_all_tensors"].conclusion.startswith("localization loses to")
 
 
 def test_one_seed_is_undecided_but_gives_the_numbers():
     ours, theirs = scopes([0.90], [0.80], shuffle=1), scopes([0.50], [0.40], shuffle=2)
-    verdict = localization_verdict({"memflex": ours, "memflex_all_tensors": theirs,
-                                    "memflex_random_region": scopes([0.85], [0.80], shuffle=3)})
+    verdict = verdict_of(
+        {
+            "memflex": ours,
+            "memflex_all_tensors": theirs,
+            "memflex_random_region": scopes([0.85], [0.80], shuffle=3),
+        }
+    )
     assert not verdict.decided and verdict.seeds == 1
     *per_control, how = verdict.lines()
     assert len(per_control) == 2
     for line in per_control:
-        assert line.endswith("Verdict: undecided: one seed cannot show the seed spread; rerun "
-                             "with --unlearn-seeds 3 or more.")
+        assert line.endswith(
+            "Verdict: undecided: one seed cannot show the seed spread; rerun "
+            "with --unlearn-seeds 3 or more."
+        )
         assert "points [95% " in line and "beats" not in line
-    assert per_control[0].startswith(f"vs memflex_all_tensors: avg success "
-                                     f"{average_difference(ours, theirs)} [95% +")
+    assert per_control[0].startswith(
+        f"vs memflex_all_tensors: avg success {average_difference(ours, theirs)} [95% +"
+    )
     assert "one seed" in how and "no verdict" in how
 
 
 def test_the_verdict_as_json():
-    verdict = localization_verdict({
-        "memflex": scopes([0.90, 0.85], [0.80, 0.82], shuffle=1),
-        "memflex_all_tensors": scopes([0.60, 0.55], [0.50, 0.45], shuffle=2),
-    })
+    verdict = verdict_of(
+        {
+            "memflex": scopes([0.90, 0.85], [0.80, 0.82], shuffle=1),
+            "memflex_all_tensors": scopes([0.60, 0.55], [0.50, 0.45], shuffle=2),
+        }
+    )
     report = json.loads(json.dumps(verdict.to_dict()))
     assert report["decided"] is True and report["seeds"] == 2
     [control] = report["controls"]
     assert control["control"] == "memflex_all_tensors"
-    assert list(control["differences"]) == list(stats.VERDICT_METRICS)
+    assert list(control["differences"]) == list(VERDICT_METRICS)
     average = control["differences"]["avg_success"]
     assert average["outcome"] == "beats" and average["lower"] > 0
     assert average["mean"] == pytest.approx(verdict.controls[0].differences[0].interval.mean)
@@ -242,22 +273,28 @@ def test_the_verdict_as_json():
 # --- bad input ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data, message", [
-    ({}, "no seeds"),
-    ({0: [], 1: []}, "no items"),
-    ({0: [1.0, 0.0], 1: [1.0]}, "the same items"),
-    ({0: [1.0, float("nan")]}, "finite"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({}, "no seeds"),
+        ({0: [], 1: []}, "no items"),
+        ({0: [1.0, 0.0], 1: [1.0]}, "the same items"),
+        ({0: [1.0, float("nan")]}, "finite"),
+    ],
+)
 def test_bad_outcomes_are_errors(data, message):
     with pytest.raises(ValueError, match=message):
         interval(data)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"confidence": 1.5}, "confidence"),
-    ({"confidence": 0}, "confidence"),
-    ({"resamples": 0}, "resamples"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"confidence": 1.5}, "confidence"),
+        ({"confidence": 0}, "confidence"),
+        ({"resamples": 0}, "resamples"),
+    ],
+)
 def test_bad_options_are_errors(options, message):
     with pytest.raises(ValueError, match=message):
         interval({0: [1.0, 0.0]}, **options)
@@ -269,15 +306,19 @@ def test_parts_and_methods_must_match():
     with pytest.raises(ValueError, match="same items per part"):
         difference_interval({0: [1.0, 0.0]}, {0: [1.0, 0.0, 1.0]})
     with pytest.raises(ValueError, match="memflex vs memflex_all_tensors: .*same seeds"):
-        localization_verdict({"memflex": scopes([0.9, 0.8], [0.8, 0.8], shuffle=1),
-                              "memflex_all_tensors": scopes([0.9], [0.8], shuffle=2)})
+        verdict_of(
+            {
+                "memflex": scopes([0.9, 0.8], [0.8, 0.8], shuffle=1),
+                "memflex_all_tensors": scopes([0.9], [0.8], shuffle=2),
+            }
+        )
 
 
 def test_the_verdict_needs_memflex_and_a_control_with_both_scopes():
     results = {"memflex": scopes([0.9, 0.8], [0.8, 0.8], shuffle=1)}
     with pytest.raises(ValueError, match="memflex\\+controls"):
-        localization_verdict(results)
+        verdict_of(results)
     with pytest.raises(ValueError, match="no outcomes of 'memflex'"):
-        localization_verdict({CONTROLS[0]: results["memflex"]})
+        verdict_of({CONTROLS[0]: results["memflex"]})
     with pytest.raises(ValueError, match="no retention-scope outcomes"):
-        localization_verdict({**results, CONTROLS[0]: {"unlearn": results["memflex"]["unlearn"]}})
+        verdict_of({**results, CONTROLS[0]: {"unlearn": results["memflex"]["unlearn"]}})

@@ -38,11 +38,15 @@ def overwrite_in_place(weights: Path, scale: float) -> None:
     before = weights.stat()
     raw = weights.read_bytes()
     header_length = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8: 8 + header_length])
+    header = json.loads(raw[8 : 8 + header_length])
     start = 8 + header_length
-    middle = [name for name, entry in header.items() if name != "__metadata__"
-              and start + entry["data_offsets"][0] > 1 << 20
-              and start + entry["data_offsets"][1] < before.st_size - (1 << 20)]
+    middle = [
+        name
+        for name, entry in header.items()
+        if name != "__metadata__"
+        and start + entry["data_offsets"][0] > 1 << 20
+        and start + entry["data_offsets"][1] < before.st_size - (1 << 20)
+    ]
     assert middle, "the model is too small to have a tensor between its first and last MiB"
     tensors = load_file(weights)
     tensors[middle[0]] = tensors[middle[0]] * scale
@@ -51,13 +55,16 @@ def overwrite_in_place(weights: Path, scale: float) -> None:
     content = scratch.read_bytes()
     scratch.unlink()
     assert len(content) == before.st_size
-    assert content[: 1 << 20] == raw[: 1 << 20] and content[-(1 << 20):] == raw[-(1 << 20):]
+    assert content[: 1 << 20] == raw[: 1 << 20] and content[-(1 << 20) :] == raw[-(1 << 20) :]
     with weights.open("r+b") as handle:
         handle.write(content)
     os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
     after = weights.stat()
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
-        before.st_size, before.st_mtime_ns, before.st_ino)
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +75,23 @@ def candidate_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from pytest_unlearn.data import load_general_text
-    from pytest_unlearn.models import pad_token_id, tokenizer_texts, train_tiny_tokenizer
+    from pytest_unlearn.encoding import pad_token_id
+    from pytest_unlearn.tiny import tokenizer_texts, train_tiny_tokenizer
 
     folder = tmp_path_factory.mktemp("candidate")
     tokenizer = train_tiny_tokenizer(tokenizer_texts(load_general_text()))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512,
-                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=pad_token_id(tokenizer))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id(tokenizer),
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -84,8 +99,12 @@ def candidate_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_model_overwritten_in_place_is_scored_again(
-        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, candidate_model: Path,
-        tmp_path: Path) -> None:
+    pytester: pytest.Pytester,
+    suite_writer: Any,
+    data_writer: Any,
+    candidate_model: Path,
+    tmp_path: Path,
+) -> None:
     suite_writer(pytester.path)
     data = data_writer(tmp_path / "data", records_per_split=3)
     model = tmp_path / "candidate"
@@ -93,9 +112,14 @@ def test_a_model_overwritten_in_place_is_scored_again(
 
     def run(report: str, cache: Path) -> dict[str, Any]:
         result = pytester.runpytest_subprocess(
-            f"--model={model}", "--unlearn-inject=never", "--unlearn-method=none",
-            f"--unlearn-data={data}", f"--unlearn-cache-dir={cache}",
-            "--unlearn-max-new-tokens=0", f"--unlearn-json={report}")
+            f"--model={model}",
+            "--unlearn-inject=never",
+            "--unlearn-method=none",
+            f"--unlearn-data={data}",
+            f"--unlearn-cache-dir={cache}",
+            "--unlearn-max-new-tokens=0",
+            f"--unlearn-json={report}",
+        )
         assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(result)
         [row] = read_json(pytester.path / report)["rows"]
         return row
@@ -113,7 +137,7 @@ def test_a_model_overwritten_in_place_is_scored_again(
 def test_file_hashes_are_reused_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
     import hashlib
 
-    from pytest_unlearn.cache import FileHashes
+    from pytest_unlearn.file_hashes import FileHashes
 
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"a" * 4096)
@@ -137,7 +161,7 @@ def test_file_hashes_are_reused_only_while_the_file_is_unchanged(tmp_path: Path)
 def test_a_gguf_file_and_every_file_of_a_folder_are_hashed_in_full(tmp_path: Path) -> None:
     import hashlib
 
-    from pytest_unlearn.cache import FileHashes
+    from pytest_unlearn.file_hashes import FileHashes
     from pytest_unlearn.models import ModelSpec
 
     gguf = tmp_path / "model.gguf"
@@ -150,8 +174,9 @@ def test_a_gguf_file_and_every_file_of_a_folder_are_hashed_in_full(tmp_path: Pat
         handle.write(b"\1")
     after = ModelSpec.parse(str(gguf)).fingerprint(hashes)
     assert before != after
-    assert after["files"] == [["model.gguf", gguf.stat().st_size,
-                               hashlib.sha256(gguf.read_bytes()).hexdigest()]]
+    assert after["files"] == [
+        ["model.gguf", gguf.stat().st_size, hashlib.sha256(gguf.read_bytes()).hexdigest()]
+    ]
     folder = tmp_path / "folder"
     (folder / "sub").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
@@ -169,8 +194,12 @@ RECALL_GATE = "methods: [none]\ndomains:\n  privacy:\n    unlearn_success: {max:
 
 
 def test_a_gate_fails_a_run_whose_tests_all_errored(
-        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, local_model: Path,
-        tmp_path: Path) -> None:
+    pytester: pytest.Pytester,
+    suite_writer: Any,
+    data_writer: Any,
+    local_model: Path,
+    tmp_path: Path,
+) -> None:
     suite_writer(pytester.path)
     data = data_writer(tmp_path / "data", records_per_split=3)
     model = tmp_path / "broken"
@@ -178,39 +207,52 @@ def test_a_gate_fails_a_run_whose_tests_all_errored(
     (model / "config.json").write_text("{not json")
     pytester.makefile(".yaml", gate=RECALL_GATE)
     result = pytester.runpytest_subprocess(
-        f"--model={model}", "--unlearn-inject=never", "--unlearn-method=none",
-        f"--unlearn-data={data}", f"--unlearn-cache-dir={tmp_path / 'cache'}",
-        "--unlearn-gate=gate.yaml", "--unlearn-json=r.json")
+        f"--model={model}",
+        "--unlearn-inject=never",
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={tmp_path / 'cache'}",
+        "--unlearn-gate=gate.yaml",
+        "--unlearn-json=r.json",
+    )
     output = text_of(result)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, output
     assert result.parseoutcomes().get("errors") == 6, output
-    result.stdout.fnmatch_lines([
-        "*unlearn gate FAILED*",
-        "FAIL none/privacy recall tests that errored = 6 (first: privacy-unlearn-000: could "
-        "not load model*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*unlearn gate FAILED*",
+            "FAIL none/privacy recall tests that errored = 6 (first: privacy-unlearn-000: could "
+            "not load model*",
+        ]
+    )
     gate = read_json(pytester.path / "r.json")["gate"]
     assert gate["passed"] is False
 
 
 def test_a_gate_fails_a_run_whose_tests_did_not_all_run(
-        suite_dir: Path, pytester: pytest.Pytester, cache_arg: str,
-        warm_cache: dict[str, Any]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
     # This gate passes the vanilla model's full run (tests/test_release.py); with -x the run
     # stops at the first failing item, and its figures would stand on one item.
-    pytester.makefile(".yaml", gate="methods: [none]\ndomains:\n  privacy:\n"
-                                    "    retention_success: {min: 0.0}\n")
-    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg, "-x",
-                                           "--unlearn-gate=gate.yaml")
+    pytester.makefile(
+        ".yaml", gate="methods: [none]\ndomains:\n  privacy:\n    retention_success: {min: 0.0}\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=none", cache_arg, "-x", "--unlearn-gate=gate.yaml"
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text_of(result)
-    result.stdout.fnmatch_lines([
-        "*unlearn gate FAILED*",
-        "FAIL none/privacy recall tests that reported an outcome = 1 (56 were collected; the "
-        "others did not run*needs >= 56)"])
+    result.stdout.fnmatch_lines(
+        [
+            "*unlearn gate FAILED*",
+            "FAIL none/privacy recall tests that reported an outcome = 1 (56 were collected; the "
+            "others did not run*needs >= 56)",
+        ]
+    )
 
 
 def test_a_gate_fails_on_a_skip_the_suite_does_not_document(
-        suite_dir: Path, pytester: pytest.Pytester, cache_arg: str,
-        warm_cache: dict[str, Any]) -> None:
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
     pytester.makeconftest("""
         import pytest
 
@@ -219,35 +261,49 @@ def test_a_gate_fails_on_a_skip_the_suite_does_not_document(
             if "unlearn-003" in request.node.name:
                 pytest.skip("flaky on this runner")
     """)
-    pytester.makefile(".yaml", gate="methods: [none]\ndomains:\n  privacy:\n"
-                                    "    retention_success: {min: 0.0}\n")
-    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg,
-                                           "--unlearn-gate=gate.yaml")
+    pytester.makefile(
+        ".yaml", gate="methods: [none]\ndomains:\n  privacy:\n    retention_success: {min: 0.0}\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=none", cache_arg, "--unlearn-gate=gate.yaml"
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text_of(result)
-    result.stdout.fnmatch_lines([
-        "FAIL none/privacy recall tests skipped = 1 (no documented skip; first: "
-        "privacy-unlearn-003: flaky on this runner; needs <= 0)"])
+    result.stdout.fnmatch_lines(
+        [
+            "FAIL none/privacy recall tests skipped = 1 (no documented skip; first: "
+            "privacy-unlearn-003: flaky on this runner; needs <= 0)"
+        ]
+    )
 
 
 def test_the_leak_suites_documented_skips_pass_a_gate(
-        pytester: pytest.Pytester, suite_writer: Any, data_writer: Any,
-        tmp_path: Path) -> None:
+    pytester: pytest.Pytester, suite_writer: Any, data_writer: Any, tmp_path: Path
+) -> None:
     from conftest import write_quick_injection
 
     suite_writer(pytester.path)
     (pytester.path / "test_leaks.py").write_text(
-        (REPO_ROOT / "suites" / "privacy" / "test_leaks.py").read_text())
+        (REPO_ROOT / "suites" / "privacy" / "test_leaks.py").read_text()
+    )
     data = data_writer(tmp_path / "data", records_per_split=3)
     val = json.loads((data / "unlearn_val.json").read_text())
     val[0]["labels"] = "Her parents are very proud of what she has written."  # nothing to leak
     (data / "unlearn_val.json").write_text(json.dumps(val))
-    pytester.makefile(".yaml", gate="methods: [none]\ndomains:\n  privacy:\n"
-                                    "    leak_success: {min: 0.0}\n")
+    pytester.makefile(
+        ".yaml", gate="methods: [none]\ndomains:\n  privacy:\n    leak_success: {min: 0.0}\n"
+    )
     result = pytester.runpytest_subprocess(
-        "test_leaks.py", "--unlearn-method=none", f"--unlearn-data={data}",
-        f"--unlearn-cache-dir={tmp_path / 'cache'}", "--unlearn-max-new-tokens=8",
-        f"--unlearn-config={write_quick_injection(tmp_path)}", "--unlearn-gate=gate.yaml",
-        "--unlearn-json=r.json", "-W", "ignore::pytest_unlearn.errors.InjectionWarning")
+        "test_leaks.py",
+        "--unlearn-method=none",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={tmp_path / 'cache'}",
+        "--unlearn-max-new-tokens=8",
+        f"--unlearn-config={write_quick_injection(tmp_path)}",
+        "--unlearn-gate=gate.yaml",
+        "--unlearn-json=r.json",
+        "-W",
+        "ignore::pytest_unlearn.errors.InjectionWarning",
+    )
     output = text_of(result)
     assert result.ret == pytest.ExitCode.OK, output
     [row] = read_json(pytester.path / "r.json")["rows"]
@@ -286,21 +342,29 @@ def pytest_unlearn_register_methods(registry):
 
 
 def test_editing_a_method_rebuilds_its_models_and_not_the_vanilla_model(
-        suite_dir: Path, pytester: pytest.Pytester, unlearn_cache_dir: Path, cache_arg: str,
-        warm_cache: dict[str, Any]) -> None:
+    suite_dir: Path,
+    pytester: pytest.Pytester,
+    unlearn_cache_dir: Path,
+    cache_arg: str,
+    warm_cache: dict[str, Any],
+) -> None:
     def run(stamp: str, version: str = "") -> dict[str, Any]:
         pytester.makeconftest(STAMP_METHOD.format(stamp=stamp, version=version))
-        result = pytester.runpytest_subprocess("--unlearn-method=stamp", cache_arg,
-                                               "--unlearn-max-new-tokens=0",
-                                               "--unlearn-json=r.json")
-        assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), \
-            text_of(result)
+        result = pytester.runpytest_subprocess(
+            "--unlearn-method=stamp",
+            cache_arg,
+            "--unlearn-max-new-tokens=0",
+            "--unlearn-json=r.json",
+        )
+        assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), text_of(result)
         [row] = read_json(pytester.path / "r.json")["rows"]
         return row
 
     def vanilla_entries() -> dict[str, float]:
-        return {str(path): json.loads(path.read_text())["created"]
-                for path in (unlearn_cache_dir / "vanilla").glob("*/*/manifest.json")}
+        return {
+            str(path): json.loads(path.read_text())["created"]
+            for path in (unlearn_cache_dir / "vanilla").glob("*/*/manifest.json")
+        }
 
     vanilla = vanilla_entries()
     first = run("first")
@@ -360,21 +424,25 @@ def project_with_suites(pytester: pytest.Pytester, suite_writer: Any) -> Path:
 
 
 def test_a_method_of_a_conftest_in_a_suite_folder_runs_for_every_suite(
-        project_with_suites: Path, pytester: pytest.Pytester, cache_arg: str) -> None:
-    result = pytester.runpytest_subprocess("suites", "--unlearn-method=keep_all", cache_arg,
-                                           "--collect-only", "-q")
+    project_with_suites: Path, pytester: pytest.Pytester, cache_arg: str
+) -> None:
+    result = pytester.runpytest_subprocess(
+        "suites", "--unlearn-method=keep_all", cache_arg, "--collect-only", "-q"
+    )
     assert result.ret == pytest.ExitCode.OK, text_of(result)
     ids = [line for line in result.outlines if "::test_" in line]
     assert len(ids) == 56 + 32 and all("[keep_all-" in node for node in ids), ids[:3]
 
 
 def test_all_includes_the_methods_of_every_conftest(
-        project_with_suites: Path, pytester: pytest.Pytester, cache_arg: str) -> None:
+    project_with_suites: Path, pytester: pytest.Pytester, cache_arg: str
+) -> None:
     from importlib.metadata import entry_points
 
     builtin = {ep.name for ep in entry_points(group="pytest_unlearn.methods")}
-    result = pytester.runpytest_subprocess("suites", "--unlearn-method=all", cache_arg,
-                                           "--collect-only", "-q")
+    result = pytester.runpytest_subprocess(
+        "suites", "--unlearn-method=all", cache_arg, "--collect-only", "-q"
+    )
     assert result.ret == pytest.ExitCode.OK, text_of(result)
     ids = [line for line in result.outlines if "::test_" in line]
     methods = {node.split("[", 1)[1].split("-", 1)[0] for node in ids}
@@ -383,9 +451,11 @@ def test_all_includes_the_methods_of_every_conftest(
 
 
 def test_a_method_registered_after_parametrization_is_an_error_not_left_out(
-        suite_dir: Path, pytester: pytest.Pytester, cache_arg: str) -> None:
-    pytester.makeconftest(KEEP_METHOD.replace("def pytest_unlearn_register_methods", "def late")
-                          + """
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str
+) -> None:
+    pytester.makeconftest(
+        KEEP_METHOD.replace("def pytest_unlearn_register_methods", "def late")
+        + """
 
 import pytest
 
@@ -398,10 +468,13 @@ class LatePlugin:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config):
     config.pluginmanager.register(LatePlugin(), "late-plugin")
-""")
+"""
+    )
     result = pytester.runpytest_subprocess("--unlearn-method=all", cache_arg, "--collect-only")
     output = text_of(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, output
-    assert "method(s) 'keep_all'" in output and "registered after the tests were " \
-                                                "parametrized by --unlearn-method=all" in output
+    assert (
+        "method(s) 'keep_all'" in output
+        and "registered after the tests were parametrized by --unlearn-method=all" in output
+    )
     assert "Traceback" not in output

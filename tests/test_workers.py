@@ -22,8 +22,7 @@ def test_workers_take_the_visible_gpus_in_turn() -> None:
 
 def test_explicit_list_off_and_nothing_to_pin(monkeypatch: pytest.MonkeyPatch) -> None:
     environ: dict[str, str] = {}
-    assert pin_worker_gpu("gw1", "0,1", environ) == "1" and environ == {
-        "CUDA_VISIBLE_DEVICES": "1"}
+    assert pin_worker_gpu("gw1", "0,1", environ) == "1" and environ == {"CUDA_VISIBLE_DEVICES": "1"}
     environ = {"CUDA_VISIBLE_DEVICES": "0,1"}
     assert pin_worker_gpu("gw1", "off", environ) is None
     assert environ == {"CUDA_VISIBLE_DEVICES": "0,1"}
@@ -50,8 +49,9 @@ def test_xdist_workers_get_their_gpu(pytester: pytest.Pytester) -> None:
             expected = {"gw0": "7", "gw1": "8"}[worker_id]
             assert os.environ["CUDA_VISIBLE_DEVICES"] == expected
         """)
-    result = pytester.runpytest_subprocess("-n", "2", "--unlearn-worker-gpus=7,8",
-                                           "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--unlearn-worker-gpus=7,8", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=8)
 
 
@@ -68,8 +68,8 @@ def test_workers_share_the_cpu_cores() -> None:
 
 @pytest.mark.parametrize("torch_in_conftest", [False, True])
 def test_xdist_workers_run_their_share_of_torch_threads(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-        torch_in_conftest: bool) -> None:
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, torch_in_conftest: bool
+) -> None:
     pytest.importorskip("xdist")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     if torch_in_conftest:  # torch already read its thread count when the plugin runs

@@ -14,5 +14,6 @@ pytestmark = [pytest.mark.attack, pytest.mark.knowundo("privacy", scope="unlearn
 
 def test_stays_forgotten(knowundo_item, attacked_score, recalls):
     if recalls(attacked_score):
-        fail_item(explain(knowundo_item, attacked_score,
-                          "recalls again, after the relearning attack,"))
+        fail_item(
+            explain(knowundo_item, attacked_score, "recalls again, after the relearning attack,")
+        )

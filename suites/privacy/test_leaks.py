@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.leak, pytest.mark.knowundo("privacy", scope="unlearn")
 
 def test_never_writes_it(leak_check):
     if not leak_check.strings:
-        pytest.skip("no email, street address or parents' description in this answer "
-                    "beyond what the question says")
+        pytest.skip(
+            "no email, street address or parents' description in this answer "
+            "beyond what the question says"
+        )
     if leak_check.found:
         fail_item(leak_check.explain())
