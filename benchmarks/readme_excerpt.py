@@ -1,42 +1,60 @@
-"""Regenerate README's "What a run prints" excerpt from a real run of the main command.
+"""Regenerate README's "What a run prints" excerpt and docs/results-builtin.md from real runs
+of the main command.
 
-    python benchmarks/readme_excerpt.py            # rewrite README.md between its markers
+    python benchmarks/readme_excerpt.py            # rewrite both
     python benchmarks/readme_excerpt.py --check    # exit 1 if README's excerpt differs
 
 It runs ``pytest suites/privacy --unlearn-method=none,gradient_ascent,memflex`` (README's
-command 1) in a fresh cache, one torch thread, and copies the end of its terminal output
-(from the summary on) between ``<!-- run-excerpt:start -->`` and ``<!-- run-excerpt:end -->``.
-The figures depend on the CPU's float rounding (the tiny model sits on a learning-rate
-cliff): another machine may print other digits.
+command 1) twice, each in a fresh cache: with one torch thread (its terminal output, from the
+summary on, goes between README's ``<!-- run-excerpt:start -->`` and ``<!-- run-excerpt:end
+-->`` and into the results page) and with two. The tiny model sits on a learning-rate cliff,
+so a figure can change with the float rounding of the CPU and of the thread count: the
+results page shows both runs' figures side by side and marks those that differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results-builtin.md"
 START, END = "<!-- run-excerpt:start -->", "<!-- run-excerpt:end -->"
 COMMAND = ["suites/privacy", "--unlearn-method=none,gradient_ascent,memflex"]
+FIGURES = (
+    ("unlearn_success", "Unlearn"),
+    ("retention_success", "Retention"),
+    ("unlearn_success_token", "UL tok"),
+    ("attack_unlearn_success", "After attack"),
+    ("leak_success", "No leak"),
+)
 
 
-def run_excerpt() -> str:
-    """The terminal output of the main command, from the summary on."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+def run(threads: int) -> tuple[str, dict[str, Any], float]:
+    """The main command in a fresh cache with ``threads`` torch threads: its terminal output
+    from the summary on, its JSON report, and its wall time."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.json"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "COLUMNS": "120"}
+        started = time.perf_counter()
         completed = subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "pytest",
                 *COMMAND,
-                f"--unlearn-cache-dir={cache}",
+                f"--unlearn-cache-dir={Path(folder) / 'cache'}",
+                f"--unlearn-json={report}",
                 "-p",
                 "no:cacheprovider",
             ],
@@ -46,28 +64,124 @@ def run_excerpt() -> str:
             text=True,
             check=False,
         )
-    output = completed.stdout
-    if completed.returncode not in (0, 1) or "unlearning summary" not in output:
-        sys.exit(f"the run failed (exit {completed.returncode}):\n{output[-3000:]}")
+        seconds = time.perf_counter() - started
+        output = completed.stdout
+        if completed.returncode not in (0, 1) or "unlearning summary" not in output:
+            sys.exit(f"the run failed (exit {completed.returncode}):\n{output[-3000:]}")
+        data = json.loads(report.read_text())
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if "unlearning summary" in line)
-    end = next(
-        (i for i in range(start, len(lines)) if "short test summary" in lines[i]), len(lines)
+    excerpt = "\n".join(line for line in lines[start:] if not line.startswith("JSON report:"))
+    return excerpt.rstrip() + "\n", data, seconds
+
+
+def results_page(excerpt: str, one: dict[str, Any], two: dict[str, Any], seconds: float) -> str:
+    rows_one = {row["method"]: row for row in one["rows"]}
+    rows_two = {row["method"]: row for row in two["rows"]}
+    table = [
+        "| method | " + " | ".join(f"{label} (1 / 2 threads)" for _, label in FIGURES) + " |",
+        "|---|" + "---|" * len(FIGURES),
+    ]
+    differ = []
+    for method, row in rows_one.items():
+        cells = []
+        for key, label in FIGURES:
+            a, b = _percent(row.get(key)), _percent(rows_two[method].get(key))
+            cells.append(a if a == b else f"**{a} / {b}**")
+            if a != b:
+                differ.append(f"{method} {label}")
+        table.append(f"| {method} | " + " | ".join(cells) + " |")
+    versions = one["versions"]
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    libraries = f"torch {versions['torch']}, transformers {versions['transformers']}"
+    verdict = (
+        "Figures that differed: " + ", ".join(differ) + "."
+        if differ
+        else "No figure differed between the two runs on this machine; another CPU may still "
+        "print other digits."
     )
-    return "\n".join(lines[start:end]).rstrip() + "\n" + lines[-1] + "\n"
+    return f"""# The builtin data: the default run, with leak and attack tests
+
+Generated by `python benchmarks/readme_excerpt.py` on {time.strftime("%Y-%m-%d")}
+({machine}; {libraries}): README's command 1, the main job on the embedded default
+(tiny model, builtin data, offline, CPU), from an empty cache, twice: with one torch
+thread ({seconds:.0f} s) and with two.
+
+```
+OMP_NUM_THREADS=1 pytest suites/privacy --unlearn-method=none,gradient_ascent,memflex
+```
+
+What the one-thread run printed, from its summary on:
+
+```
+{excerpt}```
+
+## The figures depend on float rounding
+
+The tiny model is trained from scratch and unlearned at a learning rate near a cliff
+(docs/results.md): a different order of float additions (another CPU, another thread count)
+can move a method's figures by several items. Both runs' figures, in percent; a cell in
+bold differs between them (1 thread / 2 threads):
+
+{chr(10).join(table)}
+
+{verdict}
+Compare methods on the real data over several seeds, with intervals
+([results.md](results.md), [results-privacy-seeds.md](results-privacy-seeds.md)), not on
+these digits.
+
+## Reading it
+
+{_reading(rows_one)}
+"""
+
+
+def _reading(rows: dict[str, dict[str, Any]]) -> str:
+    """What the one-thread run's figures say, computed from them."""
+    lines = []
+    for method, row in rows.items():
+        forgotten = round(row["unlearn_success"] * row["unlearn_items"])
+        kept = round(row["retention_success"] * row["retention_items"])
+        text = (
+            f"- `{method}`: teacher-forced, {forgotten} of {row['unlearn_items']} unlearn items "
+            f"forgotten and {kept} of {row['retention_items']} retention items kept"
+        )
+        if row.get("attack_unlearn_success") is not None:
+            text += (
+                f"; after the relearning attack {_percent(row['attack_unlearn_success'])}% "
+                "of the unlearn items stay forgotten"
+            )
+        if row.get("leak_success") is not None:
+            text += (
+                f"; {_percent(row['leak_success'])}% of the unlearn items' sensitive strings "
+                "appear in no greedy or sampled generation"
+            )
+        lines.append(text + ".")
+    lines.append(
+        "- The vanilla model (`none`) holds the facts, so it fails the unlearn, attack and "
+        "leak tests by design; teacher-forced forgetting, surviving the attack and never "
+        "writing the string are different claims, and the three columns can disagree."
+    )
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--check", action="store_true", help="only compare README's excerpt")
     args = parser.parse_args()
-    excerpt = run_excerpt()
+    excerpt, one, seconds = run(threads=1)
     block = f"{START}\n```\n$ pytest {' '.join(COMMAND)}\n...\n{excerpt}```\n{END}"
     text = README.read_text()
     new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.DOTALL)
     if args.check:
         sys.exit(0 if new == text else "README's run excerpt differs from this run")
     README.write_text(new)
+    _, two, _ = run(threads=2)
+    RESULTS.write_text(results_page(excerpt, one, two, seconds))
     print(excerpt)
 
 

@@ -1,7 +1,8 @@
 """pytest-unlearn: test that an LLM forgot what it must forget and kept what it must keep.
 
 Import-light on purpose: the pytest entry module imports this package in every pytest run.
-The public names (``pytest_unlearn.api``, and the registry) are resolved lazily.
+The public names (``pytest_unlearn.api`` for method authors, the registry, and ``evaluate``
+for notebooks) are resolved lazily.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ _PUBLIC = {
     "TrainSettings": "pytest_unlearn.api",
     "Trainer": "pytest_unlearn.api",
     "MethodRegistry": "pytest_unlearn.registry",
+    "evaluate": "pytest_unlearn.evaluation",
+    "Summary": "pytest_unlearn.evaluation",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UnlearnError
+from .vocabulary import DEFAULT_PROMPT, RECALL
 
 
 def baseline_path(cache_dir: Path, name: str) -> Path:
@@ -28,10 +29,13 @@ def save_baseline(cache_dir: Path, name: str, summary: dict[str, Any]) -> Path:
 
 
 def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """Items that passed in the baseline and fail now, per scope.
+    """The tests that passed in the baseline and fail now, per scope.
 
-    newly_leaked: unlearn-scope items the model recalls again; newly_lost: retention-scope
-    items it no longer recalls. Items are matched by method, seed, prompt variant and item id.
+    newly_leaked: unlearn-scope tests that fail again (the item is recalled, recalled after
+    the attack, or written in a generation); newly_lost: retention-scope items no longer
+    recalled. A test is matched by everything that identifies it: method, domain, seed,
+    prompt variant, test kind and item; each appears once, labelled with what is not the
+    default.
     """
     path = baseline_path(cache_dir, name)
     if not path.is_file():
@@ -40,25 +44,48 @@ def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any]) -
             f"--unlearn-compare={name}: no baseline {path}. Save one with "
             f"--unlearn-save={name}; saved baselines: {', '.join(saved) or 'none'}"
         )
-
-    def key(item: dict[str, Any]) -> tuple[str, int, str, str]:
-        return item["method"], item.get("seed", 0), item.get("prompt", "plain"), item["item"]
-
-    before = {key(item): item["outcome"] for item in _saved_items(path, name)}
+    before = {identity_of(item): item["outcome"] for item in _saved_items(path, name)}
+    several_seeds = len({item.get("seed", 0) for item in summary["items"]}) > 1
     newly_leaked: list[str] = []
     newly_lost: list[str] = []
+    matched = 0
     for item in summary["items"]:
-        previous = before.get(key(item))
+        previous = before.get(identity_of(item))
+        matched += previous is not None
         if previous == "passed" and item["outcome"] != "passed":
-            (newly_leaked if item["scope"] == "unlearn" else newly_lost).append(
-                f"{item['method']}:{item['item']}"
-            )
+            changed = newly_leaked if item["scope"] == "unlearn" else newly_lost
+            changed.append(label_of(item, several_seeds))
     return {
         "baseline": name,
         "newly_leaked": newly_leaked,
         "newly_lost": newly_lost,
-        "matched_items": sum(key(item) in before for item in summary["items"]),
+        "matched_items": matched,
     }
+
+
+def identity_of(item: dict[str, Any]) -> tuple[str, str, int, str, str, str]:
+    """What identifies an item test across runs (older baselines lack domain and test kind:
+    the domain is the item id's prefix, the kind the teacher-forced one)."""
+    return (
+        item["method"],
+        item.get("domain") or item["item"].split("-", 1)[0],
+        item.get("seed", 0),
+        item.get("prompt", DEFAULT_PROMPT),
+        item.get("test", RECALL),
+        item["item"],
+    )
+
+
+def label_of(item: dict[str, Any], with_seed: bool) -> str:
+    """``method:item``, then what is not the default: the test kind, the prompt, the seed."""
+    details = []
+    if item.get("test", RECALL) != RECALL:
+        details.append(item["test"])
+    if item.get("prompt", DEFAULT_PROMPT) != DEFAULT_PROMPT:
+        details.append(f"prompt {item['prompt']}")
+    if with_seed:
+        details.append(f"seed {item.get('seed', 0)}")
+    return f"{item['method']}:{item['item']}" + (f" ({', '.join(details)})" if details else "")
 
 
 def _saved_items(path: Path, name: str) -> list[dict[str, Any]]:
@@ -87,10 +114,12 @@ def _saved_items(path: Path, name: str) -> list[dict[str, Any]]:
             and all(isinstance(item.get(field), str) for field in ("method", "item", "outcome"))
             and type(item.get("seed", 0)) is int
             and isinstance(item.get("prompt", ""), str)
+            and isinstance(item.get("test", ""), str)
+            and isinstance(item.get("domain", ""), str)
         ):
             raise UnlearnError(
                 f"--unlearn-compare={name}: {path}: items[{index}] is not a saved "
                 "item outcome (strings method, item and outcome; optional integer "
-                f"seed and string prompt), got {item!r}; {fix}"
+                f"seed and strings prompt, test and domain), got {item!r}; {fix}"
             )
     return items

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .distributed import world
 from .vocabulary import DEFAULT_PROMPT
 
 if TYPE_CHECKING:
@@ -78,9 +79,7 @@ def _build(
         lambda: unlearn.unlearned_model(domain, method, seed),
         lambda get: _prepare(unlearn, domain, key, get, needs.prompts, needs.leak, needs.general),
     )
-    lines = [
-        f"{domain} {method} seed {seed}: {'in the cache' if cached else 'built'} ({key[:12]}){done}"
-    ]
+    lines = [f"{domain} {method} seed {seed}: {_state(unlearn, kind, key, cached)}{done}"]
     if needs.attack:
         relearned = unlearn.relearned_key(domain, method, seed)
         cached = unlearn.pipeline.cache.lookup("unlearned", relearned) is not None
@@ -91,16 +90,27 @@ def _build(
         )
         lines.append(
             f"{domain} {method} seed {seed} after the relearning attack: "
-            f"{'in the cache' if cached else 'built'} ({relearned[:12]}){done}"
+            f"{_state(unlearn, 'unlearned', relearned, cached)}{done}"
         )
     return lines
+
+
+def _state(unlearn: UnlearnSession, kind: str, key: str, cached: bool) -> str:
+    """Whether the model was in the cache, built now, or not needed (what its tests read
+    was in the cache)."""
+    if cached:
+        return f"in the cache ({key[:12]})"
+    if unlearn.pipeline.cache.lookup(kind, key) is not None:
+        return f"built ({key[:12]})"
+    return f"not loaded, what its tests read is in the cache ({key[:12]})"
 
 
 def _held_while(
     load: Callable[[], ModelHandle], work: Callable[[Callable[[], ModelHandle]], str]
 ) -> str:
-    """Load the model once (every process of a launch takes part in building it), hand a
-    getter of it to ``work``, then release it."""
+    """Hand ``work`` a getter that loads the model once, when something is not in the
+    cache, then release it. Under a launcher every process loads it first (every process
+    takes part in building it, in the same order)."""
     held: list[ModelHandle] = []
 
     def get() -> ModelHandle:
@@ -109,7 +119,8 @@ def _held_while(
         return held[0]
 
     try:
-        get()
+        if world() is not None:
+            get()
         return work(get)
     finally:
         for handle in held:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from .errors import UnlearnError
+from .outcomes import item_labels
 from .session import SESSION_KEY, UnlearnSession
 from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, RECALL, SCOPES
 
@@ -302,15 +303,15 @@ def label(item: pytest.Item, default_seed: int) -> None:
     if "knowundo_item" in params and "unlearn_method" in params:
         knowundo = params["knowundo_item"]
         item.user_properties.extend(
-            [
-                ("unlearn_method", params["unlearn_method"]),
-                ("unlearn_domain", knowundo.domain),
-                ("unlearn_scope", knowundo.scope),
-                ("unlearn_seed", seed),
-                ("unlearn_prompt", params.get("unlearn_prompt", DEFAULT_PROMPT)),
-                ("unlearn_test", kind_of_test(item)),
-                ("unlearn_item", knowundo.id),
-            ]
+            item_labels(
+                params["unlearn_method"],
+                knowundo.domain,
+                knowundo.scope,
+                seed,
+                params.get("unlearn_prompt", DEFAULT_PROMPT),
+                kind_of_test(item),
+                knowundo.id,
+            )
         )
 
 

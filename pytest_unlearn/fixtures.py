@@ -26,6 +26,7 @@ from .errors import UnlearnError
 from .general_suite import GeneralResult, judge, load_thresholds
 from .leaks import Sensitive, find_leaks, sensitive_strings
 from .models import ModelHandle
+from .outcomes import leak_properties, score_properties
 from .scoring import ItemScore
 from .session import UnlearnSession
 from .vocabulary import DEFAULT_PROMPT
@@ -210,9 +211,7 @@ def leak_check(
     found = [
         (index, leak) for index, text in enumerate(texts) for leak in find_leaks(text, strings)
     ]
-    request.node.user_properties.extend(
-        [("sensitive_strings", len(strings)), ("leaks", len(found)), ("model_cache_key", key)]
-    )
+    request.node.user_properties.extend(leak_properties(strings, found, texts, key))
     return LeakCheck(knowundo_item, strings, texts, found)
 
 
@@ -266,19 +265,7 @@ def _record_score(
     request: pytest.FixtureRequest, unlearn_session: UnlearnSession, score: ItemScore, key: str
 ) -> None:
     threshold = unlearn_session.settings.recall_threshold
-    request.node.user_properties.extend(
-        [
-            ("token_accuracy", round(score.token_accuracy, 6)),
-            ("recalled", score.recalled(threshold)),
-            ("mean_logprob", round(score.mean_logprob, 6)),
-            ("answer_tokens", score.answer_tokens),
-            ("model_cache_key", key),
-        ]
-    )
-    if score.rouge_l is not None:
-        request.node.user_properties.extend(
-            [("rouge_l", round(score.rouge_l, 6)), ("generation", score.generation)]
-        )
+    request.node.user_properties.extend(score_properties(score, threshold, key))
 
 
 def _param(request: pytest.FixtureRequest, name: str, hint: str) -> Any:

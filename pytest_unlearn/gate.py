@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .gate_file import metric_and_statistic
@@ -50,6 +51,12 @@ class Check:
     bound: str
     limit: float
     detail: str = ""  # what else the reader needs, e.g. the interval around the value
+    # Structured: "metric" (a row's metric), "tests" (the tests behind a row), "general" (a
+    # general-task drop), "compare" (the baseline), or "missing" (something the gate names
+    # that did not run); whose it is ("memflex/privacy"); and what was measured.
+    kind: str = "missing"
+    subject: str = ""
+    metric: str = ""
 
     @property
     def passed(self) -> bool:
@@ -57,11 +64,35 @@ class Check:
             return False
         return self.value >= self.limit if self.bound == "min" else self.value <= self.limit
 
+    def to_dict(self) -> dict[str, Any]:
+        """The check for the JSON report: its text and its parts."""
+        return {
+            "check": self.describe(),
+            "passed": self.passed,
+            "kind": self.kind,
+            "subject": self.subject,
+            "metric": self.metric,
+            "value": self.value,
+            "bound": self.bound,
+            "limit": self.limit,
+            "detail": self.detail,
+        }
+
     def describe(self) -> str:
         sign = ">=" if self.bound == "min" else "<="
         shown = _shown(self.value)
         needs = f"needs {sign} {self.limit:g}"
         return f"{self.what} = {shown} ({f'{self.detail}; ' if self.detail else ''}{needs})"
+
+
+def gate_verdict(gate: dict[str, Any], file: Path | str, summary: dict[str, Any]) -> dict[str, Any]:
+    """The gate's verdict for the summary: passed, the gate file and every check."""
+    checks = evaluate_gate(gate, summary)
+    return {
+        "passed": all(check.passed for check in checks),
+        "file": str(file),
+        "checks": [check.to_dict() for check in checks],
+    }
 
 
 def evaluate_gate(gate: dict[str, Any], summary: dict[str, Any]) -> list[Check]:
@@ -75,7 +106,16 @@ def evaluate_gate(gate: dict[str, Any], summary: dict[str, Any]) -> list[Check]:
     for domain, metrics in gate.get("domains", {}).items():
         domain_rows = [row for row in rows if row["domain"] == domain]
         if not domain_rows:
-            checks.append(Check(f"{domain}: no item tests of this domain ran", None, "min", 1))
+            checks.append(
+                Check(
+                    f"{domain}: no item tests of this domain ran",
+                    None,
+                    "min",
+                    1,
+                    subject=domain,
+                    metric="item tests",
+                )
+            )
         for row in domain_rows:
             checks += _test_integrity(row_name(row, "/"), row.get("tests", {}))
             for key, bounds in metrics.items():
@@ -123,6 +163,9 @@ def _test_integrity(who: str, tests: dict[str, dict[str, Any]]) -> list[Check]:
                     "max",
                     0,
                     f"first: {counts['first_error']}",
+                    "tests",
+                    who,
+                    f"{kind} tests that errored",
                 )
             )
         if counts["skipped"]:
@@ -133,6 +176,9 @@ def _test_integrity(who: str, tests: dict[str, dict[str, Any]]) -> list[Check]:
                     "max",
                     0,
                     f"no documented skip; first: {counts.get('first_skip')}",
+                    "tests",
+                    who,
+                    f"{kind} tests skipped",
                 )
             )
         if counts["reported"] < counts["collected"]:
@@ -144,6 +190,9 @@ def _test_integrity(who: str, tests: dict[str, dict[str, Any]]) -> list[Check]:
                     float(counts["collected"]),
                     f"{counts['collected']} were collected; the others "
                     "did not run (-x, --maxfail, an interrupted run or a crashed worker)",
+                    "tests",
+                    who,
+                    f"{kind} tests that reported an outcome",
                 )
             )
     return checks
@@ -158,6 +207,8 @@ def _methods_not_run(methods: list[str], ran: set[str], kind: str) -> list[Check
             "min",
             1,
             "check its name against --unlearn-method, or remove it from methods",
+            subject=method,
+            metric=f"{kind} tests",
         )
         for method in methods
         if method not in ran
@@ -174,6 +225,8 @@ def _drop_checks(drop: float | dict[str, float], results: list[dict[str, Any]]) 
                 "max",
                 float(drop),
                 "run suites/general too, or remove general.max_drop from the gate",
+                subject="general",
+                metric="general-task tests",
             )
         ]
     checks = []
@@ -186,6 +239,9 @@ def _drop_checks(drop: float | dict[str, float], results: list[dict[str, Any]]) 
                     result.get("drop"),
                     "max",
                     float(limit),
+                    kind="general",
+                    subject=f"{result['method']}/{result['domain']}",
+                    metric=f"{result['task']} drop",
                 )
             )
     if isinstance(drop, dict):
@@ -198,6 +254,8 @@ def _drop_checks(drop: float | dict[str, float], results: list[dict[str, Any]]) 
                 float(limit),
                 "run suites/general with it, or check its name against "
                 f"the tasks that ran: {', '.join(ran) or 'none'}",
+                subject=task,
+                metric="general-task tests",
             )
             for task, limit in drop.items()
             if task not in ran
@@ -218,6 +276,9 @@ def _compare_checks(compare: dict[str, int], comparison: dict[str, Any] | None) 
                 "the baseline shares no item with this run (a different -k selection, data or "
                 "methods?): compare with a baseline saved from the same tests, or save one with "
                 "--unlearn-save=NAME",
+                kind="compare",
+                subject=comparison["baseline"],
+                metric="matched tests",
             )
         )
     for key, limit in compare.items():
@@ -229,43 +290,43 @@ def _compare_checks(compare: dict[str, int], comparison: dict[str, Any] | None) 
                     None,
                     "max",
                     float(limit),
+                    subject="baseline",
+                    metric=key.removeprefix("max_"),
                 )
             )
             continue
         count = len(comparison["newly_leaked" if key == "max_newly_leaked" else "newly_lost"])
-        checks.append(Check(key.removeprefix("max_"), float(count), "max", float(limit)))
+        checks.append(
+            Check(
+                key.removeprefix("max_"),
+                float(count),
+                "max",
+                float(limit),
+                kind="compare",
+                subject=comparison["baseline"],
+                metric=key.removeprefix("max_"),
+            )
+        )
     return checks
 
 
 def _metric_check(row: dict[str, Any], key: str, bound: str, limit: float) -> Check:
     """A threshold on a summary row's metric: on its mean, or on an end of its interval."""
     metric, statistic = metric_and_statistic(key)
-    what = f"{row_name(row, '/')} {key}"
+    subject = row_name(row, "/")
+    parts = {"kind": "metric", "subject": subject, "metric": key}
     interval = (row.get("intervals") or {}).get(metric)
     if statistic == "mean":
-        return Check(
-            what,
-            row.get(metric),
-            bound,
-            limit,
-            "" if interval is None else _interval_text(interval),
-        )
+        detail = "" if interval is None else _interval_text(interval)
+        return Check(f"{subject} {key}", row.get(metric), bound, limit, detail, **parts)
     if interval is None:
-        return Check(
-            what,
-            None,
-            bound,
-            limit,
-            f"the run computed no interval of {metric}: run with --unlearn-seeds to "
-            "get one, or gate its mean",
+        detail = (
+            f"the run computed no interval of {metric}: run with --unlearn-seeds to get one, "
+            "or gate its mean"
         )
-    return Check(
-        what,
-        interval.get(statistic),
-        bound,
-        limit,
-        f"mean {_shown(row.get(metric))}, {_interval_text(interval)}",
-    )
+        return Check(f"{subject} {key}", None, bound, limit, detail, **parts)
+    detail = f"mean {_shown(row.get(metric))}, {_interval_text(interval)}"
+    return Check(f"{subject} {key}", interval.get(statistic), bound, limit, detail, **parts)
 
 
 def _interval_text(interval: dict[str, Any]) -> str:

@@ -59,6 +59,11 @@ from .parents import CAPITALISED, STOPWORDS, descriptions, worth_keeping
 
 KINDS: tuple[str, ...] = ("email", "address", "parents")
 
+# Why a leak test of an answer without a sensitive string skips (suites/privacy/test_leaks.py).
+NOTHING_TO_LEAK = (
+    "no email, street address or parents' description in this answer beyond what the question says"
+)
+
 
 @dataclass(frozen=True)
 class Sensitive:

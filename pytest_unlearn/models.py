@@ -40,7 +40,8 @@ LORA_SETTINGS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What --model names: 'tiny', a hub id (aliases resolved), a folder or a .gguf file."""
+    """What --unlearn-model (the suites' --model) names: 'tiny', a hub id (aliases
+    resolved), a folder or a .gguf file."""
 
     requested: str
     kind: str  # "tiny" | "hub" | "folder" | "gguf"
@@ -218,7 +219,7 @@ def _load_failure(spec: ModelSpec, error: Exception) -> str:
         return (
             what + ". Without network access, download it once elsewhere "
             "(hf download " + spec.location + ") and pass the local folder as "
-            "--model=FOLDER, or set HF_HOME to a cache that holds it."
+            "--unlearn-model=FOLDER, or set HF_HOME to a cache that holds it."
         )
     if spec.kind == "gguf":
         return what + ". Is the file a complete GGUF model? Loading GGUF needs the 'gguf' package."
@@ -335,7 +336,7 @@ def _file_fingerprints(path: Path, hashes: FileHashes) -> list[list[Any]]:
 def check_model_spec(spec: str, origin: Origin | None = None) -> str:
     """Accept an alias, 'tiny', a model folder (with config.json), an existing .gguf file, or
     an owner/name hub id."""
-    origin = origin or Origin("--model", "unlearn_model")
+    origin = origin or Origin("--unlearn-model", "unlearn_model")
     if spec in MODEL_ALIASES or spec == TINY_MODEL:
         return spec
     path = Path(spec).expanduser()

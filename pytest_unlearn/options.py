@@ -40,10 +40,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "unlearn_model",
-        ("--model", "--unlearn-model"),
+        ("--unlearn-model",),
         TINY_MODEL,
         "model: alias (" + ", ".join(MODEL_ALIASES) + "), hub id, local folder, "
-        "local .gguf file, or 'tiny'",
+        "local .gguf file, or 'tiny' (the suites' folder also takes it as --model)",
     ),
     Option(
         "unlearn_data",
@@ -170,8 +170,9 @@ OPTIONS: tuple[Option, ...] = (
         "unlearn_plots",
         ("--unlearn-plots",),
         "",
-        "write PNG plots into this folder: each method's training curve (with "
-        "--unlearn-curve-every) and a bar chart of the final successes",
+        "write plots into this folder, as PNG, PDF and SVG: each method's training curve "
+        "(with --unlearn-curve-every) and a bar chart of the successes, attack and leak "
+        "included, with their intervals",
     ),
     Option(
         "unlearn_config",
@@ -207,7 +208,15 @@ OPTIONS: tuple[Option, ...] = (
         ("--unlearn-gate",),
         "",
         "YAML release gate: minimum successes, maximum drops and perplexities; it decides "
-        "the exit status",
+        "the exit status and is its own JUnit test case",
+    ),
+    Option(
+        "unlearn_findings",
+        ("--unlearn-findings",),
+        "fail",
+        "how a failing item test is reported: 'fail' (a failed test), or 'xfail' (an "
+        "expected failure carrying its finding, so CI test views show only the gate's "
+        "verdict; needs --unlearn-gate; the pass rates are the same)",
     ),
     Option(
         "unlearn_save",
@@ -284,6 +293,9 @@ def _ini_default(option: Option) -> Any:
 
 # Each option's first flag, by its dest: how messages name the option.
 FLAGS = {option.dest: option.flags[0] for option in OPTIONS}
+# The suites' short form of --unlearn-model (suites/conftest.py): the plugin itself never
+# defines it, so that it cannot clash with a project's own --model.
+MODEL_SHORT_FLAG = "--model"
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -314,22 +326,29 @@ def resolve(config: pytest.Config) -> Settings:
         if sources[option.dest] == "ini" and raw[option.dest] == _ini_default(option):
             sources[option.dest] = "default"
     rootdir = Path(str(config.rootpath))
+    flags = dict(FLAGS)
+    if any(str(arg).split("=")[0] == MODEL_SHORT_FLAG for arg in config.invocation_params.args):
+        flags["unlearn_model"] = MODEL_SHORT_FLAG  # messages name the flag the user wrote
     try:
-        return build(raw, sources, FLAGS, rootdir, inipath)
+        return build(raw, sources, flags, rootdir, inipath)
     except UnlearnError as error:
         raise pytest.UsageError(str(error)) from None
 
 
-def settings_for_script(**values: Any) -> Settings:
-    """Settings outside pytest (benchmark scripts): the option defaults, then ``values``
-    keyed by option dest (``unlearn_model="tiny"``), checked like the options."""
+def settings_for_script(
+    given_model: str | None = None, source: str = "script", **values: Any
+) -> Settings:
+    """Settings outside pytest (benchmark scripts, ``evaluate``): the option defaults, then
+    ``values`` keyed by option dest (``unlearn_model="tiny"``), checked like the options;
+    ``given_model`` names a model handed over in memory; ``source`` is how messages name
+    the values (``parsing.Origin``)."""
     raw = {option.dest: _ini_default(option) for option in OPTIONS}
     unknown = set(values) - set(raw)
     if unknown:
         raise UnlearnError(f"unknown settings {sorted(unknown)}; they are: {', '.join(raw)}")
     raw.update(values)
-    sources = {key: "script" if key in values else "default" for key in raw}
-    return build(raw, sources, FLAGS, Path.cwd())
+    sources = {key: source if key in values else "default" for key in raw}
+    return build(raw, sources, FLAGS, Path.cwd(), given_model=given_model)
 
 
 def reference_markdown() -> str:

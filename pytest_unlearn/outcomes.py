@@ -3,6 +3,7 @@ carries (under xdist they travel from the workers with it)."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,9 @@ from .vocabulary import DEFAULT_PROMPT, LEAK, RECALL
 
 if TYPE_CHECKING:
     import pytest
+
+    from .leaks import Sensitive
+    from .scoring import ItemScore
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,10 @@ class ItemOutcome:
     # A skip the suite documents (a leak test of an answer with nothing to leak); any other
     # skip fails a gate that reads the test.
     documented_skip: bool = False
+    # What the model wrote: the greedy generation ROUGE-L scored (recall tests, unless
+    # --unlearn-max-new-tokens=0), or the greedy then the sampled generations of a leak test.
+    generations: tuple[str, ...] = ()
+    leaked: tuple[str, ...] = ()  # the sensitive strings a leak test found in them
 
     @classmethod
     def from_properties(
@@ -58,13 +66,86 @@ class ItemOutcome:
             test=str(properties.get("unlearn_test", RECALL)),
             message=message,
             documented_skip=documented_skip,
+            generations=_texts(properties, "generations", "generation"),
+            leaked=_texts(properties, "leaked"),
         )
+
+
+def item_labels(
+    method: str, domain: str, scope: str, seed: int, prompt: str, test: str, item: str
+) -> list[tuple[str, Any]]:
+    """The properties that name an item test (in its report and the JUnit XML)."""
+    return [
+        ("unlearn_method", method),
+        ("unlearn_domain", domain),
+        ("unlearn_scope", scope),
+        ("unlearn_seed", seed),
+        ("unlearn_prompt", prompt),
+        ("unlearn_test", test),
+        ("unlearn_item", item),
+    ]
+
+
+def score_properties(score: ItemScore, threshold: float, key: str) -> list[tuple[str, Any]]:
+    """What an item test records of the model's score on its item."""
+    properties: list[tuple[str, Any]] = [
+        ("token_accuracy", round(score.token_accuracy, 6)),
+        ("recalled", score.recalled(threshold)),
+        ("mean_logprob", round(score.mean_logprob, 6)),
+        ("answer_tokens", score.answer_tokens),
+        ("model_cache_key", key),
+    ]
+    if score.rouge_l is not None:
+        properties += [("rouge_l", round(score.rouge_l, 6)), ("generation", score.generation)]
+    return properties
+
+
+def leak_properties(
+    strings: list[Sensitive], found: list[tuple[int, Sensitive]], texts: list[str], key: str
+) -> list[tuple[str, Any]]:
+    """What a leak test records: how many sensitive strings its answer has, what the
+    generations were and which strings they wrote (JSON lists: JUnit writes a property's
+    value as a string)."""
+    leaked = list(dict.fromkeys(leak.text for _, leak in found))
+    return [
+        ("sensitive_strings", len(strings)),
+        ("leaks", len(found)),
+        ("model_cache_key", key),
+        ("generations", json.dumps(texts)),
+        ("leaked", json.dumps(leaked)),
+    ]
+
+
+def _texts(properties: dict[str, Any], name: str, single: str | None = None) -> tuple[str, ...]:
+    """A list of texts a fixture recorded as a JSON property (or one text as ``single``)."""
+    if name in properties:
+        return tuple(str(text) for text in json.loads(properties[name]))
+    if single is not None and properties.get(single) is not None:
+        return (str(properties[single]),)
+    return ()
+
+
+# The user property of an item test whose failure --unlearn-findings=xfail reported as an
+# expected failure: its outcome, for the metrics, is still a failure.
+FINDING = "unlearn_finding"
+
+
+def record_as_expected_failure(report: pytest.TestReport, message: str) -> None:
+    """Report a failed item test as an expected failure carrying its finding (what JUnit
+    consumers show as skipped, not failed)."""
+    report.outcome = "skipped"
+    report.wasxfail = message
+    report.longrepr = None
+    report.user_properties.append((FINDING, True))
 
 
 def outcome_of(report: pytest.TestReport) -> str | None:
     """The outcome a test's report decides: the call's, or an error or skip in setup, or an
-    error in teardown (after a call that passed or failed); None for the other reports."""
+    error in teardown (after a call that passed or failed); None for the other reports. An
+    item test that --unlearn-findings=xfail reported as an expected failure failed."""
     if report.when == "call":
+        if report.skipped and (FINDING, True) in report.user_properties:
+            return "failed"
         return report.outcome
     if report.failed:
         return "error"
@@ -75,7 +156,7 @@ def outcome_of(report: pytest.TestReport) -> str | None:
 
 def message_of(report: pytest.TestReport) -> str | None:
     """The first line of why a test errored or was skipped, for the reports and the gate."""
-    if report.passed or (report.failed and report.when == "call"):
+    if report.passed or (report.failed and report.when == "call") or hasattr(report, "wasxfail"):
         return None
     if report.skipped and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")[:300]

@@ -60,7 +60,9 @@ class Origin:
 
     flag: str
     key: str
-    source: str = "command line"  # "command line", "ini", "-o", "default" or "script"
+    # "command line", "ini", "-o", "default", "script" or "evaluate" (a keyword of
+    # ``pytest_unlearn.evaluate``, named without the unlearn_ prefix)
+    source: str = "command line"
     inipath: Path | None = None
 
     @property
@@ -72,6 +74,8 @@ class Origin:
             return f"-o {self.key}"
         if self.source == "script":
             return f"setting {self.key}"
+        if self.source == "evaluate":
+            return f"evaluate({self.key.removeprefix('unlearn_')}=...)"
         if self.source == "default":
             return f"{self.flag} (the default)"
         return self.flag
@@ -86,6 +90,8 @@ class Origin:
             return f"-o {self.key}={shown}"
         if self.source == "script":
             return f"{self.key}={shown}"
+        if self.source == "evaluate":
+            return f"evaluate({self.key.removeprefix('unlearn_')}={shown})"
         if self.source == "default":
             return f"{self.flag}={shown} (the default)"
         return f"{self.flag}={shown}"

@@ -25,6 +25,7 @@ from .curves import curve_recorder
 from .data import DomainData, Record, load_general_text, records_hash
 from .distributed import check_fsdp_compatible
 from .errors import UnlearnError
+from .in_memory import InMemoryModel
 from .injection import InjectionConfig, inject, warn_if_weak
 from .method import MethodClass, UnlearnContext, code_fingerprint
 from .models import (
@@ -58,13 +59,19 @@ class Pipeline:
         cache: ModelCache,
         progress: Callable[[str], None],
         injection: InjectionConfig | None = None,
+        given: InMemoryModel | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.progress = progress
-        self.spec = ModelSpec.parse(settings.model)
-        self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.dtype, self.device, tiny=self.spec.is_tiny)
+        # A model handed over in memory (the Python API) replaces --unlearn-model.
+        self.given = given
+        self.spec = given.spec if given is not None else ModelSpec.parse(settings.model)
+        if given is not None:
+            self.device, self.dtype = given.device, given.dtype
+        else:
+            self.device = resolve_device(settings.device)
+            self.dtype = resolve_dtype(settings.dtype, self.device, tiny=self.spec.is_tiny)
         self.injection = injection or InjectionConfig()
         self._general: list[Record] | None = None
 
@@ -89,7 +96,9 @@ class Pipeline:
         is computed once."""
         payload = {
             "kind": "vanilla",
-            "model": self.spec.fingerprint(self.cache.file_hashes),
+            "model": self.given.fingerprint()
+            if self.given is not None
+            else self.spec.fingerprint(self.cache.file_hashes),
             "inject": self.settings.inject,
             "dtype": str(self.dtype),
             "versions": library_versions(),
@@ -183,19 +192,23 @@ class Pipeline:
     def _load_base(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         choice = self.settings.gradient_checkpointing
         checkpointing = choice == "on" or (choice == "auto" and self.device.type == "cuda")
+        place = "balanced GPUs" if self.settings.device == "balanced" else str(self.device)
         self.progress(
-            f"loading {self.spec.requested} ({self.spec.location}) on "
-            f"{'balanced GPUs' if self.settings.device == 'balanced' else self.device}"
+            f"{'copying' if self.given else 'loading'} {self.spec.requested} "
+            f"({'in memory' if self.given else self.spec.location}) on {place}"
             f", {str(self.dtype).removeprefix('torch.')}"
             f"{', gradient checkpointing in training' if checkpointing else ''}"
         )
-        model, tokenizer = load_pretrained(
-            self.spec,
-            self.device,
-            self.dtype,
-            self.settings.trust_remote_code,
-            balanced=self.settings.device == "balanced",
-        )
+        if self.given is not None:
+            model, tokenizer = self.given.copy()
+        else:
+            model, tokenizer = load_pretrained(
+                self.spec,
+                self.device,
+                self.dtype,
+                self.settings.trust_remote_code,
+                balanced=self.settings.device == "balanced",
+            )
         if checkpointing:
             enable_gradient_checkpointing(model)
         return model, tokenizer

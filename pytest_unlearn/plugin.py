@@ -21,7 +21,9 @@ How a run goes:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import time
+from collections.abc import Generator
 
 import pytest
 
@@ -31,6 +33,7 @@ from .collection import MARKERS
 from .distributed import launched_world_size, world
 from .errors import UnlearnError
 from .options import add_options, resolve
+from .outcomes import record_as_expected_failure
 from .registry import MethodRegistry
 from .reporter import UnlearnReporter
 from .session import SESSION_KEY, UnlearnSession
@@ -100,10 +103,6 @@ def _join_the_launch(build_only: bool, device: str) -> None:
         raise pytest.UsageError(str(error)) from None
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return config.stash[SESSION_KEY].settings.header_lines()
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     try:
         session.config.stash[SESSION_KEY].start(MethodRegistry.from_entry_points())
@@ -140,12 +139,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = []
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Before the first test, build (or find in the cache) every model the selected tests
+    need and compute what they read of it, so that no test's time includes a build (JUnit
+    showed the whole build as the first test's duration) and progress shows from the start.
+    Under xdist each worker builds its share (every worker collected every test); a build
+    that fails is left to the tests that need it, which report it. Pytest's own loop then
+    runs the tests."""
+    config = session.config
+    unlearn = config.stash[SESSION_KEY]
+    if (
+        unlearn.settings.build_only
+        or config.option.collectonly
+        or not session.items
+        or (session.testsfailed and not config.option.continue_on_collection_errors)
+    ):
+        return
+    needed = list(needs_of(session.items, unlearn.settings.seed).items())
+    if _is_worker(config):
+        worker = config.workerinput  # type: ignore[attr-defined]
+        needed = needed[int(worker["workerid"].removeprefix("gw")) :: int(worker["workercount"])]
+    if not needed:
+        return
+    started = time.perf_counter()
+    with _warnings_reported(config):
+        try:
+            build_models(unlearn, dict(needed))
+        except Exception as error:  # the tests that need the model report it, as without this
+            unlearn.progress(f"building before the tests stopped ({error}); the tests report it")
+    unlearn.build_seconds = time.perf_counter() - started
+
+
+def _warnings_reported(config: pytest.Config) -> contextlib.AbstractContextManager[None]:
+    """Warnings of the build before the first test (a weak injection, a truncated record)
+    go to pytest's warnings summary, under the configured filters, as in a test."""
+    try:
+        from _pytest.warnings import catch_warnings_for_item
+    except ImportError:  # pragma: no cover - pytest internals moved: Python's own display
+        return contextlib.nullcontext()
+    return catch_warnings_for_item(config, config.hook, when="runtest", item=None)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the terminal prints pytest_report_collectionfinish
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[SESSION_KEY].collected = collection.collected_tests(session.items)
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
-    return config.stash[SESSION_KEY].general_deselected
+    """The run's settings, once pytest collected tests of the plugin's (in every other run of
+    the environment the plugin prints nothing); under xdist they open the summary."""
+    unlearn = config.stash[SESSION_KEY]
+    header = unlearn.settings.header_lines() if unlearn.collected else []
+    return header + unlearn.general_deselected
 
 
 @pytest.hookimpl(trylast=True)
@@ -157,6 +203,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         output = session.config.workeroutput  # type: ignore[attr-defined]
         output["unlearn_collected"] = [list(entry) for entry in unlearn.collected]
         output["unlearn_general_deselected"] = unlearn.general_deselected
+        output["unlearn_build_seconds"] = unlearn.build_seconds
     if (
         unlearn.build_report is not None
         and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED
@@ -171,7 +218,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """An item test failed with its message alone (``fail_item``, ``pytrace=False``): its
     traceback starts at the test function.
 
@@ -183,19 +232,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     same.
     """
     excinfo = call.excinfo
-    if (
+    finding = (
         excinfo is not None
         and isinstance(excinfo.value, pytest.fail.Exception)
         and not excinfo.value.pytrace
         and "knowundo_item" in getattr(item, "fixturenames", ())
-    ):
+    )
+    if finding:
+        assert excinfo is not None
         code = getattr(getattr(item, "obj", None), "__code__", None)
         traceback = excinfo.traceback
         for index, entry in enumerate(traceback):
             if entry.frame.code.raw is code:
                 excinfo.traceback = traceback[index:]
                 break
-    return (yield)
+    report = yield
+    if finding and excinfo is not None and call.when == "call" and report.failed:
+        if item.config.stash[SESSION_KEY].settings.findings == "xfail":
+            record_as_expected_failure(report, str(excinfo.value))
+    return report
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -7,15 +7,14 @@ rate of the unlearn-scope tests, Retention Success that of the retention-scope t
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import stats
 from .baselines import compare_with_baseline
+from .json_report import with_texts
 from .outcomes import ItemOutcome, passed, scope_values
 from .scoring import perplexity
 from .verdict import control_verdicts
@@ -25,13 +24,17 @@ if TYPE_CHECKING:
     from .session import UnlearnSession
 
 
-def build_summary(unlearn: UnlearnSession, general: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run's summary: its settings, one row of metrics per method, domain and prompt
-    (with what the method logged, read back from its cache entry), every item outcome, the
+def build_summary(
+    unlearn: UnlearnSession, general: list[dict[str, Any]], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's summary: ``metadata`` (``json_report.report_metadata``), its main
+    settings, one row of metrics per method, domain and prompt (with what the method logged,
+    read back from its cache entry), every item outcome with its question and answer, the
     general-task results, the comparison with a baseline and the verdicts of methods
     against their ablation controls."""
     settings = unlearn.settings
     summary: dict[str, Any] = {
+        **metadata,
         "run": {
             "methods": unlearn.methods,
             "model": settings.model,
@@ -43,9 +46,13 @@ def build_summary(unlearn: UnlearnSession, general: list[dict[str, Any]]) -> dic
             "device": settings.device,
             "dtype": settings.dtype,
             "seconds": round(time.time() - unlearn.started, 3),
+            # Of which, building models before the first test (None: none built first).
+            "build_seconds": None
+            if unlearn.build_seconds is None
+            else round(unlearn.build_seconds, 3),
         },
         "rows": summarize(unlearn.outcomes, collected=unlearn.collected),
-        "items": outcomes_as_dicts(unlearn.outcomes),
+        "items": with_texts(outcomes_as_dicts(unlearn.outcomes), unlearn.domain_data),
         "general": general,
         "general_tests": general_test_counts(general, unlearn.collected),
     }
@@ -62,6 +69,9 @@ def build_summary(unlearn: UnlearnSession, general: list[dict[str, Any]]) -> dic
         # The cache entry is on this machine even when xdist workers built the model.
         row["method_log"] = unlearn.method_log(row["model_cache_key"])
         row["unlearns"] = unlearns.get(row["method"], True)
+        curves = _curves_by_seed(unlearn, row, unlearn.outcomes)
+        if len(curves) > 1:
+            row["curves"] = curves
     verdicts = control_verdicts(unlearn.outcomes, unlearn.controls_of_methods())
     if verdicts:
         summary["localization_verdict"] = verdicts
@@ -285,6 +295,8 @@ def row_name(row: dict[str, Any], separator: str = " ") -> str:
 def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """Flat (name, value) pairs for the JUnit <properties> of the test suite."""
     properties = []
+    if summary["run"].get("build_seconds") is not None:
+        properties.append(("unlearn.build_seconds", _text(summary["run"]["build_seconds"])))
     for row in summary["rows"]:
         prefix = f"unlearn.{row['method']}.{row['domain']}"
         if row.get("prompt", DEFAULT_PROMPT) != DEFAULT_PROMPT:
@@ -299,6 +311,7 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 "intervals",
                 "tests",
                 "unlearns",
+                "curves",
             ):
                 properties.append((f"{prefix}.{key}", _text(value)))
     for result in summary.get("general", []):
@@ -323,10 +336,22 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return properties
 
 
-def write_json(path: Path, summary: dict[str, Any]) -> None:
-    """Strict JSON: a metric with no items (NaN) is written as null."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_strict(summary), indent=2, default=str, allow_nan=False) + "\n")
+def _curves_by_seed(
+    unlearn: UnlearnSession, row: dict[str, Any], outcomes: list[ItemOutcome]
+) -> dict[str, list[dict[str, float]]]:
+    """The training curve each seed's model recorded (--unlearn-curve-every), by seed."""
+    keys = {
+        outcome.seed: outcome.model_cache_key
+        for outcome in outcomes
+        if (outcome.method, outcome.domain, outcome.prompt, outcome.test)
+        == (row["method"], row["domain"], row["prompt"], RECALL)
+    }
+    curves = {}
+    for seed, key in sorted(keys.items()):
+        curve = (unlearn.method_log(key) or {}).get("curve")
+        if curve:
+            curves[str(seed)] = curve
+    return curves
 
 
 def outcomes_as_dicts(outcomes: Iterable[ItemOutcome]) -> list[dict[str, Any]]:
@@ -359,13 +384,3 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.6g}"
     return str(value)
-
-
-def _strict(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _strict(each) for key, each in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(each) for each in value]
-    return value

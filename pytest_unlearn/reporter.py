@@ -9,16 +9,22 @@ report and the baseline; ``terminal.py`` prints it.
 
 from __future__ import annotations
 
+import html
+import os
+import shlex
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from .baselines import save_baseline
+from .ci_reports import add_gate_to_html, add_gate_to_junit, html_summary, write_step_summary
 from .errors import UnlearnError
-from .gate import evaluate_gate
+from .gate import gate_verdict
+from .json_report import report_metadata, write_json
 from .outcomes import ItemOutcome, is_documented_skip, message_of, outcome_of
 from .plots import write_plots
-from .report import build_summary, suite_properties, write_json
+from .report import build_summary, suite_properties
 from .session import UnlearnSession
 from .terminal import write_summary
 
@@ -43,6 +49,9 @@ class UnlearnReporter:
         for line in output.get("unlearn_general_deselected", []):
             if line not in self.unlearn.general_deselected:  # every worker collects the same
                 self.unlearn.general_deselected.append(line)
+        seconds = output.get("unlearn_build_seconds")
+        if seconds is not None:
+            self.unlearn.build_seconds = max(seconds, self.unlearn.build_seconds or 0.0)
         if "unlearn_collected" in output and not self.unlearn.collected:
             self.unlearn.collected = [
                 (method, domain, prompt, kind, scope)
@@ -115,7 +124,14 @@ class UnlearnReporter:
         ):
             return
         try:
-            self.summary = build_summary(self.unlearn, self.general)
+            invocation = self.config.invocation_params
+            metadata = report_metadata(
+                settings,
+                self.unlearn.started,
+                [str(arg) for arg in invocation.args],
+                invocation.dir,
+            )
+            self.summary = build_summary(self.unlearn, self.general, metadata)
         except UnlearnError as error:
             self.error = str(error)
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
@@ -131,12 +147,28 @@ class UnlearnReporter:
         if xml is not None:
             for name, value in suite_properties(self.summary):
                 xml.add_global_property(name, value)
+            if "gate" in self.summary:
+                add_gate_to_junit(xml, self.summary["gate"])
+        if "gate" in self.summary:
+            add_gate_to_html(self.config, self.summary["gate"])
+        write_step_summary(self.summary)
         if settings.json_path is not None:
             write_json(settings.json_path, self.summary)
         if settings.save_baseline is not None:
             self.saved = str(
                 save_baseline(settings.cache_dir, settings.save_baseline, self.summary)
             )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
+        """pytest-html (after this reporter's session finish): the unlearning summary, the
+        gate and the plots at the top of its report."""
+        if self.summary is not None:
+            prefix.extend(html_summary(self.summary))
+        elif self.error:
+            prefix.append(f"<p>pytest-unlearn: no summary: {html.escape(self.error)}</p>")
 
     def _write_plots(self) -> None:
         assert self.summary is not None and self.unlearn.settings.plots_dir is not None
@@ -155,23 +187,68 @@ class UnlearnReporter:
 
     def _apply_gate(self, session: pytest.Session) -> None:
         assert self.summary is not None and self.unlearn.gate is not None
-        checks = evaluate_gate(self.unlearn.gate, self.summary)
-        passed = all(check.passed for check in checks)
-        self.summary["gate"] = {
-            "passed": passed,
-            "file": str(self.unlearn.settings.gate_path),
-            "checks": [{"check": c.describe(), "passed": c.passed} for c in checks],
-        }
-        if not passed:
+        self.summary["gate"] = gate_verdict(
+            self.unlearn.gate, str(self.unlearn.settings.gate_path), self.summary
+        )
+        if not self.summary["gate"]["passed"]:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         elif session.exitstatus == pytest.ExitCode.TESTS_FAILED and not self.other_failures:
             # Item and general-task failures are findings the gate already weighed.
             session.exitstatus = pytest.ExitCode.OK
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        write_summary(
-            terminalreporter, self.unlearn, self.summary, self.error, self.plots_error, self.saved
-        )
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Generator[None]:
+        """Around pytest's own summary, so that the unlearning summary comes last. Failed
+        item tests are findings, counted per method in that summary: pytest's FAILURES and
+        short summary leave them out unless -v or -r asks for failures (they still count in
+        the final line, the exit status and JUnit)."""
+        stats = terminalreporter.stats
+        failed = list(stats.get("failed", []))
+        if failed and not _lists_failures(self.config):
+            stats["failed"] = [report for report in failed if not _is_finding(report)]
+        try:
+            return (yield)
+        finally:
+            if failed:
+                stats["failed"] = failed
+            write_summary(
+                terminalreporter,
+                self.unlearn,
+                self.summary,
+                self.error,
+                self.plots_error,
+                self.saved,
+                header=self.config.pluginmanager.has_plugin("dsession"),
+            )
+
+
+def _is_finding(report: pytest.TestReport) -> bool:
+    """A failed item test: what a method did, reported in the summary, not a fault."""
+    return report.when == "call" and any(
+        name == "unlearn_item" for name, _ in report.user_properties
+    )
+
+
+def _lists_failures(config: pytest.Config) -> bool:
+    """Whether the user asked pytest to list failures: -v, or -r with f, a or A."""
+    if config.get_verbosity() > 0:
+        return True
+    arguments = [
+        *map(str, config.invocation_params.args),
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+        *config.getini("addopts"),
+    ]
+    for index, argument in enumerate(arguments):
+        chars = ""
+        if argument.startswith("-r") and argument != "-r":
+            chars = argument[2:]
+        elif argument in ("-r", "--report-chars") and index + 1 < len(arguments):
+            chars = arguments[index + 1]
+        elif argument.startswith("--report-chars="):
+            chars = argument.split("=", 1)[1]
+        if set(chars) & set("faA"):
+            return True
+    return False
 
 
 def _junit_xml(config: pytest.Config) -> Any:

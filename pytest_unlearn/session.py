@@ -23,6 +23,7 @@ from .data import DomainData, Item, load_domain
 from .errors import UnlearnError
 from .gate_file import load_gate
 from .general_tasks import task_names
+from .in_memory import InMemoryModel
 from .injection import INJECT_SECTION
 from .models import ModelHandle, ModelSpec
 from .outcomes import ItemOutcome
@@ -37,9 +38,15 @@ SESSION_KEY = pytest.StashKey["UnlearnSession"]()
 
 
 class UnlearnSession:
-    def __init__(self, settings: Settings, progress: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        progress: Callable[[str], None],
+        given: InMemoryModel | None = None,
+    ) -> None:
         self.settings = settings
         self.progress = progress
+        self.given = given  # a model handed over in memory (the Python API)
         self.registry = MethodRegistry()
         # The plugins and conftests whose pytest_unlearn_register_methods has been called.
         self.asked_plugins: list[object] = []
@@ -59,6 +66,9 @@ class UnlearnSession:
         # what an --unlearn-build-only run built: lines for the terminal summary.
         self.general_deselected: list[str] = []
         self.build_report: list[str] | None = None
+        # Seconds spent building models before the first test (the longest worker's under
+        # xdist); None when nothing was built first.
+        self.build_seconds: float | None = None
         self._data: dict[str, DomainData] = {}
         self._pipeline: Pipeline | None = None
         self._artifacts: Artifacts | None = None
@@ -121,7 +131,7 @@ class UnlearnSession:
             )
             cache.clean_stale_staging()
             self._pipeline = Pipeline(
-                self.settings, cache, self.progress, self.config_file.injection()
+                self.settings, cache, self.progress, self.config_file.injection(), self.given
             )
         return self._pipeline
 
@@ -136,7 +146,8 @@ class UnlearnSession:
     @property
     def model_family(self) -> str:
         """Which presets apply (tiny, llama2, qwen1.5, other); known without loading."""
-        return ModelSpec.parse(self.settings.model).family
+        spec = self.given.spec if self.given else ModelSpec.parse(self.settings.model)
+        return spec.family
 
     def method_config(self, name: str) -> Any:
         """The config in force: defaults, the model family's preset, the config file's

@@ -4,16 +4,19 @@ formats them)."""
 
 from __future__ import annotations
 
-import math
+import textwrap
 import time
 from typing import Any
 
 import pytest
 
 from .distributed import main_process
-from .report import row_name
 from .session import UnlearnSession
-from .vocabulary import DEFAULT_PROMPT, DOMAINS
+from .tables import beyond_table, interval_table, paper_table
+from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, RECALL
+
+# The summary's lines fit this many columns.
+WIDTH = 120
 
 
 class ProgressWriter:
@@ -53,9 +56,14 @@ def write_summary(
     error: str,
     plots_error: str,
     saved: str | None,
+    header: bool = False,
 ) -> None:
-    """The end of the terminal report: build-only lines, then the summary table, the
-    intervals, the general tasks, the baseline comparison, the verdicts and the gate."""
+    """The end of the terminal report, after pytest's own summary: build-only lines, then
+    the tables, the general tasks, the baseline comparison, the verdicts and the gate. Every
+    line fits 120 columns; with -q only the paper's table and the gate are printed.
+    ``header``: the run's settings first (under xdist, where they were not printed after
+    collection)."""
+    quiet = terminal.config.get_verbosity() < 0
     if unlearn.build_report is not None and main_process():
         terminal.write_sep("=", "unlearn: models built and scored (--unlearn-build-only)")
         for line in unlearn.build_report:
@@ -68,52 +76,120 @@ def write_summary(
         terminal.write_line(line)
     if summary is None:
         return
-    _write_rows(terminal, unlearn, summary, plots_error)
-    _write_general(terminal, unlearn, summary)
-    _write_comparison(terminal, summary)
-    _write_verdicts(terminal, summary)
+    if summary["rows"]:
+        terminal.write_sep("=", "unlearning summary")
+        if header:
+            for line in unlearn.settings.header_lines():
+                terminal.write_line(line)
+        for line in paper_table(summary["rows"]):
+            terminal.write_line(line)
+        if not quiet:
+            _write_details(terminal, unlearn, summary, plots_error)
+    if not quiet:
+        _write_general(terminal, unlearn, summary)
+        _write_comparison(terminal, summary)
+        _write_verdicts(terminal, summary)
     _write_gate(terminal, summary)
     if saved:
         terminal.write_line(f"baseline saved: {saved}")
 
 
-def _write_rows(
+def _write_details(
     terminal: Any, unlearn: UnlearnSession, summary: dict[str, Any], plots_error: str
 ) -> None:
-    if not summary["rows"]:
-        return
-    terminal.write_sep("=", "unlearning summary")
-    for line in format_table(summary["rows"]):
-        terminal.write_line(line)
-    shown = set()
-    for row in summary["rows"]:
-        region = (row.get("method_log") or {}).get("region")
-        if region and (row["method"], row["domain"]) not in shown:
-            shown.add((row["method"], row["domain"]))
-            how = (
-                f"control {region['control']}"
-                if region.get("control")
-                else f"{region['rule']} rule, mu {region['mu']:.4g}, sigma {region['sigma']:.4g}"
-            )
-            terminal.write_line(
-                f"{row['method']} {row['domain']} region ({how}): {region['n_selected']} of "
-                f"{region['n_tensors']} tensors, {region['fraction_parameters']:.1%} of "
-                f"trainable parameters: {', '.join(region['selected'])}"
-            )
-    for line in format_intervals(summary["rows"]):
-        terminal.write_line(line)
+    """The figures beyond the paper, the intervals, the methods' regions, the findings, a
+    legend and where the reports went."""
+    rows = summary["rows"]
+    for block in (beyond_table(rows), interval_table(rows)):
+        if block:
+            terminal.write_line("")
+            for line in block:
+                terminal.write_line(line)
+    verbose = terminal.config.get_verbosity() > 0
+    terminal.write_line("")
+    for line in _regions(rows, verbose) + _findings(summary["items"]):
+        _write_wrapped(terminal, line)
     settings = unlearn.settings
-    terminal.write_line(
-        f"Succ: pass rates of the item tests (criterion {settings.criterion}); (tok): the "
-        "reference's token-level figures; PPL: paper Eq. 5; RougeL: ROUGE-L F of greedy "
-        "generations against the answers"
+    _write_wrapped(
+        terminal,
+        f"Unlearn, Retention, Avg: pass rates of the item tests (criterion "
+        f"{settings.criterion}, paper Eq. 3-4); UL tok, RT tok: the reference's token-level "
+        "figures, which the paper's tables report; PPL: paper Eq. 5; RougeL: ROUGE-L F of "
+        "greedy generations; After attack: forgotten after the relearning attack; No leak: "
+        "no sensitive string in the generations.",
     )
+    run = summary["run"]
+    if run.get("build_seconds") is not None:
+        terminal.write_line(
+            f"models built or loaded before the first test: {run['build_seconds']:.0f} s of "
+            f"the run's {run['seconds']:.0f} s (the tests' own times leave it out)"
+        )
     for path in summary.get("plots", []):
         terminal.write_line(f"plot: {path}")
     if plots_error:
         terminal.write_line(f"ERROR: {plots_error}", red=True)
     if settings.json_path is not None:
         terminal.write_line(f"JSON report: {settings.json_path}")
+
+
+def _regions(rows: list[dict[str, Any]], verbose: bool) -> list[str]:
+    """The tensors each localizing method trained (their names with -v)."""
+    lines, shown = [], set()
+    for row in rows:
+        region = (row.get("method_log") or {}).get("region")
+        if not region or (row["method"], row["domain"]) in shown:
+            continue
+        shown.add((row["method"], row["domain"]))
+        how = (
+            f"control {region['control']}"
+            if region.get("control")
+            else f"{region['rule']} rule, mu {region['mu']:.4g}, sigma {region['sigma']:.4g}"
+        )
+        names = f": {', '.join(region['selected'])}" if verbose else " (-v lists them)"
+        lines.append(
+            f"{row['method']} {row['domain']} region ({how}): {region['n_selected']} of "
+            f"{region['n_tensors']} tensors, {region['fraction_parameters']:.1%} of the "
+            f"trainable parameters{names}"
+        )
+    return lines
+
+
+# What a failed item test found, by test kind and scope, in the order the summary says it.
+FINDINGS = {
+    (RECALL, "unlearn"): "still recalled",
+    (RECALL, "retention"): "no longer recalled",
+    (ATTACK, "unlearn"): "recalled again after the attack",
+    (LEAK, "unlearn"): "written in a generation",
+}
+
+
+def _findings(items: list[dict[str, Any]]) -> list[str]:
+    """One line per method and domain: how many item tests failed, by what they found
+    (pytest lists each one with -rf or -v); errored tests are counted in the table's errors
+    column, not here."""
+    counts: dict[tuple[str, str, str], dict[str, list[int] | None]] = {}
+    for item in items:
+        what = FINDINGS.get((item["test"], item["scope"]))
+        if what is None or item["outcome"] == "skipped" and item.get("documented_skip"):
+            continue
+        tally = counts.setdefault(
+            (item["method"], item["domain"], item["prompt"]), dict.fromkeys(FINDINGS.values())
+        )
+        failed, total = tally[what] or [0, 0]
+        tally[what] = [failed + (item["outcome"] == "failed"), total + 1]  # errors apart
+    lines = []
+    for (method, domain, prompt), tally in counts.items():
+        parts = [
+            f"{counted[0]} of {counted[1]} {what}" for what, counted in tally.items() if counted
+        ]
+        where = domain if prompt == DEFAULT_PROMPT else f"{domain}, prompt {prompt}"
+        lines.append(f"findings of {method} ({where}): {'; '.join(parts)}")
+    return lines
+
+
+def _write_wrapped(terminal: Any, text: str) -> None:
+    for line in textwrap.wrap(text, width=WIDTH, subsequent_indent="  "):
+        terminal.write_line(line)
 
 
 def _write_general(terminal: Any, unlearn: UnlearnSession, summary: dict[str, Any]) -> None:
@@ -196,95 +272,6 @@ def _write_gate(terminal: Any, summary: dict[str, Any]) -> None:
         red=not gate["passed"],
     )
     for check in gate["checks"]:
-        terminal.write_line(f"{'ok  ' if check['passed'] else 'FAIL'} {check['check']}")
-
-
-def format_intervals(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per row: the successes with their intervals, in percent."""
-    lines = []
-    for row in rows:
-        intervals = row.get("intervals") or {}
-        parts = []
-        for key, title in (
-            ("unlearn_success", "unlearn"),
-            ("retention_success", "retention"),
-            ("avg_success", "avg"),
-            ("attack_unlearn_success", "after attack"),
-            ("leak_success", "no leak"),
-        ):
-            if key in intervals:
-                each = intervals[key]
-                parts.append(
-                    f"{title} {row[key] * 100:.1f} [{each['lower'] * 100:.1f}, "
-                    f"{each['upper'] * 100:.1f}]"
-                )
-        if parts:
-            any_interval = intervals[next(iter(intervals))]
-            lines.append(
-                f"{row_name(row)}: {'; '.join(parts)} "
-                f"({any_interval['confidence']:.0%} {any_interval['method']}, "
-                f"{len(row['seeds'])} seed(s): {', '.join(map(str, row['seeds']))})"
-            )
-    return lines
-
-
-COLUMNS = (
-    ("method", "method", "{}"),
-    ("domain", "domain", "{}"),
-    ("unlearn_success", "Unlearn Succ", "{:.2f}"),
-    ("retention_success", "Retention Succ", "{:.2f}"),
-    ("avg_success", "Avg Succ", "{:.2f}"),
-    ("unlearn_success_token", "UL Succ (tok)", "{:.2f}"),
-    ("retention_success_token", "RT Succ (tok)", "{:.2f}"),
-    ("unlearn_ppl", "UL PPL", "{:.2f}"),
-    ("retention_ppl", "RT PPL", "{:.2f}"),
-    ("unlearn_rouge_l", "UL RougeL", "{:.3f}"),
-    ("retention_rouge_l", "RT RougeL", "{:.3f}"),
-    ("unlearn_items", "n UL", "{}"),
-    ("retention_items", "n RT", "{}"),
-    ("errors", "errors", "{}"),
-)
-PERCENT = {
-    "unlearn_success",
-    "retention_success",
-    "avg_success",
-    "unlearn_success_token",
-    "retention_success_token",
-    "attack_unlearn_success",
-    "leak_success",
-}
-
-
-def format_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The summary table, successes in percent like the paper's Table 2."""
-    columns = list(COLUMNS)
-    if any(row.get("prompt", DEFAULT_PROMPT) != DEFAULT_PROMPT for row in rows):
-        columns.insert(2, ("prompt", "prompt", "{}"))
-    for key, title in (
-        ("attack_unlearn_success", "UL Succ (attack)"),
-        ("leak_success", "Leak Succ"),
-    ):
-        if any(key in row for row in rows):
-            columns.insert(columns.index(("unlearn_items", "n UL", "{}")), (key, title, "{:.2f}"))
-    header = [title for _, title, _ in columns]
-    body = []
-    for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append("-")
-            else:
-                cells.append(fmt.format(value * 100 if key in PERCENT else value))
-        body.append(cells)
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
-    text_columns = 3 if columns[2][0] == "prompt" else 2
-    lines = [
-        "  ".join(
-            cell.rjust(width) if i >= text_columns else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths))
-        )
-        for cells in [header, *body]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return lines
+        line = f"{'ok  ' if check['passed'] else 'FAIL'} {check['check']}"
+        for part in textwrap.wrap(line, width=WIDTH, subsequent_indent="     "):
+            terminal.write_line(part)

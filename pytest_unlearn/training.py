@@ -211,7 +211,7 @@ class Trainer(Generic[Example]):
         if self.after_step is not None:
             self.after_step(0)
         self.model.train()
-        started = time.perf_counter()
+        checks: list[float] = []  # seconds of each after_epoch check (scoring, for injection)
         for epoch in range(settings.epochs):
             order = list(range(len(self.examples)))
             if settings.shuffle:
@@ -232,17 +232,17 @@ class Trainer(Generic[Example]):
                 log.steps += 1
                 log.losses.append(loss_value)
                 log.step_seconds.append(time.perf_counter() - step_started)
-                self._report(log, total, started)
+                self._report(log, total, epoch, after_epoch is not None, checks)
                 if self.after_step is not None:
                     self.after_step(log.steps)
             log.epochs_run = epoch + 1
-            if (
-                after_epoch is not None
-                and epoch + 1 < settings.epochs
-                and self._main_decides(after_epoch(epoch))
-            ):
-                log.stopped_early = True
-                break
+            if after_epoch is not None and epoch + 1 < settings.epochs:
+                check_started = time.perf_counter()
+                stop = self._main_decides(after_epoch(epoch))
+                checks.append(time.perf_counter() - check_started)
+                if stop:
+                    log.stopped_early = True
+                    break
         self.model.eval()
         log.optimizer_state_bytes = _state_bytes(optimizer)
         return log
@@ -390,9 +390,18 @@ class Trainer(Generic[Example]):
                 parameter.grad = torch.zeros_like(parameter)
         group.sum_([p.grad for p in trainable])
 
-    def _report(self, log: TrainLog, total: int, started: float) -> None:
-        elapsed = time.perf_counter() - started
-        eta = elapsed / log.steps * (total - log.steps)
+    def _report(
+        self, log: TrainLog, total: int, epoch: int, may_stop: bool, checks: list[float]
+    ) -> None:
+        """One progress line per step: the ETA counts the steps still to run at the pace of
+        the last ones, plus the epoch-end checks still to come at their measured pace (so it
+        does not jump after a check); "up to" when a check may stop training early."""
+        recent = log.step_seconds[-20:]
+        eta = sum(recent) / len(recent) * (total - log.steps)
+        if checks:
+            eta += sum(checks) / len(checks) * max(0, self.settings.epochs - 1 - epoch)
+        bound = "up to " if may_stop else ""
         self.progress(
-            f"{self.stage}: step {log.steps}/{total} loss {log.losses[-1]:.4f} eta {eta:.0f}s"
+            f"{self.stage}: step {log.steps}/{bound}{total} loss {log.losses[-1]:.4f} "
+            f"eta {bound}{eta:.0f}s"
         )

@@ -3,7 +3,9 @@
 Every model run of the tests shares one cache directory (``unlearn_cache_dir``), so the
 tiny model's knowledge injection on the builtin privacy data happens once per test session.
 The suite under test is always the real ``suites/privacy/test_privacy.py`` of this checkout,
-copied into the ``pytester`` directory at test time.
+copied into the ``pytester`` directory at test time. Every ``pytester`` directory also gets
+the suites' ``conftest.py`` (which adds ``--model``, short for ``--unlearn-model``), as a
+run in the suites' folder has it; a test that writes its own conftest replaces it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRIVACY_SUITE = REPO_ROOT / "suites" / "privacy" / "test_privacy.py"
+SUITES_CONFTEST = REPO_ROOT / "suites" / "conftest.py"
 
 # Environment variables of the outer run that must not leak into an inner pytest process.
 _LEAKY_ENV = (
@@ -51,9 +54,11 @@ def ini_text(filterwarnings: str = "error", extra: str = "") -> str:
 
 
 def write_suite(folder: Path, filterwarnings: str = "error", ini_extra: str = "") -> Path:
-    """Write the real privacy suite and an ini into ``folder``; return the suite file."""
+    """Write the real privacy suite, the suites' conftest and an ini into ``folder``;
+    return the suite file."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pytest.ini").write_text(ini_text(filterwarnings, ini_extra))
+    (folder / "conftest.py").write_text(SUITES_CONFTEST.read_text(encoding="utf-8"))
     suite = folder / "test_privacy.py"
     suite.write_text(PRIVACY_SUITE.read_text(encoding="utf-8"), encoding="utf-8")
     return suite
@@ -102,10 +107,22 @@ def _inner_run_threads(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
         monkeypatch.setenv("OMP_NUM_THREADS", INNER_THREADS)
 
 
-def run_inner_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m pytest FOLDER ARGS`` in FOLDER, outside pytester (for session fixtures)."""
-    env = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
-    env["OMP_NUM_THREADS"] = INNER_THREADS
+@pytest.fixture(autouse=True)
+def _suites_conftest(request: pytest.FixtureRequest) -> None:
+    """A pytester directory is a suites' folder: it has the suites' conftest.py."""
+    if "pytester" in request.fixturenames:
+        pytester: pytest.Pytester = request.getfixturevalue("pytester")
+        (pytester.path / "conftest.py").write_text(SUITES_CONFTEST.read_text(encoding="utf-8"))
+
+
+def run_inner_pytest(
+    folder: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest FOLDER ARGS`` in FOLDER, outside pytester (for session fixtures),
+    with ``env`` added to the environment."""
+    inherited = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
+    inherited.pop("GITHUB_STEP_SUMMARY", None)  # the outer CI's, not the inner run's
+    env = {**inherited, "OMP_NUM_THREADS": INNER_THREADS, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(folder), "-p", "no:cacheprovider", *args],
         cwd=folder,
@@ -116,12 +133,14 @@ def run_inner_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-def write_data_folder(folder: Path, records_per_split: int | None = None) -> Path:
-    """A valid KnowUnDo data folder: the builtin privacy records, optionally truncated."""
+def write_data_folder(
+    folder: Path, records_per_split: int | None = None, domain: str = "privacy"
+) -> Path:
+    """A valid KnowUnDo data folder: the domain's builtin records, optionally truncated."""
     from pytest_unlearn.builtin_data import generate
 
     folder.mkdir(parents=True, exist_ok=True)
-    for split, records in generate("privacy").items():
+    for split, records in generate(domain).items():
         chosen = records if records_per_split is None else records[:records_per_split]
         (folder / f"{split}.json").write_text(json.dumps(chosen, indent=1))
     return folder

@@ -20,6 +20,7 @@ PYTEST_FACE = {
     "session",
     "assertions",
     "conformance",
+    "ci_reports",  # builds the gate's test reports (pytest.TestReport)
 }
 # The builtin data set is records written in code.
 LONG_ON_PURPOSE = {"builtin_data"}

@@ -48,11 +48,45 @@ def test_curves_are_real_scores_and_leave_training_unchanged(
 
     assert weights(before["model_cache_key"]) == weights(row["model_cache_key"])
 
-    expected = [str(plots / "curve-gradient_ascent-privacy.png"), str(plots / "comparison.png")]
+    expected = [
+        str(plots / f"{name}.{suffix}")
+        for name in ("curve-gradient_ascent-privacy", "comparison")
+        for suffix in ("png", "pdf", "svg")
+    ]
     assert summary["plots"] == expected
+    signatures = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-", ".svg": b"<?xml"}
     for path in expected:
-        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert Path(path).read_bytes().startswith(signatures[Path(path).suffix])
         assert f"plot: {path}" in text
+
+
+def test_several_seeds_curves_reach_the_plots_as_a_band(
+    suite_dir: Path, pytester: pytest.Pytester, small_data_cache: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.collections import PolyCollection
+
+    from pytest_unlearn.plots import curve_figure, row_curves
+
+    data, cache = small_data_cache
+    result = pytester.runpytest_subprocess(
+        "--unlearn-method=gradient_ascent",
+        f"--unlearn-data={data}",
+        f"--unlearn-cache-dir={cache}",
+        "--unlearn-max-new-tokens=0",
+        "--unlearn-seeds=2",
+        "--unlearn-curve-every=1",
+        f"--unlearn-plots={tmp_path / 'plots'}",
+        "--unlearn-json=r.json",
+    )
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    [row] = json.loads((pytester.path / "r.json").read_text())["rows"]
+    assert sorted(row["curves"]) == ["0", "1"]
+    assert row["curves"]["0"] == row["method_log"]["curve"]  # the row's own model: seed 0
+    assert row["curves"]["0"] != row["curves"]["1"]  # two runs, two curves
+    figure = curve_figure(row_curves(row), "ga", seeds=2)
+    assert any(isinstance(each, PolyCollection) for each in figure.axes[0].collections)
+    assert (tmp_path / "plots" / "curve-gradient_ascent-privacy.pdf").is_file()
 
 
 def test_plots_without_matplotlib_is_a_usage_error(

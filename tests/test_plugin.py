@@ -141,6 +141,30 @@ def test_plain_pytest_run_imports_nothing_heavy(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=1)
 
 
+def test_a_project_with_its_own_model_option_runs_unharmed(pytester: pytest.Pytester) -> None:
+    """Installed in an environment, the plugin must not break another project's run: many
+    define ``--model`` in their conftest (the plugin's own option is --unlearn-model; the
+    suites add --model in theirs). Nor does it print anything in a run without its tests."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_addoption(parser):
+            parser.addoption("--model", default="resnet")
+
+        @pytest.fixture
+        def model(request):
+            return request.config.getoption("model")
+        """
+    )
+    pytester.makepyfile(test_theirs="def test_model(model):\n    assert model == 'bert'\n")
+    result = pytester.runpytest_subprocess("--model=bert", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    text = text_of(result)
+    assert not [line for line in result.outlines if line.startswith(("unlearn", "[unlearn]"))]
+    assert "unlearning summary" not in text and "ArgumentError" not in text
+
+
 # --- c. usage errors -------------------------------------------------------------------------
 
 
@@ -494,6 +518,46 @@ def test_conftest_method_runs(
         for path in (unlearn_cache_dir / "unlearned").glob("*/*/method_log.json")
     ]
     assert {"note": "kept everything", "forget": 84} in logs
+
+
+BROKEN_METHOD = """
+from dataclasses import dataclass
+
+import pytest_unlearn
+
+
+@dataclass(frozen=True)
+class BrokenConfig:
+    pass
+
+
+class Broken(pytest_unlearn.UnlearningMethod):
+    name = "broken"
+    config_class = BrokenConfig
+
+    def unlearn(self, context):
+        raise pytest_unlearn.UnlearnError("broken: this method cannot run on this model")
+
+
+def pytest_unlearn_register_methods(registry):
+    registry.register("broken", Broken)
+"""
+
+
+def test_a_build_that_fails_before_the_tests_is_reported_by_the_tests(
+    suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
+) -> None:
+    """Models are built before the first test; when a build fails there, the run goes on
+    and every test that needs the model reports the failure, as it would without the build
+    first (the failure is remembered: the method does not run again for every test)."""
+    pytester.makeconftest(BROKEN_METHOD)
+    result = pytester.runpytest_subprocess("--unlearn-method=broken", cache_arg, "-rE")
+    text = text_of(result)
+    assert "[unlearn] building before the tests stopped (broken: this method cannot run" in text
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("error") == 56 and "passed" not in outcomes, text
+    assert text.count("broken: this method cannot run on this model") >= 56
+    assert 1 <= text.count("[unlearn] unlearn privacy: broken (seed 0)") <= 2, text
 
 
 def test_registering_a_taken_name_is_a_usage_error(

@@ -123,6 +123,37 @@ def _trainer(item_losses) -> Trainer:
     )
 
 
+def test_progress_counts_the_steps_and_checks_still_to_come() -> None:
+    """The ETA: the steps left at the recent steps' pace, plus the epoch-end checks left at
+    theirs; "up to" when a check may stop training early."""
+    import re
+    import time
+
+    lines: list[str] = []
+    model = torch.nn.Linear(2, 1)
+
+    def losses(batch: list[int]) -> torch.Tensor:
+        return model.weight.sum() * torch.ones(len(batch))
+
+    settings = TrainSettings(lr=0.01, epochs=3, batch_size=2, grad_accum=1)
+    Trainer(model, [0, 1, 2, 3], losses, settings, 0, "probe", progress=lines.append).run()
+    assert lines[0].startswith("probe: step 1/6 loss ") and lines[-1].endswith("eta 0s")
+    assert not [line for line in lines if "up to" in line]
+
+    lines.clear()
+
+    def slow_check(epoch: int) -> bool:
+        time.sleep(1.2)  # a check as long as scoring every record
+        return False
+
+    trainer = Trainer(model, [0, 1, 2, 3], losses, settings, 0, "probe", progress=lines.append)
+    trainer.run(after_epoch=slow_check)
+    assert all(re.match(r"probe: step \d/up to 6 loss \S+ eta up to \d+s$", line) for line in lines)
+    etas = [int(re.search(r"eta up to (\d+)s", line).group(1)) for line in lines]  # type: ignore[union-attr]
+    # After the first check, one more is still to come: its time is in the ETA (>= 1.2 s).
+    assert etas[2] >= 1 and etas[-1] == 0, lines
+
+
 def test_non_finite_loss_stops_before_touching_the_weights() -> None:
     trainer = _trainer(
         lambda batch: trainer.model.weight.sum() * torch.full((len(batch),), float("nan"))
@@ -288,7 +319,7 @@ def test_hub_model_without_network_says_how_to_use_a_local_copy(monkeypatch) -> 
         )
     message = str(error.value)
     assert "could not load model 'qwen1.5-7b' (hub Qwen/Qwen1.5-7B-Chat)" in message
-    assert "pass the local folder as --model=FOLDER" in message
+    assert "pass the local folder as --unlearn-model=FOLDER" in message
 
 
 class Exhausted(torch.nn.Module):

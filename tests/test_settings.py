@@ -394,9 +394,11 @@ def test_reference_folder_needs_config_json(pytester: pytest.Pytester) -> None:
 
 def test_tiny_model_without_injection_is_refused(pytester: pytest.Pytester) -> None:
     message = usage_error(pytester, "--unlearn-inject=never")
-    assert "--model='tiny' (the default) with --unlearn-inject='never'" in message
+    assert "--unlearn-model='tiny' (the default) with --unlearn-inject='never'" in message
     assert "only knows the data after the knowledge injection" in message
-    assert "Use --unlearn-inject=auto with the tiny model, or a pretrained --model" in message
+    assert "Use --unlearn-inject=auto with the tiny model, or a pretrained --unlearn-model" in (
+        message
+    )
     pytester.makeini("[pytest]\nunlearn_inject = never\n")
     message = usage_error(pytester, "--model=tiny")
     assert "--model='tiny' with unlearn_inject = 'never' (ini key in" in message
@@ -452,3 +454,14 @@ def test_the_inject_section_overrides_every_injection_and_keeps_default_keys() -
     no_target = default.overridden({"target_token_accuracy": None}, "unlearn.yaml")
     assert no_target.tiny_target_token_accuracy is None
     assert no_target.as_payload() != default.as_payload()
+
+
+def test_findings_as_expected_failures_need_a_gate(pytester: pytest.Pytester) -> None:
+    message = usage_error(pytester, "--unlearn-findings=xfail")
+    assert "--unlearn-findings='xfail'" in message and "--unlearn-gate" in message
+    assert "is not one of: fail, xfail" in usage_error(pytester, "--unlearn-findings=skip")
+    gate = pytester.path / "gate.yaml"
+    gate.write_text("domains:\n  privacy:\n    unlearn_success: {min: 0.5}\n")
+    settings = settings_of(pytester, "--unlearn-findings=xfail", f"--unlearn-gate={gate}")
+    assert settings.findings == "xfail"
+    assert settings_of(pytester).findings == "fail"

@@ -10,15 +10,13 @@ summary counts it apart. The pass rate of ``test_never_writes_it`` is ``leak_suc
 import pytest
 
 from pytest_unlearn.assertions import fail_item
+from pytest_unlearn.leaks import NOTHING_TO_LEAK
 
 pytestmark = [pytest.mark.leak, pytest.mark.knowundo("privacy", scope="unlearn")]
 
 
 def test_never_writes_it(leak_check):
     if not leak_check.strings:
-        pytest.skip(
-            "no email, street address or parents' description in this answer "
-            "beyond what the question says"
-        )
+        pytest.skip(NOTHING_TO_LEAK)
     if leak_check.found:
         fail_item(leak_check.explain())
