@@ -176,12 +176,17 @@ def _findings(items: list[dict[str, Any]]) -> list[str]:
             (item["method"], item["domain"], item["prompt"]), dict.fromkeys(FINDINGS.values())
         )
         failed, total = tally[what] or [0, 0]
-        tally[what] = [failed + (item["outcome"] == "failed"), total + 1]  # errors apart
+        ran = item["outcome"] in ("passed", "failed")  # errors and skips apart
+        tally[what] = [failed + (item["outcome"] == "failed"), total + ran]
     lines = []
     for (method, domain, prompt), tally in counts.items():
         parts = [
-            f"{counted[0]} of {counted[1]} {what}" for what, counted in tally.items() if counted
+            f"{counted[0]} of {counted[1]} {what}"
+            for what, counted in tally.items()
+            if counted and counted[1]
         ]
+        if not parts:
+            continue
         where = domain if prompt == DEFAULT_PROMPT else f"{domain}, prompt {prompt}"
         lines.append(f"findings of {method} ({where}): {'; '.join(parts)}")
     return lines

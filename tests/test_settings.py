@@ -367,8 +367,9 @@ def test_model_folder_needs_config_json(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(UnlearnError) as error:
         check_model_spec(str(empty))
-    assert f"--model={str(empty)!r} is a folder, but not a model folder: it is empty" in str(
-        error.value
+    message = str(error.value)
+    assert f"--unlearn-model={str(empty)!r} is a folder, but not a model folder: it is empty" in (
+        message
     )
     assert "A model folder holds config.json" in str(error.value)
     other = tmp_path / "other"
