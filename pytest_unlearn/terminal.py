@@ -113,8 +113,10 @@ def _write_details(
     _write_wrapped(
         terminal,
         f"Unlearn, Retention, Avg: pass rates of the item tests (criterion "
-        f"{settings.criterion}, paper Eq. 3-4); UL tok, RT tok: the reference's token-level "
-        "figures, which the paper's tables report; PPL: paper Eq. 5; RougeL: ROUGE-L F of "
+        f"{settings.criterion}, paper Eq. 3-4); UL share, RT share, Avg share: the token "
+        "share (each item's share of answer tokens that are the argmax, averaged over items: "
+        "the reference's figure, which the paper's tables report); PPL: paper Eq. 5; RougeL: "
+        "ROUGE-L F of "
         "greedy generations; After attack: forgotten after the relearning attack; No leak: "
         "no sensitive string in the generations.",
     )
