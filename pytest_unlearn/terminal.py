@@ -113,7 +113,7 @@ def _write_details(
     _write_wrapped(
         terminal,
         f"Unlearn, Retention, Avg: pass rates of the item tests (criterion "
-        f"{settings.criterion}, paper Eq. 3-4); UL share, RT share, Avg share: the token "
+        f"{settings.criterion}, paper Eq. 3-4); UL tok, RT tok, Avg tok: the token "
         "share (each item's share of answer tokens that are the argmax, averaged over items: "
         "the reference's figure, which the paper's tables report); PPL: paper Eq. 5; RougeL: "
         "ROUGE-L F of "
