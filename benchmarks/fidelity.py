@@ -269,11 +269,19 @@ def main() -> None:
     if any(row.get("intervals") for row in rows.values()):
         for criterion in (PAPER_CRITERION, "whole-answer"):
             lines += ["", *interval_table(rows, criterion)]
-    for domain, verdict in summary.get("localization_verdict", {}).items():
+    verdicts = [
+        (domain, verdict, criterion)
+        for key, criterion in (
+            ("localization_verdict_token", "the token share"),
+            ("localization_verdict", "the item tests' pass rates"),
+        )
+        for domain, verdict in summary.get(key, {}).items()
+    ]
+    for domain, verdict, criterion in verdicts:
         lines += [
             "",
-            f"Does MemFlex's localization do the work ({domain})? The plugin's "
-            "verdict, as printed at the end of the run:",
+            f"Does MemFlex's localization do the work ({domain}, on {criterion})? The "
+            "plugin's verdict, as printed at the end of the run:",
             "",
             "```",
             *verdict["lines"],

@@ -72,9 +72,14 @@ def build_summary(
         curves = _curves_by_seed(unlearn, row, unlearn.outcomes)
         if len(curves) > 1:
             row["curves"] = curves
-    verdicts = control_verdicts(unlearn.outcomes, unlearn.controls_of_methods())
+    controls = unlearn.controls_of_methods()
+    verdicts = control_verdicts(unlearn.outcomes, controls)
     if verdicts:
         summary["localization_verdict"] = verdicts
+        # The same verdict under the token share, the reference's figure.
+        summary["localization_verdict_token"] = control_verdicts(
+            unlearn.outcomes, controls, "token-share"
+        )
     return summary
 
 

@@ -250,16 +250,20 @@ def _write_comparison(terminal: Any, summary: dict[str, Any]) -> None:
 
 
 def _write_verdicts(terminal: Any, summary: dict[str, Any]) -> None:
-    for where, verdict in summary.get("localization_verdict", {}).items():
-        subject = verdict.get("subject") or verdict["method"]
-        terminal.write_sep(
-            "-",
-            f"does {verdict['method']}'s {subject} do the work? ({where})"
-            if subject != verdict["method"]
-            else f"does {verdict['method']} beat its controls? ({where})",
-        )
-        for line in verdict["lines"]:
-            terminal.write_line(line)
+    for key, criterion in (
+        ("localization_verdict", "item tests"),
+        ("localization_verdict_token", "token share"),
+    ):
+        for where, verdict in summary.get(key, {}).items():
+            subject = verdict.get("subject") or verdict["method"]
+            terminal.write_sep(
+                "-",
+                f"does {verdict['method']}'s {subject} do the work? ({where}, {criterion})"
+                if subject != verdict["method"]
+                else f"does {verdict['method']} beat its controls? ({where}, {criterion})",
+            )
+            for line in verdict["lines"]:
+                terminal.write_line(line)
 
 
 def _write_gate(terminal: Any, summary: dict[str, Any]) -> None:

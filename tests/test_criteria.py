@@ -4,6 +4,7 @@ figures from the same outcomes, and the paper's findings checked under each
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -117,3 +118,35 @@ def test_the_criteria_block_is_recomputed_from_the_report(tmp_path: Path) -> Non
     assert (
         "| memflex | 68.6% | 86.3% | 77.5% | 96.4% | 17.6% | 57.0% | 83.0 / 81.8 / 82.4 |" in text
     )
+
+
+def test_the_localization_verdict_under_the_token_share() -> None:
+    """The same outcomes judged per item test and per token share: the control passes as
+    many item tests as the method (no difference), but forgets far fewer answer tokens, so
+    under the token share the method beats it on unlearn success."""
+    from pytest_unlearn.verdict import control_verdicts
+
+    outcomes = []
+    for seed in (0, 1, 2):
+        for index in range(6):
+            for method, forgotten_share in (("memflex", 0.6), ("memflex_all_tensors", 0.1)):
+                outcomes.append(
+                    dataclasses.replace(
+                        _outcome("unlearn", index, 1.0 - forgotten_share, "passed"),
+                        method=method,
+                        seed=seed,
+                    )
+                )
+                outcomes.append(
+                    dataclasses.replace(
+                        _outcome("retention", index, 1.0, "passed"), method=method, seed=seed
+                    )
+                )
+    controls = {"memflex": (("memflex_all_tensors",), "localization")}
+    whole = control_verdicts(outcomes, controls)["privacy"]
+    share = control_verdicts(outcomes, controls, "token-share")["privacy"]
+    whole_unlearn = whole["controls"][0]["differences"]["unlearn_success"]
+    share_unlearn = share["controls"][0]["differences"]["unlearn_success"]
+    assert whole_unlearn["mean"] == pytest.approx(0.0)
+    assert share_unlearn["mean"] == pytest.approx(0.5)
+    assert share_unlearn["outcome"] == "beats"
