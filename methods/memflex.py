@@ -76,6 +76,15 @@ class MemFlexTraining(TrainSettings):
     forget_weight: float = -0.4
     retain_weight: float = 2.0
 
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.shuffle_unit not in SHUFFLE_UNITS:
+            problems.append(
+                f"shuffle_unit must be one of {', '.join(SHUFFLE_UNITS)} "
+                f"(got {self.shuffle_unit!r})"
+            )
+        return problems
+
 
 @dataclass(frozen=True)
 class MemFlexConfig(MemFlexTraining):
@@ -91,11 +100,6 @@ class MemFlexConfig(MemFlexTraining):
 
     def problems(self) -> list[str]:
         problems = super().problems()
-        if self.shuffle_unit not in SHUFFLE_UNITS:
-            problems.append(
-                f"shuffle_unit must be one of {', '.join(SHUFFLE_UNITS)} "
-                f"(got {self.shuffle_unit!r})"
-            )
         if self.copies < 1:
             problems.append(f"copies must be >= 1 (got {self.copies})")
         if self.threshold_rule not in RULES:

@@ -19,6 +19,7 @@ from pytest_unlearn.objectives import with_random_targets
 from pytest_unlearn.training import Trainer, TrainSettings, answer_nll
 from pytest_unlearn_methods.adversarial import Adversarial, AdversarialConfig
 from pytest_unlearn_methods.memflex import MemFlexConfig, shuffled
+from pytest_unlearn_methods.memflex_controls import MemFlexAllTensorsConfig
 from pytest_unlearn_methods.random_labels import RandomLabelsConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,8 +160,9 @@ def test_memflex_shuffles_pairs_or_items() -> None:
     assert all(by_pair[i][1:] == by_pair[i + 1][1:] for i in range(0, len(items), 2))
     assert not all(by_item[i][1:] == by_item[i + 1][1:] for i in range(0, len(items), 2))
     assert MemFlexConfig().shuffle_unit == "pair"
-    with pytest.raises(UnlearnError, match="shuffle_unit must be one of pair, item"):
-        MemFlexConfig(shuffle_unit="batch").check("test")
+    for config_class in (MemFlexConfig, MemFlexAllTensorsConfig):
+        with pytest.raises(UnlearnError, match="shuffle_unit must be one of pair, item"):
+            config_class(shuffle_unit="batch").check("test")
 
 
 @pytest.mark.parametrize("name", ["reference_behaviour.yaml", "reference_behaviour_lora.yaml"])
