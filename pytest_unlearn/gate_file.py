@@ -21,6 +21,7 @@ METRICS = (
     "avg_success",
     "unlearn_success_token",
     "retention_success_token",
+    "avg_success_token",
     "unlearn_ppl",
     "retention_ppl",
     "unlearn_rouge_l",

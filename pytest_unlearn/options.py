@@ -106,9 +106,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "unlearn_criterion",
         ("--unlearn-criterion",),
-        "exact",
-        "when an answer counts as recalled: 'exact' (every answer token is the argmax) "
-        "or 'token>=T' (token accuracy at least T, 0 < T <= 1)",
+        "whole-answer",
+        "when an answer counts as recalled in the item tests: 'whole-answer' (every answer "
+        "token is the teacher-forced argmax) or 'token-share>=T' (at least a share T of them "
+        "are, 0 < T <= 1); the old 'exact' and 'token>=T' are refused with the new spelling",
     ),
     Option(
         "unlearn_prompts",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .attack import attack_settings, relearn
 from .cache import ModelCache, cache_key, library_versions, load_tensors, save_tensors
+from .clipping import keyed
 from .curves import curve_recorder
 from .data import DomainData, Record, load_general_text, records_hash
 from .distributed import check_fsdp_compatible
@@ -227,7 +228,7 @@ class Pipeline:
             "method": method_name,
             "method_class": f"{method_class.__module__}.{method_class.__qualname__}",
             "method_code": code_fingerprint(method_class),
-            "config": dataclasses.asdict(config),
+            "config": keyed(dataclasses.asdict(config)),
             "seed": seed,
             "ood_data": records_hash(self.general_text),
             "versions": library_versions(),

@@ -113,8 +113,10 @@ def _write_details(
     _write_wrapped(
         terminal,
         f"Unlearn, Retention, Avg: pass rates of the item tests (criterion "
-        f"{settings.criterion}, paper Eq. 3-4); UL tok, RT tok: the reference's token-level "
-        "figures, which the paper's tables report; PPL: paper Eq. 5; RougeL: ROUGE-L F of "
+        f"{settings.criterion}, paper Eq. 3-4); UL tok, RT tok, Avg tok: the token "
+        "share (each item's share of answer tokens that are the argmax, averaged over items: "
+        "the reference's figure, which the paper's tables report); PPL: paper Eq. 5; RougeL: "
+        "ROUGE-L F of "
         "greedy generations; After attack: forgotten after the relearning attack; No leak: "
         "no sensitive string in the generations.",
     )
@@ -253,16 +255,20 @@ def _write_comparison(terminal: Any, summary: dict[str, Any]) -> None:
 
 
 def _write_verdicts(terminal: Any, summary: dict[str, Any]) -> None:
-    for where, verdict in summary.get("localization_verdict", {}).items():
-        subject = verdict.get("subject") or verdict["method"]
-        terminal.write_sep(
-            "-",
-            f"does {verdict['method']}'s {subject} do the work? ({where})"
-            if subject != verdict["method"]
-            else f"does {verdict['method']} beat its controls? ({where})",
-        )
-        for line in verdict["lines"]:
-            terminal.write_line(line)
+    for key, criterion in (
+        ("localization_verdict", "item tests"),
+        ("localization_verdict_token", "token share"),
+    ):
+        for where, verdict in summary.get(key, {}).items():
+            subject = verdict.get("subject") or verdict["method"]
+            terminal.write_sep(
+                "-",
+                f"does {verdict['method']}'s {subject} do the work? ({where}, {criterion})"
+                if subject != verdict["method"]
+                else f"does {verdict['method']} beat its controls? ({where}, {criterion})",
+            )
+            for line in verdict["lines"]:
+                terminal.write_line(line)
 
 
 def _write_gate(terminal: Any, summary: dict[str, Any]) -> None:

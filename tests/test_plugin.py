@@ -187,7 +187,11 @@ def test_a_project_with_its_own_model_option_runs_unharmed(pytester: pytest.Pyte
             "--unlearn-data=nosuchdir",
             [r"unknown dataset 'nosuchdir'", r"'builtin'", r"zjunlp/KnowUnDo"],
         ),
-        ("--unlearn-criterion=token>=2", [r"token>=2", r"'exact'", r"token>=T"]),
+        (
+            "--unlearn-criterion=token-share>=2",
+            [r"token-share>=2", r"'whole-answer'", r"token-share>=T"],
+        ),
+        ("--unlearn-criterion=exact", [r"'exact' was renamed 'whole-answer'"]),
         ("--unlearn-device=gpu", [r"--unlearn-device='gpu'", r"auto, cpu, cuda, mps"]),
         ("--unlearn-dtype=float8", [r"--unlearn-dtype='float8'", r"float32"]),
         ("--unlearn-seed=abc", [r"--unlearn-seed='abc' is not an integer"]),
@@ -276,7 +280,7 @@ def test_report_header_shows_resolved_settings(
     result = pytester.runpytest(
         "--unlearn-method=none, gradient_ascent",
         cache_arg,
-        "--unlearn-criterion=token>=0.9",
+        "--unlearn-criterion=token-share>=0.9",
         "--unlearn-seed=7",
         "--unlearn-device=cpu",
         "--collect-only",
@@ -285,7 +289,7 @@ def test_report_header_shows_resolved_settings(
     assert result.ret == pytest.ExitCode.OK, text
     assert "unlearn: methods=none,gradient_ascent model=tiny data=builtin" in text
     assert (
-        "unlearn: criterion=token>=0.9 inject=auto seed=7 seeds=1 prompts=plain "
+        "unlearn: criterion=token-share>=0.9 inject=auto seed=7 seeds=1 prompts=plain "
         "device=cpu dtype=auto"
     ) in text
     assert f"cache={unlearn_cache_dir.resolve()}" in text
