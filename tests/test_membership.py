@@ -311,3 +311,86 @@ def test_an_oracle_of_another_architecture_or_tokenizer_is_an_error(tmp_path):
     gpt2 = _model_folder(tmp_path / "gpt2", texts, architecture="gpt2")
     with pytest.raises(UnlearnError, match=r"architecture gpt2 \['GPT2LMHeadModel'\] is not"):
         check_same_model_kind(ModelSpec.parse(str(gpt2)), ModelSpec.parse(str(tested)), False)
+
+
+# --- the summary and the gate ------------------------------------------------------------------
+
+
+def _record(method, seed, auc_value, oracle_value, p_value):
+    from pytest_unlearn.membership_report import membership_record
+
+    properties = {
+        "unlearn_membership": True,
+        "unlearn_method": method,
+        "unlearn_domain": "privacy",
+        "unlearn_seed": seed,
+        "membership_model_key": f"key-{method}-{seed}",
+        "membership_oracle_key": "oracle",
+        "membership_forget": 459,
+        "membership_holdout": 51,
+        "forget_quality_ks": 0.3,
+        "forget_quality_p": p_value,
+    }
+    for attack in ATTACKS:
+        properties.update(
+            {
+                f"auc_{attack}": auc_value,
+                f"oracle_auc_{attack}": oracle_value,
+                f"vanilla_auc_{attack}": 0.9,
+                f"privleak_{attack}": privleak(auc_value, oracle_value),
+            }
+        )
+    return membership_record(properties, "failed", "PrivLeak outside the bounds")
+
+
+def test_the_summary_names_over_unlearning_and_merges_into_the_rows():
+    from types import SimpleNamespace
+
+    from pytest_unlearn.membership_report import add_to_rows, membership_lines, membership_summary
+
+    def no_data(domain):
+        raise UnlearnError("no cache in this test")
+
+    session = SimpleNamespace(
+        membership={
+            "a": _record("gradient_ascent", 0, 0.1, 0.5, 1e-9),
+            "b": _record("gradient_ascent", 1, 0.2, 0.5, 1e-6),
+            "c": _record("npo", 0, 0.52, 0.5, 0.4),
+        },
+        domain_data=no_data,
+    )
+    entries = membership_summary(session)
+    by_method = {entry["method"]: entry for entry in entries}
+    ga = by_method["gradient_ascent"]
+    assert ga["seeds"] == [0, 1] and ga["auc_min_k"] == pytest.approx(0.15)
+    assert ga["privleak"] == pytest.approx(-0.7) and ga["over_unlearning"]
+    assert ga["verdict"].startswith("over-unlearning")
+    assert ga["forget_quality_verdict"] == "unlike the oracle in 2 of 2 seeds (KS p < 0.05)"
+    assert ga["intervals"] == {}  # the attack scores are not in a cache here: no interval
+    npo = by_method["npo"]
+    assert not npo["over_unlearning"] and npo["verdict"].startswith("indistinguishable")
+    rows = [{"method": "gradient_ascent", "domain": "privacy", "prompt": "plain"}]
+    add_to_rows(rows, entries)
+    assert rows[0]["privleak"] == pytest.approx(-0.7) and rows[0]["over_unlearning"]
+    lines = membership_lines(entries)
+    assert all(len(line) <= 120 for line in lines[:4])
+    assert any("over-unlearning" in line for line in lines)
+
+
+def test_the_gate_bounds_privleak_below_zero_and_the_tests_read_it(tmp_path):
+    from types import SimpleNamespace
+
+    from pytest_unlearn.gate_file import load_gate
+    from pytest_unlearn.privacy_checks import privleak_bounds
+
+    gate = tmp_path / "gate.yaml"
+    gate.write_text(
+        "domains:\n  privacy:\n    privleak: {min: -0.1, max: 0.15}\n"
+        "    quant4_unlearn_success: {min: 0.8}\n    auc_min_k.upper: {max: 0.6}\n"
+    )
+    loaded = load_gate(gate)
+    assert privleak_bounds(SimpleNamespace(gate=loaded), "privacy") == (-0.1, 0.15)
+    assert privleak_bounds(SimpleNamespace(gate=None), "privacy") == (-0.2, 0.2)
+    gate.write_text("domains:\n  privacy:\n    quant8_unlearn_success: {min: 80}\n")
+    with pytest.raises(UnlearnError, match="outside"):
+        load_gate(gate)
