@@ -79,6 +79,8 @@ def build_models(
 def _build(
     unlearn: UnlearnSession, domain: str, method: str, seed: int, needs: ModelNeeds
 ) -> list[str]:
+    if method == ORACLE_ROW and unavailable(unlearn.pipeline) is not None:
+        return [f"{domain} {method}: not built: {unavailable(unlearn.pipeline)}"]
     kind = "unlearned" if unlearn.unlearns(method) and method != ORACLE_ROW else "vanilla"
     key = unlearn.model_key(domain, method, seed)
     cached = unlearn.pipeline.cache.lookup(kind, key) is not None

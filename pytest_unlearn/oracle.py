@@ -35,6 +35,10 @@ NO_ORACLE = (
 ORACLE_ROW = "retrain"
 
 
+class NoOracle(UnlearnError):
+    """There is no oracle to test (``NO_ORACLE``): the tests that need one skip with it."""
+
+
 def oracle_records(data: DomainData) -> list[Record]:
     """What the oracle learns: every Retention Scope record, none of the Unlearn Scope."""
     return [*data.splits["retention_train"], *data.splits["retention_val"]]
@@ -50,6 +54,9 @@ def unavailable(pipeline: Pipeline) -> str | None:
 def oracle_payload(pipeline: Pipeline, data: DomainData) -> dict[str, Any]:
     """Everything that determines the oracle: the vanilla model's recipe and what it
     learned instead of the domain's every record; or the given model's fingerprint."""
+    reason = unavailable(pipeline)
+    if reason is not None:
+        raise NoOracle(reason)
     if pipeline.tested_as_it_is:
         given = ModelSpec.parse(str(pipeline.settings.oracle))
         return {
@@ -71,9 +78,6 @@ def oracle_key(pipeline: Pipeline, data: DomainData) -> str:
 def load_oracle(pipeline: Pipeline, data: DomainData) -> ModelHandle:
     """The oracle: built (once, then cached) or, for a model tested as it is, loaded from
     --unlearn-oracle after its architecture and tokenizer are checked against the model's."""
-    reason = unavailable(pipeline)
-    if reason is not None:
-        raise UnlearnError(reason)
     payload = oracle_payload(pipeline, data)
     if not pipeline.tested_as_it_is:
         return pipeline.load_injected(data, payload, oracle_records(data))

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .cache import cache_key, library_versions
+from .data import DomainData
 from .errors import UnlearnError
 from .forget_quality import ForgetQuality, forget_quality
 from .holdout import forget_set, shortfall
 from .membership import ATTACKS, PRIVLEAK_ATTACK, auc, auc_interval, privleak, token_stats
 from .models import ModelHandle
-from .oracle import load_oracle, oracle_key, unavailable
+from .oracle import load_oracle, oracle_key
 from .quantization import GROUP_SIZE, SCHEME_VERSION, quantized_copy
 from .vocabulary import MAX_LENGTH
 
@@ -40,14 +41,9 @@ def attack_scores(
     """Each attack's score of every forget and holdout record by the model with
     ``model_key``: ``{"forget": {attack: [...]}, "holdout": {attack: [...]}}``."""
     data = unlearn.domain_data(domain)
-    if not data.holdout:
-        raise UnlearnError(
-            "no holdout, so membership inference has nothing to compare the forget set with: "
-            + (
-                shortfall(data)
-                or f"--unlearn-holdout={unlearn.settings.holdout}; use --unlearn-holdout=auto"
-            )
-        )
+    reason = no_holdout(data, unlearn.settings.holdout)
+    if reason is not None:
+        raise UnlearnError(reason)
     payload = {
         "kind": "attack_scores",
         "version": MEMBERSHIP_VERSION,
@@ -73,6 +69,15 @@ def attack_scores(
         compute,
         "attack_scores.json",
         found=f"membership {domain}: attack scores from the cache (model {model_key[:12]})",
+    )
+
+
+def no_holdout(data: DomainData, holdout: str | float) -> str | None:
+    """Why the domain has no holdout (the membership tests skip with it), or None."""
+    if data.holdout:
+        return None
+    return "no holdout, so membership inference has nothing to compare the forget set with: " + (
+        shortfall(data) or f"--unlearn-holdout={holdout}; use --unlearn-holdout=auto"
     )
 
 
@@ -122,9 +127,6 @@ def privacy_leak(
     """The method's membership figures against the oracle's (which is built if needed)."""
     pipeline = unlearn.pipeline
     data = unlearn.domain_data(domain)
-    reason = unavailable(pipeline)
-    if reason is not None:
-        raise UnlearnError(reason)
     key = unlearn.model_key(domain, method, seed)
     oracle = oracle_key(pipeline, data)
     vanilla = cache_key(pipeline.vanilla_payload(data))

@@ -394,3 +394,17 @@ def test_the_gate_bounds_privleak_below_zero_and_the_tests_read_it(tmp_path):
     gate.write_text("domains:\n  privacy:\n    quant8_unlearn_success: {min: 80}\n")
     with pytest.raises(UnlearnError, match="outside"):
         load_gate(gate)
+
+
+def test_a_model_tested_as_it_is_has_no_oracle_unless_one_is_given():
+    from types import SimpleNamespace
+
+    from pytest_unlearn.oracle import NO_ORACLE, NoOracle, oracle_payload, unavailable
+
+    as_it_is = SimpleNamespace(tested_as_it_is=True, settings=SimpleNamespace(oracle=None))
+    assert unavailable(as_it_is) == NO_ORACLE and "--unlearn-oracle=PATH" in NO_ORACLE
+    with pytest.raises(NoOracle, match="--unlearn-inject=never"):
+        oracle_payload(as_it_is, load_domain("builtin", "privacy"))
+    given = SimpleNamespace(tested_as_it_is=True, settings=SimpleNamespace(oracle="/m"))
+    injected = SimpleNamespace(tested_as_it_is=False, settings=SimpleNamespace(oracle=None))
+    assert unavailable(given) is None and unavailable(injected) is None
