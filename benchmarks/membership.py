@@ -48,9 +48,27 @@ def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float, list[
     ]
     if args.cache_dir:
         command.append(f"--unlearn-cache-dir={args.cache_dir}")
+    if args.config:
+        command.append(f"--unlearn-config={args.config}")
+    if args.max_new_tokens is not None:
+        command.append(f"--unlearn-max-new-tokens={args.max_new_tokens}")
     started = time.perf_counter()
     status = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
     return status, time.perf_counter() - started, command
+
+
+def write_subset(data: str, sizes: str, folder: Path) -> Path:
+    """The first records of each split of the privacy data ('builtin' or a folder)."""
+    from pytest_unlearn.data import load_domain
+
+    counts = [int(each) for each in sizes.split(",")]
+    domain = load_domain(data, "privacy")
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = ("unlearn_train", "unlearn_val", "retention_train", "retention_val")
+    for split, count in zip(splits, counts, strict=True):
+        records = [{"text": r.question, "labels": r.answer} for r in domain.splits[split]]
+        (folder / f"{split}.json").write_text(json.dumps(records[:count], indent=1))
+    return folder
 
 
 def pct(value: Any) -> str:
@@ -150,8 +168,18 @@ def main() -> None:
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--seeds", default="3")
     parser.add_argument("--cache-dir", default="")
+    parser.add_argument("--config", default="", help="--unlearn-config (e.g. injection epochs)")
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument(
+        "--subset",
+        default="",
+        help="UT,UV,RT,RV: the first records of each split of --data (unlearn_train, "
+        "unlearn_val, retention_train, retention_val), written to a folder beside --out",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.subset:
+        args.data = str(write_subset(args.data, args.subset, args.out.parent / "subset-data"))
     report = args.out.with_suffix(".json")
     status, seconds, _ = run_suite(args, report)
     if status > 1:

@@ -323,7 +323,6 @@ def suite_properties(summary: dict[str, Any]) -> list[tuple[str, str]]:
                 "tests",
                 "unlearns",
                 "curves",
-                "over_unlearning",
             ):
                 properties.append((f"{prefix}.{key}", _text(value)))
     for result in summary.get("general", []):
