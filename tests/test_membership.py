@@ -408,3 +408,40 @@ def test_a_model_tested_as_it_is_has_no_oracle_unless_one_is_given():
     given = SimpleNamespace(tested_as_it_is=True, settings=SimpleNamespace(oracle="/m"))
     injected = SimpleNamespace(tested_as_it_is=False, settings=SimpleNamespace(oracle=None))
     assert unavailable(given) is None and unavailable(injected) is None
+
+
+def test_the_auc_chart_has_a_bar_per_method_and_attack_and_the_oracle_line(tmp_path):
+    pytest.importorskip("matplotlib")
+    from pytest_unlearn.plots import write_plots
+
+    def row(method, value):
+        figures = {f"auc_{a}": value for a in ATTACKS}
+        figures.update({f"oracle_auc_{a}": 0.5 for a in ATTACKS})
+        intervals = {f"auc_{a}": {"lower": value - 0.05, "upper": value + 0.05} for a in ATTACKS}
+        return {
+            "method": method,
+            "domain": "privacy",
+            "prompt": "plain",
+            "unlearn_success": 0.5,
+            "retention_success": 0.5,
+            "intervals": intervals,
+            **figures,
+        }
+
+    from pytest_unlearn.membership_plots import auc_figure
+
+    rows = [row("none", 0.9), row("gradient_ascent", 0.1)]
+    figure = auc_figure(rows)
+    [axes] = figure.axes
+    heights = sorted(round(patch.get_height(), 3) for patch in axes.patches)
+    assert heights == [0.1] * len(ATTACKS) + [0.9] * len(ATTACKS)
+    assert [text.get_text() for text in axes.get_xticklabels()] == [
+        "loss",
+        "zlib",
+        "min-k%",
+        "min-k%++",
+    ]
+    labels = axes.get_legend_handles_labels()[1]
+    assert "oracle (retrain)" in labels and "chance (0.5)" in labels
+    paths = write_plots(tmp_path, rows)
+    assert tmp_path / "membership.png" in paths
