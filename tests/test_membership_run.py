@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT, run_inner_pytest, write_data_folder, write_suite
 from pytest_unlearn.holdout import null_half_width
 
@@ -76,5 +78,8 @@ def test_vanilla_leaks_membership_the_oracle_does_not(tmp_path: Path) -> None:
     # The gate bounds PrivLeak: the vanilla model fails it.
     failed = [c["check"] for c in summary["gate"]["checks"] if not c["passed"]]
     assert any("none" in check and "privleak" in check for check in failed), failed
+    schema = json.loads((REPO_ROOT / "pytest_unlearn" / "report.schema.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator(schema).validate(summary)
     assert "membership inference against the oracle" in result.stdout
     assert result.returncode == 1
