@@ -144,8 +144,9 @@ def tables(summary: dict[str, Any]) -> list[str]:
     ]
     for entry in membership:
         if "privleak" not in entry:
+            tests = entry["tests"]
             lines.append(
-                f"| {entry['method']} | - | - | - | - | {entry['tests']} | "
+                f"| {entry['method']} | - | - | - | - | {tests['skipped']} skipped | "
                 f"{(entry.get('first_message') or '')[:100]} |"
             )
             continue
@@ -174,12 +175,15 @@ def main() -> None:
         "--subset",
         default="",
         help="UT,UV,RT,RV: the first records of each split of --data (unlearn_train, "
-        "unlearn_val, retention_train, retention_val), written to a folder beside --out",
+        "unlearn_val, retention_train, retention_val), written to a folder in the cache",
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    source = args.data
     if args.subset:
-        args.data = str(write_subset(args.data, args.subset, args.out.parent / "subset-data"))
+        source = f"{args.data} privacy, the first {args.subset} records of each split"
+        folder = Path(args.cache_dir or ROOT / ".unlearn_cache") / "subset-data"
+        args.data = str(write_subset(args.data, args.subset, folder))
     report = args.out.with_suffix(".json")
     status, seconds, _ = run_suite(args, report)
     if status > 1:
@@ -194,7 +198,7 @@ def main() -> None:
     membership = summary.get("membership") or []
     holdout = next((m for m in membership if "holdout_records" in m), {})
     lines = [
-        f"### Forgotten vs never learned: {args.data}, model {args.model}, seeds {seeds}",
+        f"### Forgotten vs never learned: {source}, model {args.model}, seeds {seeds}",
         "",
         f"Command: `{command}` ({seconds:.0f} s on {platform.machine()}, Python "
         f"{platform.python_version()}; what the cache already held was loaded, not rebuilt). "
