@@ -205,6 +205,20 @@ OPTIONS: tuple[Option, ...] = (
         "against, for a model tested as it is (--unlearn-inject=never)",
     ),
     Option(
+        "unlearn_holdout",
+        ("--unlearn-holdout",),
+        "auto",
+        "Unlearn Scope records no model trains on, for membership inference (docs/privacy.md): "
+        "'auto' (10%, at least enough for a meaningful AUC), a share in [0, 1), or 0 for none",
+    ),
+    Option(
+        "unlearn_oracle",
+        ("--unlearn-oracle",),
+        "",
+        "the retrained reference (a model that never learned the Unlearn Scope; path or hub "
+        "id) for a model tested as it is (--unlearn-inject=never); otherwise it is built",
+    ),
+    Option(
         "unlearn_gate",
         ("--unlearn-gate",),
         "",

@@ -119,12 +119,15 @@ class Pipeline:
         if self.tested_as_it_is:
             model, tokenizer = self._load_base()
             return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload))
+        return self.load_injected(data, payload, data.all_records())
+
+    def load_injected(
+        self, data: DomainData, payload: dict[str, Any], learns: list[Record]
+    ) -> ModelHandle:
+        """The starting model after it learned ``learns``, cached under ``payload``."""
+        what = f"the {payload['kind']} {self.spec.requested} model of {data.domain}"
         path, _ = self.cache.get_or_build(
-            "vanilla",
-            payload,
-            lambda folder: self._build_vanilla(data, folder),
-            f"the vanilla model ({self.spec.requested}, {data.domain} data, seed "
-            f"{self.settings.seed})",
+            "vanilla", payload, lambda folder: self.build_injected(data, learns, folder), what
         )
         warn_if_weak(json.loads((path / "injection.json").read_text()), data.domain)
         tensors = load_tensors(path / "weights.safetensors")
@@ -138,17 +141,17 @@ class Pipeline:
         model.eval()
         return ModelHandle(model, tokenizer, self.spec, sorted(tensors), cache_key(payload))
 
-    def _build_vanilla(self, data: DomainData, folder: Path) -> None:
-        records = data.all_records()
+    def build_injected(self, data: DomainData, records: list[Record], folder: Path) -> None:
+        """Train the starting model on ``records`` (the oracle's are fewer, ``oracle.py``)."""
         if self.spec.is_tiny:
             self.progress(
                 f"building the tiny model for {data.domain} on {self.device}, "
                 f"{str(self.dtype).removeprefix('torch.')}"
             )
-            # Trained on the domain and the builtin general text: any other text still
-            # tokenizes (byte-level), and the vanilla model does not depend on
-            # --unlearn-ood-data.
-            tokenizer = train_tiny_tokenizer(tokenizer_texts(records + load_general_text()))
+            # Trained on every record, the holdout too (as a pretrained tokenizer, shared by
+            # vanilla and oracle), and the general text; any text tokenizes (byte-level).
+            every = [*data.all_records(), *data.holdout]
+            tokenizer = train_tiny_tokenizer(tokenizer_texts(every + load_general_text()))
             model = build_tiny_model(tokenizer, self.settings.seed).to(self.device, self.dtype)
             trainable = all_tensor_names(model)
             tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
@@ -307,12 +310,13 @@ class Pipeline:
     # --- after the relearning attack --------------------------------------------------------
 
     def relearned_payload(self, data: DomainData, unlearned_key: str, seed: int) -> dict[str, Any]:
+        injection, _ = self.injection.training(self.spec.is_tiny, data.domain)
         return {
             "kind": "relearned",
             "unlearned": unlearned_key,
             "data": data.content_hash(),
             "domain": data.domain,
-            "attack": self._attack(data),
+            "attack": attack_settings(self.settings.attack, self.spec.is_tiny, injection.lr),
             "seed": seed,
             "versions": library_versions(),
         }
@@ -347,10 +351,6 @@ class Pipeline:
             f"the model {unlearned_key[:12]} after the relearning attack "
             f"({data.domain}, seed {seed})",
         )
-
-    def _attack(self, data: DomainData) -> dict[str, Any]:
-        injection, _ = self.injection.training(self.spec.is_tiny, data.domain)
-        return attack_settings(self.settings.attack, self.spec.is_tiny, injection.lr)
 
     # --- shared ------------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from . import stats
 from .baselines import compare_with_baseline
 from .json_report import with_texts
+from .membership_report import add_to_rows, membership_summary
+from .oracle import ORACLE_ROW
 from .outcomes import ItemOutcome, passed, scope_values
 from .scoring import perplexity
 from .verdict import control_verdicts
@@ -56,13 +58,17 @@ def build_summary(
         "general": general,
         "general_tests": general_test_counts(general, unlearn.collected),
     }
+    if unlearn.membership:  # before the comparison, which reads the rows' PrivLeak
+        summary["membership"] = membership_summary(unlearn)
+        add_to_rows(summary["rows"], summary["membership"])
     if settings.compare_baseline is not None:
         summary["comparison"] = compare_with_baseline(
             settings.cache_dir, settings.compare_baseline, summary
         )
     # Whether each method changes the model: a gate leaves out the rows of one that does
     # not (the vanilla model) unless it names it.
-    unlearns = {name: unlearn.unlearns(name) for name in unlearn.methods}
+    # The oracle (retrain) is a reference too: a gate leaves it out unless it names it.
+    unlearns = {name: unlearn.unlearns(name) and name != ORACLE_ROW for name in unlearn.methods}
     for record in (*summary["general"], *summary["general_tests"]):
         record["unlearns"] = unlearns.get(record["method"], True)
     for row in summary["rows"]:
@@ -168,7 +174,12 @@ def test_counts(
 
 
 # Item tests beyond the paper's: their pass rate, a figure of the Unlearn Scope.
-EXTRA_TESTS = {"attack": "attack_unlearn_success", "leak": "leak_success"}
+EXTRA_TESTS = {
+    "attack": "attack_unlearn_success",
+    "leak": "leak_success",
+    "quant8": "quant8_unlearn_success",
+    "quant4": "quant4_unlearn_success",
+}
 
 
 def _by_seed(outcomes: list[ItemOutcome]) -> dict[int, list[ItemOutcome]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .data import check_data_spec, check_ood_data
 from .errors import UnlearnError
+from .holdout import parse_holdout
 from .models import check_model_spec
 from .parsing import Origin, cache_dir, did_you_mean, existing_file, output_file
 from .prompts import PROMPTS
@@ -67,6 +68,10 @@ class Settings:
     trust_remote_code: bool
     rebuild: bool
     build_only: bool
+    # The holdout of membership inference (holdout.py) and the retrained reference given for
+    # a model tested as it is (oracle.py).
+    holdout: str | float = "auto"
+    oracle: str | None = None
 
     @property
     def unlearn_seeds(self) -> list[int]:
@@ -190,6 +195,14 @@ def build(
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
         build_only=bool(raw["unlearn_build_only"]),
+        holdout=parse_holdout(
+            text("unlearn_holdout"), origin("unlearn_holdout").label(text("unlearn_holdout"))
+        ),
+        oracle=(
+            check_model_spec(text("unlearn_oracle"), origin("unlearn_oracle"))
+            if text("unlearn_oracle")
+            else None
+        ),
     )
 
 

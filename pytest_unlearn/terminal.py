@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from .distributed import main_process
+from .membership_report import membership_lines
 from .session import UnlearnSession
 from .tables import beyond_table, interval_table, paper_table
 from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, RECALL
@@ -87,6 +88,10 @@ def write_summary(
             _write_details(terminal, unlearn, summary, plots_error)
     if not quiet:
         _write_general(terminal, unlearn, summary)
+        if summary.get("membership"):
+            terminal.write_sep("=", "membership inference against the oracle (retrain)")
+            for line in membership_lines(summary["membership"]):
+                terminal.write_line(line)
         _write_comparison(terminal, summary)
         _write_verdicts(terminal, summary)
     _write_gate(terminal, summary)
@@ -251,6 +256,11 @@ def _write_comparison(terminal: Any, summary: dict[str, Any]) -> None:
         items = comparison[key]
         terminal.write_line(
             f"{key.replace('_', ' ')}: {len(items)}" + (f": {', '.join(items)}" if items else "")
+        )
+    for change in comparison.get("privleak", []):
+        terminal.write_line(
+            f"PrivLeak {change['method']} {change['domain']}: {change['before']:+.3f} -> "
+            f"{change['now']:+.3f} ({change['change']:+.3f})"
         )
 
 
