@@ -276,13 +276,14 @@ OPTIONS: tuple[Option, ...] = (
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("unlearn", "LLM unlearning (KnowUnDo)")
     for option in OPTIONS:
+        text = option.help.replace("%", "%%")  # argparse formats help with %
         if option.ini_type == "bool":
             group.addoption(
                 *option.flags,
                 dest=option.dest,
                 action="store_true",
                 default=None,
-                help=f"{option.help} (ini: {option.dest})",
+                help=f"{text} (ini: {option.dest})",
             )
         else:
             default = f"default: {option.default}; " if option.default else ""
@@ -291,7 +292,7 @@ def add_options(parser: pytest.Parser) -> None:
                 dest=option.dest,
                 default=None,
                 metavar="VALUE",
-                help=f"{option.help} ({default}ini: {option.dest})",
+                help=f"{text} ({default}ini: {option.dest})",
             )
         parser.addini(
             option.dest, option.help, type=_ini_type(option), default=_ini_default(option)

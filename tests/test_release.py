@@ -23,8 +23,8 @@ def output_of(result: pytest.RunResult) -> str:
 def test_passing_gate_makes_a_run_with_failing_items_exit_zero(
     suite_dir: Path, pytester: pytest.Pytester, cache_arg: str, warm_cache: dict[str, Any]
 ) -> None:
-    # The vanilla model fails every test_forgets item; a gate that only asks for retention
-    # passes, and it alone decides the exit status.
+    # The vanilla model fails (nearly) every test_forgets item; a gate that only asks for
+    # retention passes, and it alone decides the exit status.
     pytester.makefile(
         ".yaml", gate="methods: [none]\ndomains:\n  privacy:\n    retention_success: {min: 0.9}\n"
     )
@@ -33,7 +33,10 @@ def test_passing_gate_makes_a_run_with_failing_items_exit_zero(
     )
     assert result.ret == pytest.ExitCode.OK, output_of(result)
     outcomes = result.parseoutcomes()
-    assert outcomes["failed"] == 28 and outcomes["passed"] == 28
+    [row] = warm_cache["rows"]
+    passed = round(row["unlearn_success"] * 28) + round(row["retention_success"] * 28)
+    assert outcomes["failed"] == 56 - passed and outcomes["passed"] == passed, outcomes
+    assert outcomes["failed"] >= 20  # failing items, yet the run exits 0
     result.stdout.fnmatch_lines(["*unlearn gate PASSED*", "ok   none/privacy retention_success*"])
     properties = {
         p.get("name"): p.get("value") for p in ET.parse(pytester.path / "out.xml").iter("property")
@@ -54,11 +57,15 @@ def test_failing_gate_names_the_threshold_and_the_value(
     result.stdout.fnmatch_lines(
         [
             "*unlearn gate FAILED*",
-            "FAIL none/privacy unlearn_success = 0 (95% interval [[]0, 0], 1 seed; needs >= 0.8)",
+            "FAIL none/privacy unlearn_success = * (95% interval [[]*], 1 seed; needs >= 0.8)",
         ]
     )
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["gate"]["passed"] is False
+    [check] = [c for c in report["gate"]["checks"] if c["metric"] == "unlearn_success"]
+    assert check["value"] == pytest.approx(warm_cache["rows"][0]["unlearn_success"])
+    assert check["value"] < 0.8 and (check["bound"], check["limit"]) == ("min", 0.8)
+    assert check["passed"] is False
 
 
 def test_gate_with_an_unknown_metric_is_a_usage_error(
