@@ -125,7 +125,7 @@ class Pipeline:
             f"the vanilla model ({self.spec.requested}, {data.domain} data, seed "
             f"{self.settings.seed})",
         )
-        warn_if_weak(json.loads((path / "injection.json").read_text()), data.domain)
+        warn_if_weak(json.loads((path / "injection.json").read_text()), data.domain, self.progress)
         tensors = load_tensors(path / "weights.safetensors")
         if self.spec.is_tiny:
             model, tokenizer = tiny_from_files(path)
@@ -145,8 +145,7 @@ class Pipeline:
                 f"{str(self.dtype).removeprefix('torch.')}"
             )
             # Trained on the domain and the builtin general text: any other text still
-            # tokenizes (byte-level), and the vanilla model does not depend on
-            # --unlearn-ood-data.
+            # tokenizes (byte-level); the vanilla model does not depend on --unlearn-ood-data.
             tokenizer = train_tiny_tokenizer(tokenizer_texts(records + load_general_text()))
             model = build_tiny_model(tokenizer, self.settings.seed).to(self.device, self.dtype)
             trainable = all_tensor_names(model)
@@ -171,6 +170,7 @@ class Pipeline:
                 self.settings.seed,
                 data.domain,
                 self.progress,
+                data.record_scopes(),
             )
         save_tensors(folder / "weights.safetensors", get_tensors(model, trainable))
         (folder / "injection.json").write_text(json.dumps(log, indent=1))
@@ -185,7 +185,7 @@ class Pipeline:
                 "name a model folder, .gguf file or hub id"
             )
         model, tokenizer = load_pretrained(
-            spec, self.device, self.dtype, self.settings.trust_remote_code
+            spec, self.device, self.dtype, self.settings.trust_remote_code, cache=self.cache
         )
         return ModelHandle(model, tokenizer, spec, [], f"reference:{spec.requested}")
 
@@ -208,6 +208,7 @@ class Pipeline:
                 self.dtype,
                 self.settings.trust_remote_code,
                 balanced=self.settings.device == "balanced",
+                cache=self.cache,
             )
         if checkpointing:
             enable_gradient_checkpointing(model)
