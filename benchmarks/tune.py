@@ -193,18 +193,35 @@ def main() -> None:
             for m in methods
         }
         test_figures: dict[float, dict[str, Figures]] = {}
+        command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+
+        def write(done: str) -> None:
+            # After the choice and after each test point, so that a run stopped at a time
+            # limit leaves its choice and the test points it finished.
+            elapsed = time.perf_counter() - started
+            write_config(args, command, grid, methods, choices, dev_figures, vanilla, dev, elapsed)
+            if args.report:
+                write_report(
+                    args,
+                    command,
+                    grid,
+                    methods,
+                    choices,
+                    dev_figures,
+                    test_figures,
+                    vanilla,
+                    dev,
+                    elapsed,
+                    done,
+                )
+
+        write("the dev figures and the choice; no test point yet")
         if not args.no_test:
             wanted = sorted({lr for c in choices.values() for lr in neighbours(grid, c.lr)})
-            for lr in wanted:
+            for number, lr in enumerate(wanted, start=1):
                 test_figures[lr] = run_point(args, args.data, lr, methods, work, "test")
                 print(f"test lr {lr:g} done", flush=True)
-    elapsed = time.perf_counter() - started
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    write_config(args, command, grid, methods, choices, dev_figures, vanilla, dev, elapsed)
-    if args.report:
-        write_report(
-            args, command, grid, methods, choices, dev_figures, test_figures, vanilla, dev, elapsed
-        )
+                write(f"{number} of {len(wanted)} test points")
     print(f"wrote {args.out}" + (f" and {args.report}" if args.report else ""))
 
 
@@ -255,11 +272,12 @@ def write_report(
     vanilla: float,
     dev: Any,
     elapsed: float,
+    done: str,
 ) -> None:
     lines = [
         f"# Tuning: model {args.model}, data {args.data} ({args.domain})",
         "",
-        f"Written by `benchmarks/tune.py` in {elapsed:.0f} s:",
+        f"Written by `benchmarks/tune.py` after {elapsed:.0f} s ({done}):",
         "",
         "```",
         command,
