@@ -1,8 +1,9 @@
 """Sweep one config field of one method through the real plugin path, and print a table.
 
 Each point is a full `pytest <suite> --unlearn-method=METHOD --unlearn-config=...` run in a
-subprocess (the vanilla model comes from the cache after the first), so the figures are the
-item tests' pass rates, exactly as users see them.
+subprocess (the vanilla model comes from the cache after the first), so the figures are
+those users see: the token share (the reference's figure, which the paper's tables report and
+the tuning rule of methods/presets.py reads) and the item tests' whole-answer pass rates.
 
     python benchmarks/sweep.py --method gradient_ascent --field lr --values 1e-4,3e-4,1e-3
 """
@@ -65,8 +66,8 @@ def main() -> None:
         f"{args.data}, seed {args.seed})"
     )
     print(
-        f"{args.field:>10}  unlearn_success  retention_success  avg_success  unlearn_ppl  "
-        "retention_ppl"
+        f"{args.field:>10}  UL token share  RT token share  UL whole-answer  RT whole-answer"
+        "  unlearn_ppl  retention_ppl"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for text in args.values.split(","):
@@ -76,8 +77,9 @@ def main() -> None:
                 print(f"{text:>10}  {row['error']}")
                 continue
             print(
-                f"{text:>10}  {row['unlearn_success']:15.3f}  {row['retention_success']:17.3f}"
-                f"  {row['avg_success']:11.3f}  {row['unlearn_ppl']:11.3g}  "
+                f"{text:>10}  {row['unlearn_success_token']:14.3f}  "
+                f"{row['retention_success_token']:14.3f}  {row['unlearn_success']:15.3f}  "
+                f"{row['retention_success']:15.3f}  {row['unlearn_ppl']:11.3g}  "
                 f"{row['retention_ppl']:13.3g}",
                 flush=True,
             )

@@ -58,6 +58,7 @@ TABLE_12: dict[tuple[str, str], tuple[float, float]] = {
     ("qwen1.5", "privacy"): (0.94, 2e-4),
 }
 RULES = ("auto", "absolute", "quantile")
+SHUFFLE_UNITS = ("pair", "item")
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,21 @@ class MemFlexTraining(TrainSettings):
     lr: float = 3e-4
     shuffle: bool = False  # the pairs are shuffled once, with shuffle_seed, like the reference
     shuffle_seed: int = 42
+    # What that shuffle moves: "pair" (each forget item stays next to its retain item, the
+    # default, which the published figures used) or "item" (the reference code's way: its
+    # 800 interleaved items shuffled one by one, then read in order).
+    shuffle_unit: str = "pair"
     forget_weight: float = -0.4
     retain_weight: float = 2.0
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.shuffle_unit not in SHUFFLE_UNITS:
+            problems.append(
+                f"shuffle_unit must be one of {', '.join(SHUFFLE_UNITS)} "
+                f"(got {self.shuffle_unit!r})"
+            )
+        return problems
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,20 @@ class MemFlexConfig(MemFlexTraining):
         return problems
 
 
+def shuffled(items: list[Any], unit: str, seed: int) -> list[Any]:
+    """Interleaved forget and retain items (f0 r0 f1 r1 ...) shuffled once with ``seed``:
+    by pair (``unit`` "pair": each forget item keeps its retain item beside it) or one by
+    one ("item", as the reference code shuffles its 800 train items)."""
+    rng = random.Random(seed)
+    if unit == "item":
+        items = list(items)
+        rng.shuffle(items)
+        return items
+    pairs = [items[i : i + 2] for i in range(0, len(items), 2)]
+    rng.shuffle(pairs)
+    return [item for pair in pairs for item in pair]
+
+
 class MemFlex(UnlearningMethod[MemFlexConfig]):
     name = "memflex"
     config_class = MemFlexConfig
@@ -120,9 +148,7 @@ class MemFlex(UnlearningMethod[MemFlexConfig]):
         forget = encode_records(context, context.forget, "forget")
         retain = encode_records(context, context.retain, "retain")
         items = interleave(forget, retain, self.config.forget_weight, self.config.retain_weight)
-        pairs = [items[i : i + 2] for i in range(0, len(items), 2)]
-        random.Random(self.config.shuffle_seed).shuffle(pairs)
-        items = [item for pair in pairs for item in pair]
+        items = shuffled(items, self.config.shuffle_unit, self.config.shuffle_seed)
         summary = {key: value for key, value in region.items() if key != "per_tensor"}
         result = train_and_report(
             context,

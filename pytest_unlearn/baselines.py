@@ -55,12 +55,45 @@ def compare_with_baseline(cache_dir: Path, name: str, summary: dict[str, Any]) -
         if previous == "passed" and item["outcome"] != "passed":
             changed = newly_leaked if item["scope"] == "unlearn" else newly_lost
             changed.append(label_of(item, several_seeds))
-    return {
+    comparison: dict[str, Any] = {
         "baseline": name,
         "newly_leaked": newly_leaked,
         "newly_lost": newly_lost,
         "matched_items": matched,
     }
+    changes = privleak_changes(path, summary["rows"])
+    if changes:
+        comparison["privleak"] = changes
+    return comparison
+
+
+def privleak_changes(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and domain that has PrivLeak (membership tests, docs/privacy.md) in the
+    baseline and now: both values and the change."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")).get("rows") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    before = {
+        (row.get("method"), row.get("domain")): row.get("privleak")
+        for row in saved
+        if isinstance(row, dict) and isinstance(row.get("privleak"), (int, float))
+    }
+    changes = []
+    for row in rows:
+        previous = before.get((row["method"], row["domain"]))
+        now = row.get("privleak")
+        if previous is not None and isinstance(now, (int, float)):
+            changes.append(
+                {
+                    "method": row["method"],
+                    "domain": row["domain"],
+                    "before": previous,
+                    "now": now,
+                    "change": now - previous,
+                }
+            )
+    return changes
 
 
 def identity_of(item: dict[str, Any]) -> tuple[str, str, int, str, str, str]:

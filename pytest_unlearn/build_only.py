@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
+from .cache import cache_key
 from .distributed import world
-from .vocabulary import DEFAULT_PROMPT
+from .oracle import ORACLE_ROW, load_oracle, oracle_key, unavailable
+from .privacy_checks import attack_scores, quantized_key, quantized_model
+from .vocabulary import DEFAULT_PROMPT, QUANT8
 
 if TYPE_CHECKING:
     import pytest
@@ -29,6 +33,8 @@ class ModelNeeds:
     general: bool = False  # general-task scores (and those of the reference)
     attack: bool = False  # the model after the relearning attack
     attack_scores: bool = False  # and its item scores
+    membership: bool = False  # its membership-attack scores, and the oracle's and vanilla's
+    quantized: set[int] = field(default_factory=set)  # item scores after quantization (bits)
 
 
 def needs_of(items: list[pytest.Item], default_seed: int) -> dict[tuple[str, str, int], ModelNeeds]:
@@ -53,6 +59,9 @@ def needs_of(items: list[pytest.Item], default_seed: int) -> dict[tuple[str, str
         needs.general |= "general_result" in fixtures
         needs.attack |= bool({"attacked_score", "relearned_model"} & fixtures)
         needs.attack_scores |= "attacked_score" in fixtures
+        needs.membership |= "privacy_leak_result" in fixtures
+        if "quantized_score" in fixtures:
+            needs.quantized.add(8 if item.get_closest_marker(QUANT8) else 4)
     return needed
 
 
@@ -70,7 +79,9 @@ def build_models(
 def _build(
     unlearn: UnlearnSession, domain: str, method: str, seed: int, needs: ModelNeeds
 ) -> list[str]:
-    kind = "unlearned" if unlearn.unlearns(method) else "vanilla"
+    if method == ORACLE_ROW and unavailable(unlearn.pipeline) is not None:
+        return [f"{domain} {method}: not built: {unavailable(unlearn.pipeline)}"]
+    kind = "unlearned" if unlearn.unlearns(method) and method != ORACLE_ROW else "vanilla"
     key = unlearn.model_key(domain, method, seed)
     cached = unlearn.pipeline.cache.lookup(kind, key) is not None
     if needs.general:  # the reference's scores first: one model in memory at a time
@@ -80,6 +91,16 @@ def _build(
         lambda get: _prepare(unlearn, domain, key, get, needs.prompts, needs.leak, needs.general),
     )
     lines = [f"{domain} {method} seed {seed}: {_state(unlearn, kind, key, cached)}{done}"]
+    if needs.membership and method != ORACLE_ROW and unavailable(unlearn.pipeline) is None:
+        lines.append(_membership(unlearn, domain, method, seed))
+    for bits in sorted(needs.quantized):
+        quantized = quantized_key(unlearn, domain, method, seed, bits)
+        unlearn.artifacts.item_scores(
+            unlearn.domain_data(domain),
+            quantized,
+            partial(quantized_model, unlearn, domain, method, seed, bits),
+        )
+        lines.append(f"{domain} {method} seed {seed} quantized to {bits} bits: item scores")
     if needs.attack:
         relearned = unlearn.relearned_key(domain, method, seed)
         cached = unlearn.pipeline.cache.lookup("unlearned", relearned) is not None
@@ -93,6 +114,38 @@ def _build(
             f"{_state(unlearn, 'unlearned', relearned, cached)}{done}"
         )
     return lines
+
+
+def _membership(unlearn: UnlearnSession, domain: str, method: str, seed: int) -> str:
+    """The membership tests' scores: the method's, then the oracle's (built now if needed)
+    and the vanilla model's, one model in memory at a time."""
+    pipeline = unlearn.pipeline
+    data = unlearn.domain_data(domain)
+    if not data.holdout:
+        return f"{domain} {method} seed {seed}: no holdout, no membership scores"
+    key = unlearn.model_key(domain, method, seed)
+    _held_while(
+        lambda: unlearn.unlearned_model(domain, method, seed),
+        lambda get: str(attack_scores(unlearn, domain, key, get) and ""),
+    )
+    oracle = oracle_key(pipeline, data)
+    cached = pipeline.cache.lookup("vanilla", oracle) is not None
+    _held_while(
+        lambda: load_oracle(pipeline, data),
+        lambda get: (
+            _prepare(unlearn, domain, oracle, get, {DEFAULT_PROMPT}, False, False)
+            + str(attack_scores(unlearn, domain, oracle, get) and "")
+        ),
+    )
+    vanilla = cache_key(pipeline.vanilla_payload(data))
+    _held_while(
+        lambda: pipeline.load_vanilla(data),
+        lambda get: str(attack_scores(unlearn, domain, vanilla, get) and ""),
+    )
+    return (
+        f"{domain} {method} seed {seed}: membership scores; the oracle "
+        f"{_state(unlearn, 'vanilla', oracle, cached)}"
+    )
 
 
 def _state(unlearn: UnlearnSession, kind: str, key: str, cached: bool) -> str:

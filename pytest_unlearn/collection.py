@@ -19,10 +19,12 @@ import pytest
 from .errors import UnlearnError
 from .outcomes import item_labels
 from .session import SESSION_KEY, UnlearnSession
-from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, RECALL, SCOPES
+from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, QUANT4, QUANT8, RECALL, SCOPES
 
 DOMAIN_MARKER = "knowundo"
 GENERAL_MARKER = "general_task"
+QUANTIZED_MARKER = "quantized"
+PRIVACY_LEAK_MARKER = "privacy_leak"
 MARKERS = {
     DOMAIN_MARKER: "(domain, scope=None): the KnowUnDo domain (privacy or copyright) and "
     "optionally the scope (unlearn or retention) whose val items parametrize the "
@@ -35,7 +37,16 @@ MARKERS = {
     "pass rate is attack_unlearn_success",
     LEAK: ": an item test of the model's greedy and sampled generations "
     "(--unlearn-leak-samples); its pass rate is leak_success",
+    QUANT8: ": an item test on the model after 8-bit weight quantization (RTN, group 128); "
+    "its pass rate is quant8_unlearn_success",
+    QUANT4: ": an item test on the model after 4-bit weight quantization (RTN, group 128); "
+    "its pass rate is quant4_unlearn_success",
+    QUANTIZED_MARKER: ": the quantized item tests (quant8 and quant4), to select them",
+    PRIVACY_LEAK_MARKER: ": a membership-inference test per method and domain: |PrivLeak| "
+    "against the oracle (docs/privacy.md) within the bound",
 }
+# The property that labels a membership (privacy_leak) test in its reports.
+MEMBERSHIP_LABEL = "unlearn_membership"
 REGISTER_HOOK = "pytest_unlearn_register_methods"
 
 
@@ -89,7 +100,7 @@ def check_methods_are_final(config: pytest.Config) -> None:
     unlearn = config.stash[SESSION_KEY]
     ask_for_registrations(config)
     try:
-        final = unlearn.registry.resolve(unlearn.settings.methods)
+        final = unlearn.resolve_names(unlearn.settings.methods)
     except UnlearnError as error:
         raise pytest.UsageError(str(error)) from None
     late = [name for name in final if name not in unlearn.methods]
@@ -145,6 +156,8 @@ def parametrize(metafunc: pytest.Metafunc) -> None:
     """``pytest_generate_tests``: the item tests and the general-task tests."""
     if "general_task" in metafunc.fixturenames:
         _parametrize_general(metafunc)
+    elif "privacy_leak_result" in metafunc.fixturenames:
+        _parametrize_membership(metafunc)
     elif "knowundo_item" in metafunc.fixturenames:
         _parametrize_items(metafunc)
 
@@ -194,6 +207,15 @@ def _parametrize_general(metafunc: pytest.Metafunc) -> None:
     _parametrize_seeds(metafunc, unlearn)
     metafunc.parametrize("unlearn_domain", [domain], indirect=True, scope="session")
     metafunc.parametrize("general_task", tasks, ids=tasks)
+
+
+def _parametrize_membership(metafunc: pytest.Metafunc) -> None:
+    """One membership test per method, seed and the knowundo marker's domain."""
+    unlearn = metafunc.config.stash[SESSION_KEY]
+    domain, _ = _domain_of(metafunc)
+    metafunc.parametrize("unlearn_method", unlearn.methods, indirect=True, scope="session")
+    _parametrize_seeds(metafunc, unlearn)
+    metafunc.parametrize("unlearn_domain", [domain], indirect=True, scope="session")
 
 
 def _parametrize_seeds(metafunc: pytest.Metafunc, unlearn: UnlearnSession) -> None:
@@ -291,6 +313,15 @@ def label(item: pytest.Item, default_seed: int) -> None:
     """The properties that name an item or general-task test in its reports."""
     params = _params(item)
     seed = params.get("unlearn_seed", default_seed)
+    if "privacy_leak_result" in getattr(item, "fixturenames", ()) and "unlearn_method" in params:
+        item.user_properties.extend(
+            [
+                (MEMBERSHIP_LABEL, True),
+                ("unlearn_method", params["unlearn_method"]),
+                ("unlearn_domain", params["unlearn_domain"]),
+                ("unlearn_seed", seed),
+            ]
+        )
     if "general_task" in params and "unlearn_method" in params:
         item.user_properties.extend(
             [
@@ -318,7 +349,7 @@ def label(item: pytest.Item, default_seed: int) -> None:
 def kind_of_test(item: pytest.Item) -> str:
     """What an item test checks: after relearning (``attack``), in generations (``leak``)
     or teacher-forced, the paper's metrics (``recall``)."""
-    for kind in (ATTACK, LEAK):
+    for kind in (ATTACK, LEAK, QUANT8, QUANT4):
         if item.get_closest_marker(kind) is not None:
             return kind
     return RECALL

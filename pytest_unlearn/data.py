@@ -64,6 +64,9 @@ class DomainData:
     domain: str
     source: str
     splits: dict[str, tuple[Record, ...]]
+    # Unlearn Scope records that no model trains on (``holdout.py``), taken out of
+    # unlearn_train; empty with --unlearn-holdout=0.
+    holdout: tuple[Record, ...] = ()
 
     def items(self) -> list[Item]:
         """Every val record of both scopes, in file order: unlearn first, then retention."""
@@ -83,6 +86,8 @@ class DomainData:
 
     def content_hash(self) -> str:
         payload = {split: [[r.question, r.answer] for r in self.splits[split]] for split in SPLITS}
+        if self.holdout:  # without one, the hash (and every model's key) is as it was
+            payload["holdout"] = [[r.question, r.answer] for r in self.holdout]
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 

@@ -97,7 +97,7 @@ def evaluate(
     (after the relearning attack) and "leak" (generations; privacy only). ``register``:
     method classes defined here (a notebook cell), by name. ``options``: any other option
     by its name without the ``unlearn_`` prefix and with underscores (``seeds=3``,
-    ``criterion="token>=0.9"``, ``inject="never"``, ``gate="suites/gate.yaml"``,
+    ``criterion="token-share>=0.9"``, ``inject="never"``, ``gate="suites/gate.yaml"``,
     ``json="report.json"``, ``cache_dir=...``; docs/options.md lists them).
 
     Returns the summary; with a gate, ``summary.passed`` is its verdict (nothing is

@@ -20,16 +20,19 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .collection import DOMAIN_MARKER, GENERAL_MARKER
+from .collection import DOMAIN_MARKER, GENERAL_MARKER, kind_of_test
 from .data import Item
 from .errors import UnlearnError
 from .general_suite import GeneralResult, judge, load_thresholds
 from .leaks import Sensitive, find_leaks, sensitive_strings
 from .models import ModelHandle
+from .oracle import ORACLE_ROW, NoOracle, unavailable
 from .outcomes import leak_properties, score_properties
+from .privacy_checks import PrivacyLeak, no_holdout, privacy_leak, quantized_key, quantized_model
+from .privacy_checks import privleak_bounds as bounds_of_privleak
 from .scoring import ItemScore
 from .session import UnlearnSession
-from .vocabulary import DEFAULT_PROMPT
+from .vocabulary import DEFAULT_PROMPT, QUANT4, QUANT8
 
 T = TypeVar("T")
 
@@ -254,6 +257,81 @@ def general_result(
     return result
 
 
+@pytest.fixture
+def quantized_score(
+    request: pytest.FixtureRequest,
+    unlearn_session: UnlearnSession,
+    unlearn_domain: str,
+    unlearn_method: str,
+    unlearn_seed: int,
+    knowundo_item: Item,
+) -> ItemScore:
+    """The item's score on the unlearned model after weight quantization (tests marked
+    ``quant8`` or ``quant4``: RTN, group 128, ``quantization.py``); cached like
+    ``item_score``."""
+    kind = kind_of_test(request.node)
+    if kind not in (QUANT8, QUANT4):
+        raise pytest.UsageError(
+            f"{request.node.nodeid} takes quantized_score: mark it @pytest.mark.{QUANT8} or "
+            f"@pytest.mark.{QUANT4}"
+        )
+    bits = 8 if kind == QUANT8 else 4
+    key = _or_fail(
+        lambda: quantized_key(unlearn_session, unlearn_domain, unlearn_method, unlearn_seed, bits)
+    )
+    score = _or_fail(
+        lambda: unlearn_session.score_of(
+            unlearn_domain,
+            key,
+            knowundo_item,
+            lambda: quantized_model(
+                unlearn_session, unlearn_domain, unlearn_method, unlearn_seed, bits
+            ),
+        )
+    )
+    _record_score(request, unlearn_session, score, key)
+    return score
+
+
+@pytest.fixture
+def privacy_leak_result(
+    request: pytest.FixtureRequest,
+    unlearn_session: UnlearnSession,
+    unlearn_domain: str,
+    unlearn_method: str,
+    unlearn_seed: int,
+) -> PrivacyLeak:
+    """The method's membership-inference AUCs on forget set against holdout, beside the
+    oracle's and the vanilla model's, PrivLeak per attack and the forget quality against
+    the oracle (tests marked ``privacy_leak``, ``privacy_checks.py``). The oracle itself
+    (``retrain``) is the reference, and its test skips, saying so."""
+    if unlearn_method == ORACLE_ROW:
+        pytest.skip(f"{ORACLE_ROW} is the oracle every PrivLeak is measured against")
+    reason = unavailable(unlearn_session.pipeline) or no_holdout(
+        unlearn_session.domain_data(unlearn_domain), unlearn_session.settings.holdout
+    )
+    if reason is not None:
+        pytest.skip(reason)
+    result = _or_fail(
+        lambda: privacy_leak(
+            unlearn_session,
+            unlearn_domain,
+            unlearn_method,
+            unlearn_seed,
+            lambda: request.getfixturevalue("unlearned_model"),
+        )
+    )
+    request.node.user_properties.extend(result.properties())
+    return result
+
+
+@pytest.fixture(scope="session")
+def privleak_bounds(unlearn_session: UnlearnSession, unlearn_domain: str) -> tuple[float, float]:
+    """The (min, max) PrivLeak the privacy_leak tests allow: the gate's
+    ``domains.DOMAIN.privleak`` bounds, else +-0.2 (docs/privacy.md says why)."""
+    return bounds_of_privleak(unlearn_session, unlearn_domain)
+
+
 @pytest.fixture(scope="session")
 def recalls(unlearn_session: UnlearnSession) -> Callable[[ItemScore], bool]:
     """``recalls(score)``: whether a score counts as recalled under --unlearn-criterion."""
@@ -280,7 +358,13 @@ def _or_fail(build: Callable[[], T]) -> T:
     """Run a model step; a user-fixable problem fails the test with its message only."""
     try:
         return build()
+    except NoOracle as error:  # the oracle's tests of a model tested as it is
+        message = str(error)
+        skip = True
     except UnlearnError as error:
         message = str(error)
+        skip = False
+    if skip:
+        pytest.skip(message)
     # Outside the except block, so that the report does not chain the UnlearnError again.
     pytest.fail(message, pytrace=False)

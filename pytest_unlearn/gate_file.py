@@ -21,12 +21,27 @@ METRICS = (
     "avg_success",
     "unlearn_success_token",
     "retention_success_token",
+    "avg_success_token",
     "unlearn_ppl",
     "retention_ppl",
     "unlearn_rouge_l",
     "retention_rouge_l",
     "attack_unlearn_success",
     "leak_success",
+    # Membership inference against the oracle and quantization (docs/privacy.md).
+    "privleak",
+    "privleak_loss",
+    "privleak_zlib",
+    "privleak_min_k",
+    "privleak_min_k_plus_plus",
+    "auc_loss",
+    "auc_zlib",
+    "auc_min_k",
+    "auc_min_k_plus_plus",
+    "forget_quality_ks",
+    "forget_quality_p",
+    "quant8_unlearn_success",
+    "quant4_unlearn_success",
 )
 BOUNDS = ("min", "max")
 # The suffix of a gated metric: its mean (the default), or an end of its interval.
@@ -34,7 +49,15 @@ STATISTICS = ("mean", "lower", "upper")
 COMPARE_KEYS = ("max_newly_leaked", "max_newly_lost")
 TOP_KEYS = ("methods", "domains", "general", "compare")
 # Metrics that are not fractions in [0, 1].
-UNBOUNDED_METRICS = ("unlearn_ppl", "retention_ppl")
+UNBOUNDED_METRICS = (
+    "unlearn_ppl",
+    "retention_ppl",
+    "privleak",
+    "privleak_loss",
+    "privleak_zlib",
+    "privleak_min_k",
+    "privleak_min_k_plus_plus",
+)
 _WHAT_A_GATE_NEEDS = (
     "a gate needs at least one threshold: a metric's bounds under domains "
     "(domains: {privacy: {unlearn_success: {min: 0.8}}}), general: {max_drop: "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .clipping import keyed
 from .data import Record
 from .encoding import encode_all
 from .errors import InjectionWarning, UnlearnError
@@ -127,6 +128,8 @@ class InjectionConfig:
         fields = dataclasses.asdict(self)
         if fields["lora_target_token_accuracy"] is None:
             del fields["lora_target_token_accuracy"]
+        for name in ("tiny", "lora_privacy", "lora_copyright"):
+            fields[name] = keyed(fields[name])
         return fields
 
 

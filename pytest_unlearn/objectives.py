@@ -91,12 +91,35 @@ def random_token_ids(tokenizer: PreTrainedTokenizerBase, embedding_rows: int) ->
 
 
 def with_random_targets(
-    encoded: Sequence[Encoded], choices: Sequence[int], seed: int
+    encoded: Sequence[Encoded],
+    choices: Sequence[int],
+    seed: int,
+    question_too: frozenset[int] | None = None,
 ) -> list[Encoded]:
-    """Each answer token's label replaced by a uniformly random non-special token."""
+    """Each answer token's label replaced by a uniformly random non-special token.
+
+    With ``question_too`` (the special token ids), the question's tokens get random labels
+    as well, as in the reference code: every position after the first whose token is not
+    special (a special token keeps its own label), so that the loss covers the whole
+    record."""
     rng = random.Random(seed)
+    if question_too is None:
+        return [
+            enc.with_targets([rng.choice(choices) for _ in range(enc.answer_length)])
+            for enc in encoded
+        ]
+    # The first position has no label (no logits predict it): the labelled span starts at 1.
     return [
-        enc.with_targets([rng.choice(choices) for _ in range(enc.answer_length)]) for enc in encoded
+        Encoded(
+            enc.input_ids,
+            1,
+            enc.truncated,
+            tuple(
+                token if token in question_too else rng.choice(choices)
+                for token in enc.input_ids[1:]
+            ),
+        )
+        for enc in encoded
     ]
 
 

@@ -111,9 +111,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "unlearn_criterion",
         ("--unlearn-criterion",),
-        "exact",
-        "when an answer counts as recalled: 'exact' (every answer token is the argmax) "
-        "or 'token>=T' (token accuracy at least T, 0 < T <= 1)",
+        "whole-answer",
+        "when an answer counts as recalled in the item tests: 'whole-answer' (every answer "
+        "token is the teacher-forced argmax) or 'token-share>=T' (at least a share T of them "
+        "are, 0 < T <= 1); the old 'exact' and 'token>=T' are refused with the new spelling",
     ),
     Option(
         "unlearn_prompts",
@@ -207,6 +208,20 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "base model (path or hub id) that relative general-task thresholds compare "
         "against, for a model tested as it is (--unlearn-inject=never)",
+    ),
+    Option(
+        "unlearn_holdout",
+        ("--unlearn-holdout",),
+        "auto",
+        "Unlearn Scope records no model trains on, for membership inference (docs/privacy.md): "
+        "'auto' (10%, at least enough for a meaningful AUC), a share in [0, 1), or 0 for none",
+    ),
+    Option(
+        "unlearn_oracle",
+        ("--unlearn-oracle",),
+        "",
+        "the retrained reference (a model that never learned the Unlearn Scope; path or hub "
+        "id) for a model tested as it is (--unlearn-inject=never); otherwise it is built",
     ),
     Option(
         "unlearn_gate",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .attack import attack_settings, relearn
 from .cache import ModelCache, cache_key, library_versions, load_tensors, save_tensors
+from .clipping import keyed
 from .curves import curve_recorder
 from .data import DomainData, Record, load_general_text, records_hash
 from .distributed import check_fsdp_compatible
@@ -88,7 +89,6 @@ class Pipeline:
         return not self.spec.is_tiny and self.settings.inject == "never"
 
     # --- vanilla ---------------------------------------------------------------------------
-
     def vanilla_payload(self, data: DomainData) -> dict[str, Any]:
         """Everything that determines the vanilla model. A pretrained model tested as it is
         (--unlearn-inject=never) depends on no data, domain or seed, so both domains and
@@ -118,12 +118,15 @@ class Pipeline:
         if self.tested_as_it_is:
             model, tokenizer = self._load_base()
             return ModelHandle(model, tokenizer, self.spec, [], cache_key(payload))
+        return self.load_injected(data, payload, data.all_records())
+
+    def load_injected(
+        self, data: DomainData, payload: dict[str, Any], learns: list[Record]
+    ) -> ModelHandle:
+        """The starting model after it learned ``learns``, cached under ``payload``."""
+        what = f"the {payload['kind']} {self.spec.requested} model of {data.domain}"
         path, _ = self.cache.get_or_build(
-            "vanilla",
-            payload,
-            lambda folder: self._build_vanilla(data, folder),
-            f"the vanilla model ({self.spec.requested}, {data.domain} data, seed "
-            f"{self.settings.seed})",
+            "vanilla", payload, lambda folder: self.build_injected(data, learns, folder), what
         )
         warn_if_weak(json.loads((path / "injection.json").read_text()), data.domain, self.progress)
         tensors = load_tensors(path / "weights.safetensors")
@@ -137,16 +140,16 @@ class Pipeline:
         model.eval()
         return ModelHandle(model, tokenizer, self.spec, sorted(tensors), cache_key(payload))
 
-    def _build_vanilla(self, data: DomainData, folder: Path) -> None:
-        records = data.all_records()
+    def build_injected(self, data: DomainData, records: list[Record], folder: Path) -> None:
+        """Train the starting model on ``records`` (the oracle's are fewer, ``oracle.py``)."""
         if self.spec.is_tiny:
             self.progress(
                 f"building the tiny model for {data.domain} on {self.device}, "
                 f"{str(self.dtype).removeprefix('torch.')}"
             )
-            # Trained on the domain and the builtin general text: any other text still
-            # tokenizes (byte-level); the vanilla model does not depend on --unlearn-ood-data.
-            tokenizer = train_tiny_tokenizer(tokenizer_texts(records + load_general_text()))
+            # Every record (holdout too: vanilla and oracle share it), the general text.
+            every = [*data.all_records(), *data.holdout, *load_general_text()]
+            tokenizer = train_tiny_tokenizer(tokenizer_texts(every))
             model = build_tiny_model(tokenizer, self.settings.seed).to(self.device, self.dtype)
             trainable = all_tensor_names(model)
             tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
@@ -228,7 +231,7 @@ class Pipeline:
             "method": method_name,
             "method_class": f"{method_class.__module__}.{method_class.__qualname__}",
             "method_code": code_fingerprint(method_class),
-            "config": dataclasses.asdict(config),
+            "config": keyed(dataclasses.asdict(config)),
             "seed": seed,
             "ood_data": records_hash(self.general_text),
             "versions": library_versions(),
@@ -307,12 +310,13 @@ class Pipeline:
     # --- after the relearning attack --------------------------------------------------------
 
     def relearned_payload(self, data: DomainData, unlearned_key: str, seed: int) -> dict[str, Any]:
+        injection, _ = self.injection.training(self.spec.is_tiny, data.domain)
         return {
             "kind": "relearned",
             "unlearned": unlearned_key,
             "data": data.content_hash(),
             "domain": data.domain,
-            "attack": self._attack(data),
+            "attack": attack_settings(self.settings.attack, self.spec.is_tiny, injection.lr),
             "seed": seed,
             "versions": library_versions(),
         }
@@ -347,10 +351,6 @@ class Pipeline:
             f"the model {unlearned_key[:12]} after the relearning attack "
             f"({data.domain}, seed {seed})",
         )
-
-    def _attack(self, data: DomainData) -> dict[str, Any]:
-        injection, _ = self.injection.training(self.spec.is_tiny, data.domain)
-        return attack_settings(self.settings.attack, self.spec.is_tiny, injection.lr)
 
     # --- shared ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .membership_plots import auc_figure, membership_rows
 from .report import row_name
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ BARS = (
     ("retention_success", "Retention Success", "tab:blue"),
     ("attack_unlearn_success", "Unlearn Success after attack", "tab:purple"),
     ("leak_success", "Leak Success (nothing leaked)", "tab:orange"),
+    ("quant8_unlearn_success", "Unlearn Success, 8-bit", "tab:olive"),
+    ("quant4_unlearn_success", "Unlearn Success, 4-bit", "tab:brown"),
 )
 SCOPES = (("unlearn", "Unlearn", "tab:red"), ("retention", "Retention", "tab:blue"))
 
@@ -49,6 +52,8 @@ def write_plots(folder: Path, rows: Sequence[dict[str, Any]]) -> list[Path]:
             paths += save_figure(figure, folder / f"curve-{_file_name(row_name(row, '-'))}")
     if rows:
         paths += save_figure(comparison_figure(rows), folder / "comparison")
+    if membership_rows(rows):
+        paths += save_figure(auc_figure(membership_rows(rows)), folder / "membership")
     return paths
 
 

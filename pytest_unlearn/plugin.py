@@ -166,8 +166,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     with _warnings_reported(config):
         try:
             build_models(unlearn, dict(needed))
-        except Exception as error:  # the tests that need the model report it, as without this
-            unlearn.progress(f"building before the tests stopped ({error}); the tests report it")
+        except Exception:  # the tests that need the model report the error, as without this
+            unlearn.progress(
+                "building before the tests stopped at an error; the tests that need what was "
+                "not built report it"
+            )
     unlearn.build_seconds = time.perf_counter() - started
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from . import stats
 from .baselines import compare_with_baseline
 from .json_report import with_texts
+from .membership_report import add_to_rows, membership_summary
+from .oracle import ORACLE_ROW
 from .outcomes import ItemOutcome, passed, scope_values
 from .scoring import perplexity
 from .verdict import control_verdicts
@@ -56,13 +58,17 @@ def build_summary(
         "general": general,
         "general_tests": general_test_counts(general, unlearn.collected),
     }
+    if unlearn.membership:  # before the comparison, which reads the rows' PrivLeak
+        summary["membership"] = membership_summary(unlearn)
+        add_to_rows(summary["rows"], summary["membership"])
     if settings.compare_baseline is not None:
         summary["comparison"] = compare_with_baseline(
             settings.cache_dir, settings.compare_baseline, summary
         )
     # Whether each method changes the model: a gate leaves out the rows of one that does
     # not (the vanilla model) unless it names it.
-    unlearns = {name: unlearn.unlearns(name) for name in unlearn.methods}
+    # The oracle (retrain) is a reference too: a gate leaves it out unless it names it.
+    unlearns = {name: unlearn.unlearns(name) and name != ORACLE_ROW for name in unlearn.methods}
     for record in (*summary["general"], *summary["general_tests"]):
         record["unlearns"] = unlearns.get(record["method"], True)
     for row in summary["rows"]:
@@ -72,9 +78,14 @@ def build_summary(
         curves = _curves_by_seed(unlearn, row, unlearn.outcomes)
         if len(curves) > 1:
             row["curves"] = curves
-    verdicts = control_verdicts(unlearn.outcomes, unlearn.controls_of_methods())
+    controls = unlearn.controls_of_methods()
+    verdicts = control_verdicts(unlearn.outcomes, controls)
     if verdicts:
         summary["localization_verdict"] = verdicts
+        # The same verdict under the token share, the reference's figure.
+        summary["localization_verdict_token"] = control_verdicts(
+            unlearn.outcomes, controls, "token-share"
+        )
     return summary
 
 
@@ -163,7 +174,12 @@ def test_counts(
 
 
 # Item tests beyond the paper's: their pass rate, a figure of the Unlearn Scope.
-EXTRA_TESTS = {"attack": "attack_unlearn_success", "leak": "leak_success"}
+EXTRA_TESTS = {
+    "attack": "attack_unlearn_success",
+    "leak": "leak_success",
+    "quant8": "quant8_unlearn_success",
+    "quant4": "quant4_unlearn_success",
+}
 
 
 def _by_seed(outcomes: list[ItemOutcome]) -> dict[int, list[ItemOutcome]]:
@@ -197,12 +213,20 @@ FIGURES = (
     "avg_success",
     "unlearn_success_token",
     "retention_success_token",
+    "avg_success_token",
     "unlearn_ppl",
     "retention_ppl",
     "unlearn_rouge_l",
     "retention_rouge_l",
 )
-SEED_FIGURES = ("unlearn_success", "retention_success", "avg_success")
+SEED_FIGURES = (
+    "unlearn_success",
+    "retention_success",
+    "avg_success",
+    "unlearn_success_token",
+    "retention_success_token",
+    "avg_success_token",
+)
 
 
 def _figures(group: list[ItemOutcome]) -> dict[str, float]:
@@ -210,12 +234,16 @@ def _figures(group: list[ItemOutcome]) -> dict[str, float]:
     retention = [o for o in group if o.scope == "retention"]
     unlearn_success = _pass_rate(unlearn)
     retention_success = _pass_rate(retention)
+    # The token share (the reference's figure, which the paper's tables report).
+    unlearn_token = _complement(_mean([o.token_accuracy for o in unlearn]))
+    retention_token = _mean([o.token_accuracy for o in retention])
     return {
         "unlearn_success": unlearn_success,
         "retention_success": retention_success,
         "avg_success": _mean([unlearn_success, retention_success]),
-        "unlearn_success_token": _complement(_mean([o.token_accuracy for o in unlearn])),
-        "retention_success_token": _mean([o.token_accuracy for o in retention]),
+        "unlearn_success_token": unlearn_token,
+        "retention_success_token": retention_token,
+        "avg_success_token": _mean([unlearn_token, retention_token]),
         "unlearn_ppl": _perplexity([o.mean_logprob for o in unlearn]),
         "retention_ppl": _perplexity([o.mean_logprob for o in retention]),
         "unlearn_rouge_l": _mean([o.rouge_l for o in unlearn]),
@@ -230,16 +258,19 @@ def _intervals(
     unlearn = scope_values(by_seed, "unlearn", passed)
     retention = scope_values(by_seed, "retention", passed)
     unlearn_token = scope_values(by_seed, "unlearn", lambda o: o.token_accuracy)
+    unlearn_token_success = (
+        None
+        if unlearn_token is None
+        else {seed: [1.0 - v for v in values] for seed, values in unlearn_token.items()}
+    )
+    retention_token = scope_values(by_seed, "retention", lambda o: o.token_accuracy)
     specs: dict[str, Any] = {
         "unlearn_success": [unlearn],
         "retention_success": [retention],
         "avg_success": [unlearn, retention],
-        "unlearn_success_token": [
-            None
-            if unlearn_token is None
-            else {seed: [1.0 - v for v in values] for seed, values in unlearn_token.items()}
-        ],
-        "retention_success_token": [scope_values(by_seed, "retention", lambda o: o.token_accuracy)],
+        "unlearn_success_token": [unlearn_token_success],
+        "retention_success_token": [retention_token],
+        "avg_success_token": [unlearn_token_success, retention_token],
         "unlearn_rouge_l": [scope_values(by_seed, "unlearn", lambda o: o.rouge_l)],
         "retention_rouge_l": [scope_values(by_seed, "retention", lambda o: o.rouge_l)],
     }

@@ -19,9 +19,11 @@ import pytest
 
 from .baselines import save_baseline
 from .ci_reports import add_gate_to_html, add_gate_to_junit, html_summary, write_step_summary
+from .collection import MEMBERSHIP_LABEL
 from .errors import UnlearnError
 from .gate import gate_verdict
 from .json_report import report_metadata, write_json
+from .membership_report import membership_record
 from .outcomes import ItemOutcome, is_documented_skip, message_of, outcome_of
 from .plots import write_plots
 from .report import build_summary, suite_properties
@@ -64,6 +66,12 @@ class UnlearnReporter:
         if "general_task" in properties:
             if outcome is not None:
                 self._record_general(report.nodeid, properties, outcome, message_of(report))
+            return
+        if MEMBERSHIP_LABEL in properties:
+            if outcome is not None:
+                self.unlearn.membership[report.nodeid] = membership_record(
+                    properties, outcome, message_of(report)
+                )
             return
         if "unlearn_item" not in properties:
             if report.failed:
@@ -118,7 +126,7 @@ class UnlearnReporter:
         exit status (syrupy-style, here rather than in a reporting hook)."""
         settings = self.unlearn.settings
         if (
-            not (self.unlearn.outcomes or self.general)
+            not (self.unlearn.outcomes or self.general or self.unlearn.membership)
             and settings.json_path is None
             and settings.gate_path is None
         ):

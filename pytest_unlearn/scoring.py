@@ -1,8 +1,9 @@
 """Teacher-forced scoring of answers, and the metrics built from per-item scores.
 
-One forward pass per length-bucketed batch yields, per item, the token accuracy (the share of
-answer tokens that are the model's argmax), exact recall (all of them are), and the mean
-answer-token log-probability (for perplexity).
+One forward pass per length-bucketed batch yields, per item, the token accuracy (the token
+share: the share of answer tokens that are the model's argmax, which the reference code
+averages over items), whole-answer recall (all of them are), and the mean answer-token
+log-probability (for perplexity).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class ItemScore:
     rouge_l: float | None = None
 
     def recalled(self, threshold: float) -> bool:
-        """Recall under a criterion: threshold 1.0 is 'exact', else 'token>=threshold'."""
+        """Recall under a criterion: threshold 1.0 is 'whole-answer', else
+        'token-share>=threshold'."""
         if threshold >= 1.0:
             return self.token_accuracy == 1.0
         return self.token_accuracy >= threshold

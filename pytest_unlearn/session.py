@@ -23,9 +23,11 @@ from .data import DomainData, Item, load_domain
 from .errors import UnlearnError
 from .gate_file import load_gate
 from .general_tasks import task_names
+from .holdout import with_holdout
 from .in_memory import InMemoryModel
 from .injection import INJECT_SECTION
 from .models import ModelHandle, ModelSpec
+from .oracle import ORACLE_ROW, load_oracle, oracle_key
 from .outcomes import ItemOutcome
 from .pipeline import Pipeline
 from .registry import ALL_METHODS, MethodRegistry
@@ -33,6 +35,9 @@ from .scoring import ItemScore
 from .settings import Settings
 from .vocabulary import DEFAULT_PROMPT
 
+# The seed of the holdout's split (holdout.py): fixed, so that every run and every
+# --unlearn-seed tests against the same holdout.
+HOLDOUT_SEED = 0
 # Where the plugin keeps the run's session.
 SESSION_KEY = pytest.StashKey["UnlearnSession"]()
 
@@ -54,6 +59,8 @@ class UnlearnSession:
         self.config_file = ConfigFile(settings.config_path)
         self.gate: dict[str, Any] | None = None
         self.outcomes: list[ItemOutcome] = []
+        # The membership (privacy_leak) tests' results, by node id (membership_report.py).
+        self.membership: dict[str, dict[str, Any]] = {}
         self.outcome_index: dict[str, int] = {}  # where each item test's outcome is, by node id
         # (method, domain, prompt, test kind, scope) of every selected test (the controller's
         # under xdist comes from a worker): the gate compares it with what reported.
@@ -92,6 +99,15 @@ class UnlearnSession:
                     f"save one first with --unlearn-save={self.settings.compare_baseline}"
                 )
 
+    def resolve_names(self, requested: tuple[str, ...]) -> list[str]:
+        """The registry's resolution of method names, with ``retrain`` (the oracle,
+        ``oracle.py``: not a method, the model retrained without the Unlearn Scope) kept
+        where it was named."""
+        names = self.registry.resolve(tuple(n for n in requested if n != ORACLE_ROW))
+        if ORACLE_ROW in requested:
+            names.insert(min(requested.index(ORACLE_ROW), len(names)), ORACLE_ROW)
+        return names
+
     def needs_every_conftest(self) -> bool:
         """Whether the methods can only be resolved once every conftest of the run is
         loaded: 'all' is asked for, or a method name (or a section of --unlearn-config)
@@ -99,7 +115,7 @@ class UnlearnSession:
         if ALL_METHODS in self.settings.methods:
             return True
         try:
-            self.registry.resolve(self.settings.methods)
+            self.resolve_names(self.settings.methods)
         except UnlearnError:
             return True
         known = set(self.registry.names()) | {INJECT_SECTION}
@@ -108,7 +124,7 @@ class UnlearnSession:
     def resolve_methods(self) -> None:
         """Resolve --unlearn-method and check --unlearn-config against the registry; a bad
         config section fails now, not after training."""
-        self.methods = self.registry.resolve(self.settings.methods)
+        self.methods = self.resolve_names(self.settings.methods)
         self.config_file.check(self.registry.names())
         for name in self.methods:
             if name in self.config_file.sections():
@@ -120,7 +136,12 @@ class UnlearnSession:
 
     def domain_data(self, domain: str) -> DomainData:
         if domain not in self._data:
-            self._data[domain] = load_domain(self.settings.data, domain)
+            self._data[domain] = with_holdout(
+                load_domain(self.settings.data, domain),
+                self.settings.holdout,
+                HOLDOUT_SEED,
+                "--unlearn-holdout",
+            )
         return self._data[domain]
 
     @property
@@ -160,6 +181,8 @@ class UnlearnSession:
 
     def unlearns(self, method: str) -> bool:
         """Whether the method changes the model (``none`` does not: it is the vanilla one)."""
+        if method == ORACLE_ROW:
+            return True
         return self.registry.get(method).unlearns
 
     def controls_of_methods(self) -> dict[str, tuple[tuple[str, ...], str]]:
@@ -168,7 +191,7 @@ class UnlearnSession:
         return {
             name: (cls.controls, cls.controls_test)
             for name in self.methods
-            if (cls := self.registry.get(name)).controls
+            if name != ORACLE_ROW and (cls := self.registry.get(name)).controls
         }
 
     def unlearned_model(self, domain: str, method: str, seed: int | None = None) -> ModelHandle:
@@ -179,6 +202,8 @@ class UnlearnSession:
             # (without --unlearn-reference, the vanilla model is the reference).
             self.reference_general_scores(domain)
         data = self.domain_data(domain)
+        if method == ORACLE_ROW:
+            return load_oracle(self.pipeline, data)
         if not self.unlearns(method):
             return self.pipeline.load_vanilla(data)
         return self.pipeline.load_unlearned(
@@ -195,6 +220,9 @@ class UnlearnSession:
         seed = self.settings.seed if seed is None else seed
         if (domain, method, seed) not in self._model_keys:
             data = self.domain_data(domain)
+            if method == ORACLE_ROW:
+                self._model_keys[(domain, method, seed)] = oracle_key(self.pipeline, data)
+                return self._model_keys[(domain, method, seed)]
             payload = (
                 self.pipeline.unlearned_payload(
                     data, method, self.registry.get(method), self.method_config(method), seed

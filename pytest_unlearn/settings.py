@@ -13,6 +13,7 @@ from typing import Any
 
 from .data import check_data_spec, check_ood_data
 from .errors import UnlearnError
+from .holdout import parse_holdout
 from .models import check_model_spec
 from .parsing import Origin, cache_dir, did_you_mean, existing_file, output_file
 from .prompts import PROMPTS
@@ -67,6 +68,10 @@ class Settings:
     trust_remote_code: bool
     rebuild: bool
     build_only: bool
+    # The holdout of membership inference (holdout.py) and the retrained reference given for
+    # a model tested as it is (oracle.py).
+    holdout: str | float = "auto"
+    oracle: str | None = None
 
     @property
     def unlearn_seeds(self) -> list[int]:
@@ -75,7 +80,7 @@ class Settings:
 
     @property
     def recall_threshold(self) -> float:
-        """Token accuracy an answer needs to count as recalled (1.0 for 'exact')."""
+        """Token share an answer needs to count as recalled (1.0 for 'whole-answer')."""
         return parse_criterion(self.criterion)
 
     def header_lines(self) -> list[str]:
@@ -190,6 +195,14 @@ def build(
         trust_remote_code=bool(raw["unlearn_trust_remote_code"]),
         rebuild=bool(raw["unlearn_rebuild"]),
         build_only=bool(raw["unlearn_build_only"]),
+        holdout=parse_holdout(
+            text("unlearn_holdout"), origin("unlearn_holdout").label(text("unlearn_holdout"))
+        ),
+        oracle=(
+            check_model_spec(text("unlearn_oracle"), origin("unlearn_oracle"))
+            if text("unlearn_oracle")
+            else None
+        ),
     )
 
 
@@ -298,18 +311,41 @@ def _worker_gpus(origin: Origin, text: str) -> str:
     return ",".join(gpus)
 
 
+# The item tests' criteria. "whole-answer": every answer token is the teacher-forced argmax
+# (paper Eq. 3-4 read literally, one pass or fail per item). "token-share>=T": at least a
+# share T of them are. Neither is open-unlearning's `exact_memorization` (the reference's
+# token share averaged over items, which the summary reports beside the pass rates as
+# "token share"); the old spellings are refused, since open-unlearning's "exact" means that
+# average, not this pass/fail.
+WHOLE_ANSWER = "whole-answer"
+TOKEN_SHARE_PREFIX = "token-share>="
+
+
 def parse_criterion(text: str, origin: Origin | None = None) -> float:
-    """'exact' -> 1.0; 'token>=0.9' -> 0.9. Anything else is an error."""
+    """'whole-answer' -> 1.0; 'token-share>=0.9' -> 0.9. Anything else is an error (the old
+    spellings 'exact' and 'token>=T' too, with the new one named)."""
     text = text.strip()
-    if text == "exact":
+    if text == WHOLE_ANSWER:
         return 1.0
-    match = re.fullmatch(r"token>=([0-9]*\.?[0-9]+)", text)
+    match = re.fullmatch(re.escape(TOKEN_SHARE_PREFIX) + r"([0-9]*\.?[0-9]+)", text)
     if match and 0.0 < float(match.group(1)) <= 1.0:
         return float(match.group(1))
     origin = origin or Origin("--unlearn-criterion", "unlearn_criterion")
+    renamed = ""
+    if text == "exact":
+        renamed = (
+            f" ('exact' was renamed '{WHOLE_ANSWER}': open-unlearning's 'exact' is the token "
+            "share, a different figure)"
+        )
+    elif text.startswith("token>="):
+        renamed = (
+            f" ('token>=T' was renamed '{TOKEN_SHARE_PREFIX}T': use "
+            f"'{TOKEN_SHARE_PREFIX}{text[len('token>=') :]}')"
+        )
     raise UnlearnError(
-        f"{origin.label(text)} is not a criterion: use 'exact' (every answer token is "
-        "the model's argmax) or 'token>=T' with 0 < T <= 1, e.g. 'token>=0.9'"
+        f"{origin.label(text)} is not a criterion{renamed}: use '{WHOLE_ANSWER}' (every "
+        f"answer token is the model's argmax) or '{TOKEN_SHARE_PREFIX}T' (at least a share T "
+        f"of them are) with 0 < T <= 1, e.g. '{TOKEN_SHARE_PREFIX}0.9'"
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from .distributed import main_process
+from .membership_report import membership_lines
 from .session import UnlearnSession
 from .tables import beyond_table, interval_table, paper_table
 from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, RECALL
@@ -87,6 +88,10 @@ def write_summary(
             _write_details(terminal, unlearn, summary, plots_error)
     if not quiet:
         _write_general(terminal, unlearn, summary)
+        if summary.get("membership"):
+            terminal.write_sep("=", "membership inference against the oracle (retrain)")
+            for line in membership_lines(summary["membership"]):
+                terminal.write_line(line)
         _write_comparison(terminal, summary)
         _write_verdicts(terminal, summary)
     _write_gate(terminal, summary)
@@ -113,8 +118,10 @@ def _write_details(
     _write_wrapped(
         terminal,
         f"Unlearn, Retention, Avg: pass rates of the item tests (criterion "
-        f"{settings.criterion}, paper Eq. 3-4); UL tok, RT tok: the reference's token-level "
-        "figures, which the paper's tables report; PPL: paper Eq. 5; RougeL: ROUGE-L F of "
+        f"{settings.criterion}, paper Eq. 3-4); UL tok, RT tok, Avg tok: the token "
+        "share (each item's share of answer tokens that are the argmax, averaged over items: "
+        "the reference's figure, which the paper's tables report); PPL: paper Eq. 5; RougeL: "
+        "ROUGE-L F of "
         "greedy generations; After attack: forgotten after the relearning attack; No leak: "
         "no sensitive string in the generations.",
     )
@@ -176,12 +183,17 @@ def _findings(items: list[dict[str, Any]]) -> list[str]:
             (item["method"], item["domain"], item["prompt"]), dict.fromkeys(FINDINGS.values())
         )
         failed, total = tally[what] or [0, 0]
-        tally[what] = [failed + (item["outcome"] == "failed"), total + 1]  # errors apart
+        ran = item["outcome"] in ("passed", "failed")  # errors and skips apart
+        tally[what] = [failed + (item["outcome"] == "failed"), total + ran]
     lines = []
     for (method, domain, prompt), tally in counts.items():
         parts = [
-            f"{counted[0]} of {counted[1]} {what}" for what, counted in tally.items() if counted
+            f"{counted[0]} of {counted[1]} {what}"
+            for what, counted in tally.items()
+            if counted and counted[1]
         ]
+        if not parts:
+            continue
         where = domain if prompt == DEFAULT_PROMPT else f"{domain}, prompt {prompt}"
         lines.append(f"findings of {method} ({where}): {'; '.join(parts)}")
     return lines
@@ -245,19 +257,28 @@ def _write_comparison(terminal: Any, summary: dict[str, Any]) -> None:
         terminal.write_line(
             f"{key.replace('_', ' ')}: {len(items)}" + (f": {', '.join(items)}" if items else "")
         )
+    for change in comparison.get("privleak", []):
+        terminal.write_line(
+            f"PrivLeak {change['method']} {change['domain']}: {change['before']:+.3f} -> "
+            f"{change['now']:+.3f} ({change['change']:+.3f})"
+        )
 
 
 def _write_verdicts(terminal: Any, summary: dict[str, Any]) -> None:
-    for where, verdict in summary.get("localization_verdict", {}).items():
-        subject = verdict.get("subject") or verdict["method"]
-        terminal.write_sep(
-            "-",
-            f"does {verdict['method']}'s {subject} do the work? ({where})"
-            if subject != verdict["method"]
-            else f"does {verdict['method']} beat its controls? ({where})",
-        )
-        for line in verdict["lines"]:
-            terminal.write_line(line)
+    for key, criterion in (
+        ("localization_verdict", "item tests"),
+        ("localization_verdict_token", "token share"),
+    ):
+        for where, verdict in summary.get(key, {}).items():
+            subject = verdict.get("subject") or verdict["method"]
+            terminal.write_sep(
+                "-",
+                f"does {verdict['method']}'s {subject} do the work? ({where}, {criterion})"
+                if subject != verdict["method"]
+                else f"does {verdict['method']} beat its controls? ({where}, {criterion})",
+            )
+            for line in verdict["lines"]:
+                terminal.write_line(line)
 
 
 def _write_gate(terminal: Any, summary: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Losses are averaged per item, as the reference does with batch 1 and gradient accumulation:
 each optimizer step sees ``items_per_step`` items, processed in micro-batches for memory,
 and the step's loss is the mean over those items of each item's own loss. AdamW, a cosine
-schedule with linear warmup, and a hard stop on a loss that is not finite.
+schedule with linear warmup, optional gradient-norm clipping (``max_grad_norm``), and a
+hard stop on a loss that is not finite.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .clipping import clip_gradients, max_grad_norm_problems
 from .distributed import World, world
 from .encoding import Encoded, collate
 from .errors import UnlearnError
@@ -47,6 +49,9 @@ class TrainSettings:
     scheduler: str = "cosine"
     micro_batch_size: int = 16
     shuffle: bool = True
+    # Clip each step's gradient to this global L2 norm; None (the default): no clipping
+    # (clipping.py says why, and what the reference does).
+    max_grad_norm: float | None = None
 
     @property
     def items_per_step(self) -> int:
@@ -65,6 +70,7 @@ class TrainSettings:
             problems.append(f"weight_decay must be a finite number >= 0 (got {self.weight_decay})")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        problems += max_grad_norm_problems(self.max_grad_norm)
         if self.scheduler not in ("cosine", "constant"):
             problems.append(f"scheduler must be 'cosine' or 'constant' (got {self.scheduler!r})")
         return problems
@@ -88,6 +94,7 @@ class TrainLog:
     # the AdamW state) or "fsdp" (weights, gradients and AdamW state, while training).
     sharding: str = ""
     optimizer_state_bytes: int = 0  # the AdamW state this process held (its share, if several)
+    clipped_steps: int = 0  # steps whose gradient norm was above max_grad_norm (and clipped)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +109,7 @@ class TrainLog:
             ),
             "stopped_early": self.stopped_early,
             "optimizer_state_bytes": self.optimizer_state_bytes,
+            "clipped_steps": self.clipped_steps,
         }
 
 
@@ -221,7 +229,8 @@ class Trainer(Generic[Example]):
                 step_items = [
                     self.examples[i] for i in order[start : start + settings.items_per_step]
                 ]
-                loss_value = self._step(step_items, optimizer)
+                loss_value, clipped = self._step(step_items, optimizer)
+                log.clipped_steps += clipped
                 if not math.isfinite(loss_value):
                     raise UnlearnError(
                         f"{self.stage}: the loss became {loss_value} at step {log.steps + 1} "
@@ -311,9 +320,10 @@ class Trainer(Generic[Example]):
         """Every process stops when the main one does (they must take the same steps)."""
         return stop if self.group is None else self.group.main_says(stop)
 
-    def _step(self, items: list[Example], optimizer: torch.optim.Optimizer) -> float:
-        """One optimizer step; with a non-finite loss it returns before stepping, so the
-        weights never see it (the caller stops training).
+    def _step(self, items: list[Example], optimizer: torch.optim.Optimizer) -> tuple[float, bool]:
+        """One optimizer step: the step's loss, and whether its gradient was clipped; with a
+        non-finite loss it returns before stepping, so the weights never see it (the caller
+        stops training).
 
         Under a launcher (``distributed.world()``), each process takes its share of the
         step's items; each share's loss is divided by the step's full item count, so the
@@ -354,9 +364,11 @@ class Trainer(Generic[Example]):
             if not self.sharded:  # FSDP sums them in each backward pass
                 self._sum_gradients(group, optimizer)
             total_loss = group.sum_float(total_loss, next(self.model.parameters()).device)
+        clipped = False
         if math.isfinite(total_loss):
+            clipped = clip_gradients(optimizer, self.settings.max_grad_norm)
             optimizer.step()
-        return total_loss
+        return total_loss, clipped
 
     def _check_losses(self, losses: Any, items: int) -> None:
         """``item_losses`` gives one loss per item: a scalar (a batch mean) would be

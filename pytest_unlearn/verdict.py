@@ -235,12 +235,30 @@ def _points(share: float) -> str:
     return f"{share * 100:+.1f}"
 
 
+def _token_share(outcome: ItemOutcome) -> float | None:
+    """An item's success under the token share: the share of its answer tokens forgotten
+    (unlearn scope) or recalled (retention scope)."""
+    if outcome.token_accuracy is None:
+        return None
+    return 1.0 - outcome.token_accuracy if outcome.scope == "unlearn" else outcome.token_accuracy
+
+
+# An item's success under each criterion: its item test's pass (whole-answer, or the run's
+# --unlearn-criterion), or its token share (the reference's figure).
+ITEM_SUCCESS = {"whole-answer": passed, "token-share": _token_share}
+
+
 def control_verdicts(
-    outcomes: Sequence[ItemOutcome], controls: dict[str, tuple[tuple[str, ...], str]]
+    outcomes: Sequence[ItemOutcome],
+    controls: dict[str, tuple[tuple[str, ...], str]],
+    criterion: str = "whole-answer",
 ) -> dict[str, dict[str, Any]]:
     """Per domain (and prompt variant) where a method ran beside at least one of its
     ablation controls (``controls``: method -> (its controls, what they test)): the verdict
-    of ``stats.localization_verdict`` on the item outcomes, as a dict with its text lines."""
+    of ``stats.localization_verdict`` on the item outcomes, as a dict with its text lines.
+    ``criterion``: each item's success is its test's pass ("whole-answer": the run's
+    criterion) or its token share ("token-share")."""
+    success = ITEM_SUCCESS[criterion]
     verdicts = {}
     for domain, prompt in dict.fromkeys((o.domain, o.prompt) for o in outcomes):
         for method, (names, subject) in controls.items():
@@ -258,7 +276,7 @@ def control_verdicts(
                 scopes = {
                     scope: values
                     for scope in SCOPES
-                    if by_seed and (values := scope_values(by_seed, scope, passed)) is not None
+                    if by_seed and (values := scope_values(by_seed, scope, success)) is not None
                 }
                 if len(scopes) == len(SCOPES):
                     results[name] = scopes

@@ -32,7 +32,9 @@ DEFAULT_PROMPT = "plain"
 # What an item test checks: the answer teacher-forced (the paper's metrics), the same
 # after a relearning attack, or the model's generations for leaked strings.
 RECALL, ATTACK, LEAK = "recall", "attack", "leak"
-TEST_KINDS = (RECALL, ATTACK, LEAK)
+# The same as recall, asked of the model after 8-bit and 4-bit weight quantization.
+QUANT8, QUANT4 = "quant8", "quant4"
+TEST_KINDS = (RECALL, ATTACK, LEAK, QUANT8, QUANT4)
 
 # Tokens per record in training and scoring: the paper's maximum length.
 MAX_LENGTH = 256

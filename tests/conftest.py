@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,12 @@ def _suites_conftest(request: pytest.FixtureRequest) -> None:
     if "pytester" in request.fixturenames:
         pytester: pytest.Pytester = request.getfixturevalue("pytester")
         (pytester.path / "conftest.py").write_text(SUITES_CONFTEST.read_text(encoding="utf-8"))
+
+
+def suites_conftest_with(source: str) -> str:
+    """A conftest for a pytester folder that is a suites' folder (``--model`` defined) and
+    also holds ``source``: ``pytester.makeconftest`` alone would replace the suites' one."""
+    return SUITES_CONFTEST.read_text(encoding="utf-8") + "\n\n" + textwrap.dedent(source)
 
 
 def run_inner_pytest(

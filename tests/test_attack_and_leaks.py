@@ -31,7 +31,7 @@ def test_attack_and_leak_tests_report_their_own_metrics(
         "--unlearn-leak-samples=2",
         "--unlearn-attack=steps=2,fraction=0.5",
         f"--unlearn-gate={gate}",
-        "-rs",
+        "-rsf",  # findings' failure messages are shown with -rf (or -v)
     )
     text = "\n".join(result.outlines + result.errlines)
     summary = json.loads((suite_dir / "r.json").read_text())

@@ -71,6 +71,8 @@ def test_the_wheel_holds_the_suites_their_yaml_and_the_schema(wheel: Path) -> No
         "pytest_unlearn_suites/privacy/test_privacy.py",
         "pytest_unlearn_suites/privacy/test_leaks.py",
         "pytest_unlearn_suites/privacy/test_attack.py",
+        "pytest_unlearn_suites/privacy/test_membership.py",
+        "pytest_unlearn_suites/privacy/test_quantized.py",
         "pytest_unlearn_suites/copyright/test_copyright.py",
         "pytest_unlearn_suites/general/test_general.py",
         "pytest_unlearn_suites/general/thresholds.yaml",

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from conftest import suites_conftest_with
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HEAVY_MODULES = ("torch", "transformers", "peft", "lm_eval", "datasets")
 REAL_PRIVACY_DATA = REPO_ROOT.parent / "shared" / "knowundo" / "privacy"
@@ -185,7 +187,11 @@ def test_a_project_with_its_own_model_option_runs_unharmed(pytester: pytest.Pyte
             "--unlearn-data=nosuchdir",
             [r"unknown dataset 'nosuchdir'", r"'builtin'", r"zjunlp/KnowUnDo"],
         ),
-        ("--unlearn-criterion=token>=2", [r"token>=2", r"'exact'", r"token>=T"]),
+        (
+            "--unlearn-criterion=token-share>=2",
+            [r"token-share>=2", r"'whole-answer'", r"token-share>=T"],
+        ),
+        ("--unlearn-criterion=exact", [r"'exact' was renamed 'whole-answer'"]),
         ("--unlearn-device=gpu", [r"--unlearn-device='gpu'", r"auto, cpu, cuda, mps"]),
         ("--unlearn-dtype=float8", [r"--unlearn-dtype='float8'", r"float32"]),
         ("--unlearn-seed=abc", [r"--unlearn-seed='abc' is not an integer"]),
@@ -218,7 +224,7 @@ def pytest_sessionfinish(session):
 def test_paper_model_collects_offline_without_loading(
     suite_dir: Path, pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makeconftest(HEAVY_PROBE_CONFTEST)
+    pytester.makeconftest(suites_conftest_with(HEAVY_PROBE_CONFTEST))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     cache = tmp_path / "untouched-cache"
@@ -274,7 +280,7 @@ def test_report_header_shows_resolved_settings(
     result = pytester.runpytest(
         "--unlearn-method=none, gradient_ascent",
         cache_arg,
-        "--unlearn-criterion=token>=0.9",
+        "--unlearn-criterion=token-share>=0.9",
         "--unlearn-seed=7",
         "--unlearn-device=cpu",
         "--collect-only",
@@ -283,7 +289,7 @@ def test_report_header_shows_resolved_settings(
     assert result.ret == pytest.ExitCode.OK, text
     assert "unlearn: methods=none,gradient_ascent model=tiny data=builtin" in text
     assert (
-        "unlearn: criterion=token>=0.9 inject=auto seed=7 seeds=1 prompts=plain "
+        "unlearn: criterion=token-share>=0.9 inject=auto seed=7 seeds=1 prompts=plain "
         "device=cpu dtype=auto"
     ) in text
     assert f"cache={unlearn_cache_dir.resolve()}" in text
@@ -393,10 +399,11 @@ def test_vanilla_run_junit_and_json_agree(
     assert float(suite_props["unlearn.none.privacy.retention_success"]) == pytest.approx(
         row["retention_success"], abs=1e-6
     )
-    # The terminal summary table is printed too; failures show their message, not the
-    # source of the test.
+    # The terminal summary table is printed too; the findings are counted there, not listed
+    # (-rf or -v lists them, test_item_failures_point_at_the_line_of_the_test).
     assert "unlearning summary" in text
-    assert "the model still recalls the answer" in text and "def test_forgets" not in text
+    assert re.search(r"findings of none \(privacy\): \d+ of 28 still recalled", text), text
+    assert "the model still recalls the answer" not in text and "def test_forgets" not in text
 
     # The injection memorized the data: the vanilla model recalls nearly everything.
     assert row["unlearn_success"] <= 0.1
@@ -409,7 +416,8 @@ def test_item_failures_point_at_the_line_of_the_test(
     """The plugin starts a failed item test's traceback at the test function (pytest would
     walk every frame above it): each failure is still reported by its message, at the
     line of the suite that failed it."""
-    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg, "--tb=line")
+    # Findings are listed one by one with -rf (or -v); by default only their counts.
+    result = pytester.runpytest_subprocess("--unlearn-method=none", cache_arg, "--tb=line", "-rf")
     text = text_of(result)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text
     suite = next(pytester.path.rglob("test_privacy.py"))
@@ -553,9 +561,9 @@ def test_a_build_that_fails_before_the_tests_is_reported_by_the_tests(
     pytester.makeconftest(BROKEN_METHOD)
     result = pytester.runpytest_subprocess("--unlearn-method=broken", cache_arg, "-rE")
     text = text_of(result)
-    assert "[unlearn] building before the tests stopped (broken: this method cannot run" in text
+    assert "[unlearn] building before the tests stopped at an error; the tests that" in text
     outcomes = result.parseoutcomes()
-    assert outcomes.get("error") == 56 and "passed" not in outcomes, text
+    assert outcomes.get("errors") == 56 and "passed" not in outcomes, text
     assert text.count("broken: this method cannot run on this model") >= 56
     assert 1 <= text.count("[unlearn] unlearn privacy: broken (seed 0)") <= 2, text
 

@@ -16,16 +16,34 @@ from pytest_unlearn.settings import Settings, parse_criterion
 
 
 @pytest.mark.parametrize(
-    "text, threshold", [("exact", 1.0), ("token>=0.9", 0.9), ("token>=1", 1.0), ("token>=.5", 0.5)]
+    "text, threshold",
+    [
+        ("whole-answer", 1.0),
+        ("token-share>=0.9", 0.9),
+        ("token-share>=1", 1.0),
+        ("token-share>=.5", 0.5),
+    ],
 )
 def test_criterion(text, threshold):
     assert parse_criterion(text) == threshold
 
 
-@pytest.mark.parametrize("text", ["token>=0", "token>=1.5", "token>0.9", "exactly", ""])
+@pytest.mark.parametrize(
+    "text", ["token-share>=0", "token-share>=1.5", "token-share>0.9", "whole", "exactly", ""]
+)
 def test_bad_criterion(text):
-    with pytest.raises(UnlearnError, match="'exact'"):
+    with pytest.raises(UnlearnError, match="'whole-answer'.*'token-share>=T'"):
         parse_criterion(text)
+
+
+@pytest.mark.parametrize(
+    "old, new", [("exact", "'whole-answer'"), ("token>=0.9", "'token-share>=0.9'")]
+)
+def test_old_criterion_spellings_are_refused_with_the_new_one(old, new):
+    """open-unlearning's "exact" is the token share: the old spellings are not aliases, the
+    error names the new one."""
+    with pytest.raises(UnlearnError, match=f"renamed.*use {new}|renamed {new}"):
+        parse_criterion(old)
 
 
 def test_model_specs(tmp_path):
@@ -367,8 +385,9 @@ def test_model_folder_needs_config_json(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(UnlearnError) as error:
         check_model_spec(str(empty))
-    assert f"--model={str(empty)!r} is a folder, but not a model folder: it is empty" in str(
-        error.value
+    message = str(error.value)
+    assert f"--unlearn-model={str(empty)!r} is a folder, but not a model folder: it is empty" in (
+        message
     )
     assert "A model folder holds config.json" in str(error.value)
     other = tmp_path / "other"

@@ -1,0 +1,152 @@
+"""The two criteria side by side: the summary's whole-answer pass rates and token-share
+figures from the same outcomes, and the paper's findings checked under each
+(``benchmarks/fidelity.py``, ``benchmarks/criteria.py``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pytest_unlearn.outcomes import ItemOutcome
+from pytest_unlearn.report import summarize
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _benchmark(name: str) -> ModuleType:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _outcome(scope: str, index: int, token_accuracy: float, outcome: str) -> ItemOutcome:
+    return ItemOutcome(
+        method="m",
+        domain="privacy",
+        scope=scope,
+        item=f"privacy-{scope}-{index:03d}",
+        outcome=outcome,
+        token_accuracy=token_accuracy,
+        mean_logprob=-0.1,
+        model_cache_key="k",
+    )
+
+
+def test_the_summary_gives_both_criteria_from_the_same_items() -> None:
+    """Unlearn item 0 keeps 90% of its answer tokens: not recalled in full, so its forget
+    test passes (whole-answer), while the token share counts it 0.9 recalled."""
+    outcomes = [
+        _outcome("unlearn", 0, 0.9, "passed"),
+        _outcome("unlearn", 1, 1.0, "failed"),
+        _outcome("retention", 0, 1.0, "passed"),
+        _outcome("retention", 1, 0.5, "failed"),
+    ]
+    [row] = summarize(outcomes)
+    assert row["unlearn_success"] == pytest.approx(0.5)
+    assert row["retention_success"] == pytest.approx(0.5)
+    assert row["avg_success"] == pytest.approx(0.5)
+    assert row["unlearn_success_token"] == pytest.approx(1 - (0.9 + 1.0) / 2)
+    assert row["retention_success_token"] == pytest.approx((1.0 + 0.5) / 2)
+    assert row["avg_success_token"] == pytest.approx((0.05 + 0.75) / 2)
+    assert row["per_seed"]["0"]["avg_success_token"] == pytest.approx(0.4)
+
+
+def test_a_finding_can_hold_under_one_criterion_and_not_the_other() -> None:
+    """The paper's findings are checked under the criterion asked for: here gradient ascent
+    collapses retention item by item (whole-answer) but keeps most answer tokens."""
+    fidelity = _benchmark("fidelity")
+    rows = {
+        "gradient_ascent": {
+            "unlearn_success": 0.96,
+            "retention_success": 0.07,
+            "avg_success": 0.515,
+            "unlearn_success_token": 0.26,
+            "retention_success_token": 0.83,
+        },
+        "memflex": {
+            "unlearn_success": 0.96,
+            "retention_success": 0.18,
+            "avg_success": 0.57,
+            "unlearn_success_token": 0.69,
+            "retention_success_token": 0.86,
+            "avg_success_token": 0.775,
+        },
+    }
+    whole = {claim: holds for claim, holds, _ in fidelity.findings(rows, "whole-answer")}
+    share = {claim: holds for claim, holds, _ in fidelity.findings(rows, "token-share")}
+    collapse = "gradient_ascent collapses Retention Success (< 50%)"
+    assert whole[collapse] and not share[collapse]
+    best = "memflex has the best average success"
+    assert whole[best] and share[best]
+    assert fidelity.PAPER_CRITERION == "token-share"
+
+
+def test_the_criteria_block_is_recomputed_from_the_report(tmp_path: Path) -> None:
+    """benchmarks/criteria.py writes its block from the report's rows, and replaces it on a
+    second run rather than adding another."""
+    criteria = _benchmark("criteria")
+    report = tmp_path / "results.json"
+    row = {
+        "method": "memflex",
+        "unlearn_success": 0.964,
+        "retention_success": 0.176,
+        "avg_success": 0.57,
+        "unlearn_success_token": 0.686,
+        "retention_success_token": 0.863,
+        "seeds": [0],
+        "per_seed": {},
+    }
+    report.write_text(json.dumps({"rows": [row]}))
+    page = tmp_path / "results.md"
+    page.write_text("# page\n")
+    for _ in range(2):
+        criteria.write_block(page, criteria.block(report, "python benchmarks/criteria.py x"))
+    text = page.read_text()
+    assert text.count(criteria.START) == 1 and text.startswith("# page\n")
+    assert (
+        "| memflex | 68.6% | 86.3% | 77.5% | 96.4% | 17.6% | 57.0% | 83.0 / 81.8 / 82.4 |" in text
+    )
+
+
+def test_the_localization_verdict_under_the_token_share() -> None:
+    """The same outcomes judged per item test and per token share: the control passes as
+    many item tests as the method (no difference), but forgets far fewer answer tokens, so
+    under the token share the method beats it on unlearn success."""
+    from pytest_unlearn.verdict import control_verdicts
+
+    outcomes = []
+    for seed in (0, 1, 2):
+        for index in range(6):
+            for method, forgotten_share in (("memflex", 0.6), ("memflex_all_tensors", 0.1)):
+                outcomes.append(
+                    dataclasses.replace(
+                        _outcome("unlearn", index, 1.0 - forgotten_share, "passed"),
+                        method=method,
+                        seed=seed,
+                    )
+                )
+                outcomes.append(
+                    dataclasses.replace(
+                        _outcome("retention", index, 1.0, "passed"), method=method, seed=seed
+                    )
+                )
+    controls = {"memflex": (("memflex_all_tensors",), "localization")}
+    whole = control_verdicts(outcomes, controls)["privacy"]
+    share = control_verdicts(outcomes, controls, "token-share")["privacy"]
+    whole_unlearn = whole["controls"][0]["differences"]["unlearn_success"]
+    share_unlearn = share["controls"][0]["differences"]["unlearn_success"]
+    assert whole_unlearn["mean"] == pytest.approx(0.0)
+    assert share_unlearn["mean"] == pytest.approx(0.5)
+    assert share_unlearn["outcome"] == "beats"
