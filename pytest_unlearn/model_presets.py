@@ -1,6 +1,6 @@
 """Knowledge injection per model family: the training that makes a model other than the
-paper's recall (almost) every record, beside the methods' own presets (``methods/``,
-``methods/presets.py``, ``methods/tuned/``).
+paper's recall (almost) every record, beside the methods' own presets
+(``methods/presets.py``; ``benchmarks/tune.py`` writes tuned ones as --unlearn-config files).
 
 A preset holds ``inject`` keys of --unlearn-config (any `TrainSettings` field, and
 ``target_token_accuracy``); it replaces the paper's Table 7 LoRA settings for that family,
