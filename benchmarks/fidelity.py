@@ -62,6 +62,8 @@ def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float]:
     ]
     if args.config:
         command.append(f"--unlearn-config={args.config}")
+    if args.cache_dir:
+        command.append(f"--unlearn-cache-dir={args.cache_dir}")
     started = time.perf_counter()
     status = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
     return status, time.perf_counter() - started
@@ -228,6 +230,7 @@ def main() -> None:
     parser.add_argument("--seed", default="0")
     parser.add_argument("--seeds", default="1", help="--unlearn-seeds: seeds per method")
     parser.add_argument("--config", default="")
+    parser.add_argument("--cache-dir", default="", help="--unlearn-cache-dir")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     report = args.out.with_suffix(".json")

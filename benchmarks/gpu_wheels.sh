@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch, on a machine with network, the wheels that benchmarks/gpu_checks.sh installs on a
-# GPU machine without network (Python 3.12, x86_64): .whl (rouge-score and nltk, for every
-# step) and .whl-lmeval (lm-eval and the versions of its stack this project is tested with,
+# GPU machine without network (Python 3.12, x86_64): .whl (rouge-score, nltk and gguf, for
+# every step) and .whl-lmeval (lm-eval and the versions of its stack this project is tested with,
 # for the general-task steps alone). Run from the repository's root:
 #     bash benchmarks/gpu_wheels.sh
 # The lists name the packages that the GPU image of docs/performance.md lacks or has in
@@ -12,7 +12,7 @@ fetch() {
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d "$@"
 }
-fetch .whl nltk==3.10.4
+fetch .whl nltk==3.10.4 gguf==0.19.0  # gguf: loading the .gguf models of benchmarks/gpu_issue22.py
 fetch .whl-lmeval lm_eval==0.4.13 datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 \
     multiprocess==0.70.19 more-itertools==11.2.1 pytablewriter==1.2.1 DataProperty==1.1.1 \
     mbstrdecoder==1.1.5 pathvalidate==3.3.1 tabledata==1.3.5 tcolorpy==0.1.7 typepy==1.3.5 \

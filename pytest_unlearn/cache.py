@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-KINDS = ("vanilla", "unlearned", "scores")
+# "gguf" and "converted": packaged models joined and converted once (packaged_models.py).
+KINDS = ("vanilla", "unlearned", "scores", "gguf", "converted")
 # How often a process waiting on another's build says that it still waits.
 WAIT_REPORT_SECONDS = 60.0
 # Staging folders: <key>-<pid>-<hex>, <key>-rank<r>-<hex> (a launched process's scratch

@@ -19,6 +19,7 @@ from .data import read_utf8
 from .errors import UnlearnError
 from .injection import INJECT_SECTION, InjectionConfig
 from .method import MethodClass, make_config
+from .model_presets import injection_preset
 
 
 class ConfigFile:
@@ -64,12 +65,17 @@ class ConfigFile:
         """The config in force: defaults, the model family's preset, then the section."""
         return make_config(method_class, family, self.sections().get(name, {}), self.source)
 
-    def injection(self) -> InjectionConfig:
-        """Paper Table 7 (LoRA) and the tiny model's settings, with ``inject`` applied."""
+    def injection(self, family: str = "other") -> InjectionConfig:
+        """Paper Table 7 (LoRA) and the tiny model's settings, then the model family's
+        preset (``model_presets.py``), then ``inject``."""
+        config = InjectionConfig()
+        preset = injection_preset(family)
+        if preset:
+            config = config.overridden(preset, f"the injection preset of {family}")
         section = self.sections().get(INJECT_SECTION)
         if section is None:
-            return InjectionConfig()
-        return InjectionConfig().overridden(section, self.source)
+            return config
+        return config.overridden(section, self.source)
 
     def _read(self) -> dict[str, Any]:
         if self.path is None:

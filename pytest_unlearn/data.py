@@ -80,6 +80,10 @@ class DomainData:
         """What knowledge injection trains on: train and val of both scopes."""
         return [record for split in SPLITS for record in self.splits[split]]
 
+    def record_scopes(self) -> list[str]:
+        """The scope of each record of `all_records`, in its order."""
+        return [split.split("_")[0] for split in SPLITS for _ in self.splits[split]]
+
     def content_hash(self) -> str:
         payload = {split: [[r.question, r.answer] for r in self.splits[split]] for split in SPLITS}
         if self.holdout:  # without one, the hash (and every model's key) is as it was

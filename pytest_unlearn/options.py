@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pytest
 
 from .errors import UnlearnError
+from .packaged_models import PACKAGED_MODELS
 from .settings import DEVICES, DTYPES, Origin, Settings, build
 from .vocabulary import BUILTIN_DATA, KNOWUNDO_HUB_ID, MODEL_ALIASES, TINY_MODEL
 
@@ -42,8 +43,12 @@ OPTIONS: tuple[Option, ...] = (
         "unlearn_model",
         ("--unlearn-model",),
         TINY_MODEL,
-        "model: alias (" + ", ".join(MODEL_ALIASES) + "), hub id, local folder, "
-        "local .gguf file, or 'tiny' (the suites' folder also takes it as --model)",
+        "model: alias ("
+        + ", ".join(MODEL_ALIASES)
+        + "), a small model from PyPI ("
+        + ", ".join(PACKAGED_MODELS)
+        + "), hub id, local folder, local .gguf file, or 'tiny' (the suites' folder also "
+        "takes it as --model)",
     ),
     Option(
         "unlearn_data",

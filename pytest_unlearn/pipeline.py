@@ -89,7 +89,6 @@ class Pipeline:
         return not self.spec.is_tiny and self.settings.inject == "never"
 
     # --- vanilla ---------------------------------------------------------------------------
-
     def vanilla_payload(self, data: DomainData) -> dict[str, Any]:
         """Everything that determines the vanilla model. A pretrained model tested as it is
         (--unlearn-inject=never) depends on no data, domain or seed, so both domains and
@@ -129,7 +128,7 @@ class Pipeline:
         path, _ = self.cache.get_or_build(
             "vanilla", payload, lambda folder: self.build_injected(data, learns, folder), what
         )
-        warn_if_weak(json.loads((path / "injection.json").read_text()), data.domain)
+        warn_if_weak(json.loads((path / "injection.json").read_text()), data.domain, self.progress)
         tensors = load_tensors(path / "weights.safetensors")
         if self.spec.is_tiny:
             model, tokenizer = tiny_from_files(path)
@@ -148,10 +147,9 @@ class Pipeline:
                 f"building the tiny model for {data.domain} on {self.device}, "
                 f"{str(self.dtype).removeprefix('torch.')}"
             )
-            # Trained on every record, the holdout too (as a pretrained tokenizer, shared by
-            # vanilla and oracle), and the general text; any text tokenizes (byte-level).
-            every = [*data.all_records(), *data.holdout]
-            tokenizer = train_tiny_tokenizer(tokenizer_texts(every + load_general_text()))
+            # Every record (holdout too: vanilla and oracle share it), the general text.
+            every = [*data.all_records(), *data.holdout, *load_general_text()]
+            tokenizer = train_tiny_tokenizer(tokenizer_texts(every))
             model = build_tiny_model(tokenizer, self.settings.seed).to(self.device, self.dtype)
             trainable = all_tensor_names(model)
             tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
@@ -175,6 +173,7 @@ class Pipeline:
                 self.settings.seed,
                 data.domain,
                 self.progress,
+                data.record_scopes(),
             )
         save_tensors(folder / "weights.safetensors", get_tensors(model, trainable))
         (folder / "injection.json").write_text(json.dumps(log, indent=1))
@@ -189,7 +188,7 @@ class Pipeline:
                 "name a model folder, .gguf file or hub id"
             )
         model, tokenizer = load_pretrained(
-            spec, self.device, self.dtype, self.settings.trust_remote_code
+            spec, self.device, self.dtype, self.settings.trust_remote_code, cache=self.cache
         )
         return ModelHandle(model, tokenizer, spec, [], f"reference:{spec.requested}")
 
@@ -212,6 +211,7 @@ class Pipeline:
                 self.dtype,
                 self.settings.trust_remote_code,
                 balanced=self.settings.device == "balanced",
+                cache=self.cache,
             )
         if checkpointing:
             enable_gradient_checkpointing(model)

@@ -130,7 +130,7 @@ class UnlearnSession:
             if name in self.config_file.sections():
                 self.method_config(name)  # methods without a section stay unloaded until used
         if INJECT_SECTION in self.config_file.sections():
-            self.config_file.injection()
+            self.config_file.injection(self.model_family)
 
     # --- data, methods, models ---------------------------------------------------------
 
@@ -152,7 +152,11 @@ class UnlearnSession:
             )
             cache.clean_stale_staging()
             self._pipeline = Pipeline(
-                self.settings, cache, self.progress, self.config_file.injection(), self.given
+                self.settings,
+                cache,
+                self.progress,
+                self.config_file.injection(self.model_family),
+                self.given,
             )
         return self._pipeline
 

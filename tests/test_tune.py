@@ -1,0 +1,59 @@
+"""The tuning protocol's rule (benchmarks/tune.py) on constructed figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tune() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("tune", ROOT / "benchmarks" / "tune.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tune"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+tune = _tune()
+F = tune.Figures
+
+
+def test_the_rule_skips_a_collapsed_model_with_a_higher_average() -> None:
+    points = {
+        1e-4: F(unlearn=20.0, retention=100.0),  # avg 60
+        3e-4: F(unlearn=50.0, retention=92.0),  # avg 71, keeps 92% of 100
+        1e-3: F(unlearn=100.0, retention=60.0),  # avg 80, collapsed
+    }
+    assert tune.choose(points, vanilla_retention=100.0, floor=0.9) == tune.Choice(3e-4, True)
+    # Without a floor the collapsed point wins: the floor is what decides here.
+    assert tune.choose(points, vanilla_retention=100.0, floor=0.0) == tune.Choice(1e-3, True)
+
+
+def test_the_floor_is_relative_to_the_vanilla_model() -> None:
+    points = {1e-4: F(10.0, 72.0), 3e-4: F(40.0, 70.0)}
+    # Vanilla keeps 80: 0.9 x 80 = 72, so only 1e-4 keeps the floor.
+    assert tune.choose(points, 80.0, 0.9) == tune.Choice(1e-4, True)
+    assert tune.choose(points, 77.0, 0.9) == tune.Choice(3e-4, True)
+
+
+def test_ties_go_to_the_smaller_lr_and_no_point_kept_is_marked() -> None:
+    tied = {3e-4: F(50.0, 90.0), 1e-4: F(40.0, 100.0)}
+    assert tune.choose(tied, 100.0, 0.9) == tune.Choice(1e-4, True)
+    fallen = {1e-4: F(10.0, 50.0), 3e-4: F(60.0, 40.0)}
+    assert tune.choose(fallen, 100.0, 0.9) == tune.Choice(3e-4, False)
+    with pytest.raises(ValueError, match="no grid points"):
+        tune.choose({}, 100.0, 0.9)
+
+
+def test_neighbours_are_the_grid_points_either_side() -> None:
+    grid = [1e-3, 1e-4, 3e-4, 3e-5]
+    assert tune.neighbours(grid, 1e-4) == [3e-5, 1e-4, 3e-4]
+    assert tune.neighbours(grid, 3e-5) == [3e-5, 1e-4]
+    assert tune.neighbours(grid, 1e-3) == [3e-4, 1e-3]
