@@ -11,6 +11,7 @@ scores are read back from the cache, where the tests left them (also under xdist
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .errors import UnlearnError
@@ -182,21 +183,22 @@ def _mean(values: list[Any]) -> float:
 
 
 def membership_lines(entries: list[dict[str, Any]]) -> list[str]:
-    """The terminal's membership table (120 columns): AUC per attack of method / oracle,
-    PrivLeak with its interval, forget quality, and the verdict."""
+    """The terminal's membership table: AUC per attack of method / oracle, PrivLeak, forget
+    quality's p-value; then per method its verdict, and a legend. Every line fits 120
+    columns (long ones are wrapped, never cut)."""
     names = {"loss": "loss", "zlib": "zlib", "min_k": "min-k%", "min_k_plus_plus": "min-k%++"}
-    header = (
+    lines = [
         f"{'method':<22}{'domain':<10}"
         + "".join(f"{'AUC ' + names[a]:>16}" for a in ATTACKS)
         + f"{'PrivLeak':>10}{'FQ p':>9}"
-    )
-    lines = [header + "  (AUC: method/oracle, forget vs holdout)"[: 120 - len(header)]]
+    ]
     notes = []
     for entry in entries:
         if "privleak" not in entry:
-            lines.append(
-                f"{entry['method']:<22}{entry['domain']:<10}no figures: "
-                f"{(entry.get('first_message') or 'no test reported')[:80]}"
+            lines.append(f"{entry['method']:<22}{entry['domain']:<10}no figures")
+            notes.append(
+                f"{entry['method']} ({entry['domain']}): no figures: "
+                f"{entry.get('first_message') or 'no test reported'}"
             )
             continue
         cells = "".join(
@@ -213,4 +215,12 @@ def membership_lines(entries: list[dict[str, Any]]) -> list[str]:
         interval = entry.get("intervals", {}).get("privleak")
         if interval:
             notes[-1] += f"; PrivLeak 95% [{interval['lower']:+.3f}, {interval['upper']:+.3f}]"
-    return lines + [""] + [note[:240] for note in notes]
+    notes.append(
+        "AUC: method/oracle, of the forget set against the holdout; PrivLeak (min-k%) = "
+        "(AUC method - AUC oracle) / AUC oracle; FQ p: forget quality, the p-value of a KS "
+        "test of the answer log-likelihoods against the oracle's (docs/privacy.md)."
+    )
+    wrapped = [
+        part for note in notes for part in textwrap.wrap(note, width=120, subsequent_indent="  ")
+    ]
+    return [*lines, "", *wrapped]
