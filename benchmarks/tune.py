@@ -14,7 +14,10 @@ the same rule on a dev set split off the train records; the val items are the te
    Success alone rewards a collapsed model (100% forgotten, 0% kept averages 50, above
    an honest 40/55); a retention floor relative to the vanilla model says what "kept"
    means on any model, and the paper's finding is that retention is what unlearning
-   loses. Where no point keeps the floor, the best Avg Success, marked as such.
+   loses. Where no point keeps the floor, the best Avg Success, marked as such. The
+   successes are the token share (the reference code's figure, which the paper's tables
+   report, so that a preset tuned here is comparable with the paper's settings); with
+   ``--rule-criterion=whole-answer`` the item tests' pass rates. Both are reported.
 4. Test: run every method at every grid point on the real data (train on its train
    splits, test on its val items) and report the chosen point and its neighbours, so that
    a reader sees whether a ranking is stable or sits on a cliff. The test figures choose
@@ -46,14 +49,21 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = "suites/privacy/test_privacy.py"
+# The criteria the rule can read: the reference code's token share (what the paper's
+# tables report, the default) or the item tests' whole-answer pass rates.
+TOKEN_SHARE, WHOLE_ANSWER = "token-share", "whole-answer"
 
 
 @dataclass(frozen=True)
 class Figures:
-    """One method at one grid point: pass rates in percent."""
+    """One method at one grid point, in percent: the success shares the rule reads
+    (``unlearn``, ``retention``: the token share by default, ``--rule-criterion``) and the
+    other criterion's beside them, for the report."""
 
     unlearn: float
     retention: float
+    other_unlearn: float | None = None
+    other_retention: float | None = None
 
     @property
     def average(self) -> float:
@@ -124,9 +134,13 @@ def run_point(
             f"{done.returncode}); its output ends:\n{(done.stdout + done.stderr)[-3000:]}"
         )
     rows = json.loads(report.read_text())["rows"]
+    read, other = ("", "_token") if args.rule_criterion == WHOLE_ANSWER else ("_token", "")
     return {  # the report's shares, in percent
         row["method"]: Figures(
-            100 * float(row["unlearn_success"]), 100 * float(row["retention_success"])
+            100 * float(row[f"unlearn_success{read}"]),
+            100 * float(row[f"retention_success{read}"]),
+            100 * float(row[f"unlearn_success{other}"]),
+            100 * float(row[f"retention_success{other}"]),
         )
         for row in rows
     }
@@ -157,6 +171,13 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retention-floor", type=float, default=0.9)
+    parser.add_argument(
+        "--rule-criterion",
+        choices=(TOKEN_SHARE, WHOLE_ANSWER),
+        default=TOKEN_SHARE,
+        help="the successes the rule reads: the token share (the reference code's figure, "
+        "which the paper's tables report) or the whole-answer pass rates; both are reported",
+    )
     parser.add_argument(
         "--config", type=Path, help="an --unlearn-config for every run (its lr keys replaced)"
     )
@@ -227,9 +248,14 @@ def main() -> None:
 
 def _rule(args: argparse.Namespace) -> str:
     return (
-        f"the best dev Avg Success among the grid points whose dev Retention Success is at "
-        f"least {args.retention_floor:g} x the vanilla model's; on a tie the smaller lr"
+        f"the best dev Avg Success ({args.rule_criterion}) among the grid points whose dev "
+        f"Retention Success ({args.rule_criterion}) is at least {args.retention_floor:g} x "
+        "the vanilla model's; on a tie the smaller lr"
     )
+
+
+def _other(args: argparse.Namespace) -> str:
+    return WHOLE_ANSWER if args.rule_criterion == TOKEN_SHARE else TOKEN_SHARE
 
 
 def write_config(
@@ -250,7 +276,7 @@ def write_config(
         f"Dev set: {dev.source}; " + ", ".join(f"{s} {len(r)}" for s, r in dev.splits.items()),
         f"Grid (every method): {', '.join(f'{lr:g}' for lr in grid)}",
         f"Rule: {_rule(args)} (vanilla dev retention {vanilla:.2f}).",
-        "Dev figures (Unlearn / Retention / Avg Success, percent):",
+        f"Dev figures (Unlearn / Retention / Avg Success, percent, {args.rule_criterion}):",
     ]
     for method in methods:
         note = "" if choices[method].kept_floor else " (no grid point kept the floor)"
@@ -292,7 +318,8 @@ def write_report(
         "- Chosen: " + ", ".join(f"{m} {choices[m].lr:g}" for m in methods) + f" (`{args.out}`).",
         "",
         "Per method and lr: dev figures (which chose), then test figures (the val items, "
-        "which chose nothing) at the chosen lr and its neighbours. Pass rates in percent; "
+        "which chose nothing) at the chosen lr and its neighbours. Successes in percent, "
+        f"{args.rule_criterion} (the rule's criterion), then {_other(args)} in parentheses; "
         "`*` marks the choice.",
         "",
         "| method | lr | dev UL | dev RT | dev Avg | test UL | test RT | test Avg |",
@@ -300,20 +327,29 @@ def write_report(
     ]
     for method in methods:
         for lr in grid:
-            d = dev_figures[lr][method]
             t = test_figures.get(lr, {}).get(method)
             shown = (
-                f"{t.unlearn:.2f} | {t.retention:.2f} | {t.average:.2f}"
+                _cells(t)
                 if t is not None and lr in neighbours(grid, choices[method].lr)
                 else "- | - | -"
             )
             mark = "*" if lr == choices[method].lr else ""
             lines.append(
-                f"| {method} | {lr:g}{mark} | {d.unlearn:.2f} | {d.retention:.2f} | "
-                f"{d.average:.2f} | {shown} |"
+                f"| {method} | {lr:g}{mark} | {_cells(dev_figures[lr][method])} | {shown} |"
             )
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines) + "\n")
+
+
+def _cells(f: Figures) -> str:
+    """Unlearn, Retention and Avg Success, each with the other criterion's figure."""
+    if f.other_unlearn is None or f.other_retention is None:
+        return f"{f.unlearn:.2f} | {f.retention:.2f} | {f.average:.2f}"
+    other_average = (f.other_unlearn + f.other_retention) / 2
+    return (
+        f"{f.unlearn:.2f} ({f.other_unlearn:.2f}) | {f.retention:.2f} "
+        f"({f.other_retention:.2f}) | {f.average:.2f} ({other_average:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ one test per item, this module decides each item's outcome the way the suites' t
 (``suites/privacy/test_privacy.py``: an unlearn-scope item passes when it is no longer
 recalled, a retention-scope item when it still is; ``test_attack.py``: passes when not
 recalled after the relearning attack; ``test_leaks.py``: passes when no generation writes a
-sensitive string, skips when the answer has none). A run of the suites and an ``evaluate()``
-with the same settings give the same summary (``tests/test_evaluation.py`` checks it).
+sensitive string, skips when the answer has none; ``test_quantized.py``: passes when not
+recalled after 8-bit or 4-bit quantization; ``test_membership.py``: passes when PrivLeak
+against the oracle is within its bounds). A run of the suites and an ``evaluate()`` with the
+same settings give the same summary (``tests/test_evaluation.py`` and
+``tests/test_membership_run.py`` check it).
 
     from pytest_unlearn import evaluate
 
@@ -31,6 +34,7 @@ from .gate import gate_verdict
 from .in_memory import InMemoryModel
 from .json_report import report_metadata, write_json
 from .leaks import NOTHING_TO_LEAK, find_leaks, sensitive_strings
+from .membership_report import membership_record
 from .models import ModelHandle
 from .options import OPTIONS, settings_for_script
 from .outcomes import (
@@ -40,18 +44,27 @@ from .outcomes import (
     leak_properties,
     score_properties,
 )
+from .privacy_checks import (
+    membership_skip,
+    privacy_leak,
+    privleak_bounds,
+    quantized_key,
+    quantized_model,
+)
 from .registry import MethodRegistry
 from .report import build_summary
 from .session import UnlearnSession
 from .tables import beyond_table, paper_table
-from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, RECALL
+from .vocabulary import ATTACK, DEFAULT_PROMPT, DOMAINS, LEAK, QUANT4, QUANT8, RECALL
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from .method import MethodClass
 
-TESTS = (RECALL, ATTACK, LEAK)
+# The membership test (one per method, seed and domain), by its marker's name.
+PRIVACY_LEAK = "privacy_leak"
+TESTS = (RECALL, ATTACK, LEAK, QUANT8, QUANT4, PRIVACY_LEAK)
 # Domains whose answers hold sensitive strings a generation can leak (suites/privacy).
 LEAK_DOMAINS = ("privacy",)
 
@@ -92,9 +105,11 @@ def evaluate(
     or ``model`` alone: what --unlearn-model takes (``"tiny"``, the default; an alias, a
     hub id, a folder, a .gguf file).
     ``methods``: names as --unlearn-method takes them ("none", "memflex+controls", "all").
-    ``data``: "builtin", a local KnowUnDo folder or the hub id. ``tests``: which item
-    tests to run besides none: "recall" (teacher-forced, the paper's metrics), "attack"
-    (after the relearning attack) and "leak" (generations; privacy only). ``register``:
+    ``data``: "builtin", a local KnowUnDo folder or the hub id. ``tests``: which tests
+    to run: "recall" (teacher-forced, the paper's metrics), "attack" (after the relearning
+    attack), "leak" (generations; privacy only), "quant8" and "quant4" (recall after weight
+    quantization) and "privacy_leak" (membership inference against the oracle, ``retrain``;
+    needs a holdout). ``register``:
     method classes defined here (a notebook cell), by name. ``options``: any other option
     by its name without the ``unlearn_`` prefix and with underscores (``seeds=3``,
     ``criterion="token-share>=0.9"``, ``inject="never"``, ``gate="suites/gate.yaml"``,
@@ -221,8 +236,52 @@ def _test_model(
                     leak_properties(strings, found, texts[item.id], key),
                     not found if strings else None,
                 )
+        for kind, bits in ((QUANT8, 8), (QUANT4, 4)):
+            if kind in tests:
+                _test_quantized(unlearn, domain, method, seed, kind, bits)
+        if PRIVACY_LEAK in tests:
+            _test_membership(unlearn, domain, method, seed, unlearned)
     finally:
         unlearned.release()
+
+
+def _test_quantized(
+    unlearn: UnlearnSession, domain: str, method: str, seed: int, kind: str, bits: int
+) -> None:
+    """The quantized tests of one model: every forget item, after quantization."""
+    threshold = unlearn.settings.recall_threshold
+    key = quantized_key(unlearn, domain, method, seed, bits)
+    quantized = _Loader(lambda: quantized_model(unlearn, domain, method, seed, bits))
+    try:
+        for item in unlearn.domain_data(domain).items():
+            if item.scope != "unlearn":
+                continue
+            score = unlearn.score_of(domain, key, item, quantized)
+            _record(
+                unlearn,
+                item_labels(method, domain, item.scope, seed, DEFAULT_PROMPT, kind, item.id),
+                score_properties(score, threshold, key),
+                not score.recalled(threshold),
+            )
+    finally:
+        quantized.release()
+
+
+def _test_membership(
+    unlearn: UnlearnSession, domain: str, method: str, seed: int, unlearned: _Loader
+) -> None:
+    """The privacy_leak test of one model, recorded as the reporter records the suite's."""
+    labels = {"unlearn_method": method, "unlearn_domain": domain, "unlearn_seed": seed}
+    name = f"evaluate::{domain}::test_membership[{method}-{seed}]"
+    reason = membership_skip(unlearn, domain, method)
+    if reason is not None:
+        unlearn.membership[name] = membership_record(labels, "skipped", reason[:300])
+        return
+    result = privacy_leak(unlearn, domain, method, seed, unlearned)
+    failure = result.outside(privleak_bounds(unlearn, domain))
+    unlearn.membership[name] = membership_record(
+        {**labels, **dict(result.properties())}, "failed" if failure else "passed", None
+    )
 
 
 def _record(

@@ -26,9 +26,15 @@ from .errors import UnlearnError
 from .general_suite import GeneralResult, judge, load_thresholds
 from .leaks import Sensitive, find_leaks, sensitive_strings
 from .models import ModelHandle
-from .oracle import ORACLE_ROW, NoOracle, unavailable
+from .oracle import NoOracle
 from .outcomes import leak_properties, score_properties
-from .privacy_checks import PrivacyLeak, no_holdout, privacy_leak, quantized_key, quantized_model
+from .privacy_checks import (
+    PrivacyLeak,
+    membership_skip,
+    privacy_leak,
+    quantized_key,
+    quantized_model,
+)
 from .privacy_checks import privleak_bounds as bounds_of_privleak
 from .scoring import ItemScore
 from .session import UnlearnSession
@@ -305,11 +311,7 @@ def privacy_leak_result(
     oracle's and the vanilla model's, PrivLeak per attack and the forget quality against
     the oracle (tests marked ``privacy_leak``, ``privacy_checks.py``). The oracle itself
     (``retrain``) is the reference, and its test skips, saying so."""
-    if unlearn_method == ORACLE_ROW:
-        pytest.skip(f"{ORACLE_ROW} is the oracle every PrivLeak is measured against")
-    reason = unavailable(unlearn_session.pipeline) or no_holdout(
-        unlearn_session.domain_data(unlearn_domain), unlearn_session.settings.holdout
-    )
+    reason = membership_skip(unlearn_session, unlearn_domain, unlearn_method)
     if reason is not None:
         pytest.skip(reason)
     result = _or_fail(

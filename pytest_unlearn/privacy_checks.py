@@ -18,9 +18,17 @@ from .data import DomainData
 from .errors import UnlearnError
 from .forget_quality import ForgetQuality, forget_quality
 from .holdout import forget_set, shortfall
-from .membership import ATTACKS, PRIVLEAK_ATTACK, auc, auc_interval, privleak, token_stats
+from .membership import (
+    ATTACKS,
+    PRIVLEAK_ATTACK,
+    auc,
+    auc_interval,
+    privleak,
+    privleak_verdict,
+    token_stats,
+)
 from .models import ModelHandle
-from .oracle import load_oracle, oracle_key
+from .oracle import ORACLE_ROW, load_oracle, oracle_key, unavailable
 from .quantization import GROUP_SIZE, SCHEME_VERSION, quantized_copy
 from .vocabulary import MAX_LENGTH
 
@@ -82,6 +90,16 @@ def no_holdout(data: DomainData, holdout: str | float) -> str | None:
     )
 
 
+def membership_skip(unlearn: UnlearnSession, domain: str, method: str) -> str | None:
+    """Why the method's privacy_leak test skips (the oracle itself, no oracle given with
+    --unlearn-inject=never, no holdout), or None when it runs."""
+    if method == ORACLE_ROW:
+        return f"{ORACLE_ROW} is the oracle every PrivLeak is measured against"
+    return unavailable(unlearn.pipeline) or no_holdout(
+        unlearn.domain_data(domain), unlearn.settings.holdout
+    )
+
+
 @dataclass
 class PrivacyLeak:
     """What a privacy_leak test checks: the AUCs of the method, the oracle and the vanilla
@@ -97,6 +115,23 @@ class PrivacyLeak:
     oracle_key: str
     forget: int
     holdout: int
+
+    def outside(self, bounds: tuple[float, float]) -> str | None:
+        """Why the privacy_leak test fails: PrivLeak (min-k%) outside ``bounds`` (min,
+        max), in plain words with every attack's AUC and the forget quality; or None."""
+        value = self.privleak[PRIVLEAK_ATTACK]
+        low, high = bounds
+        if low <= value <= high:
+            return None
+        aucs = ", ".join(
+            f"{attack} {auc_of:.3f} (oracle {self.oracle_aucs[attack]:.3f})"
+            for attack, auc_of in self.aucs.items()
+        )
+        return (
+            f"{privleak_verdict(value, max(-low, high))}: PrivLeak {value:+.3f} is outside "
+            f"[{low:+.3f}, {high:+.3f}]; AUCs of forget vs holdout: {aucs}; forget quality: "
+            f"{self.quality.verdict()}"
+        )
 
     def properties(self) -> list[tuple[str, Any]]:
         """The test's user properties (the summary's figures are read from them)."""

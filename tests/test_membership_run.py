@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, run_inner_pytest, write_data_folder, write_suite
+from pytest_unlearn import evaluate
 from pytest_unlearn.holdout import null_half_width
 
 # 72 Unlearn Scope records: the fewest that give a holdout (20 records) of a meaningful AUC.
@@ -24,6 +25,20 @@ def small_privacy_data(folder: Path) -> Path:
         path = data / f"{split}.json"
         path.write_text(json.dumps(json.loads(path.read_text())[:size], indent=1))
     return data
+
+
+# What a row of the summary must agree on between a run of the suites and evaluate().
+ROW_FIGURES = (
+    "method",
+    "seeds",
+    "unlearn_success",
+    "retention_success",
+    "quant8_unlearn_success",
+    "quant4_unlearn_success",
+    "privleak",
+    "model_cache_key",
+    "intervals",
+)
 
 
 def test_vanilla_leaks_membership_the_oracle_does_not(tmp_path: Path) -> None:
@@ -83,3 +98,26 @@ def test_vanilla_leaks_membership_the_oracle_does_not(tmp_path: Path) -> None:
     jsonschema.Draft202012Validator(schema).validate(summary)
     assert "membership inference against the oracle" in result.stdout
     assert result.returncode == 1
+
+    # evaluate() runs the same tests on the same cache: the same figures, no model loaded.
+    lines: list[str] = []
+    evaluated = evaluate(
+        methods="retrain,none",
+        tests=["recall", "quant8", "quant4", "privacy_leak"],
+        data=data,
+        config=config,
+        cache_dir=tmp_path / "cache",
+        max_new_tokens=0,
+        gate=gate,
+        progress=lines.append,
+    )
+    assert evaluated["membership"] == summary["membership"]
+    assert [{key: row.get(key) for key in ROW_FIGURES} for row in evaluated["rows"]] == [
+        {key: row.get(key) for key in ROW_FIGURES} for row in summary["rows"]
+    ]
+    outcomes = {(i["method"], i["test"], i["item"], i["outcome"]) for i in summary["items"]}
+    assert {(i["method"], i["test"], i["item"], i["outcome"]) for i in evaluated["items"]} == (
+        outcomes
+    )
+    assert evaluated.passed is False
+    assert not [line for line in lines if "from the cache" not in line], lines

@@ -13,22 +13,10 @@ forget set was pushed below what a model makes of unseen text. Run with ``-m pri
 
 import pytest
 
-from pytest_unlearn.membership import PRIVLEAK_ATTACK, privleak_verdict
-
 pytestmark = [pytest.mark.privacy_leak, pytest.mark.knowundo("privacy")]
 
 
 def test_indistinguishable_from_retraining(privacy_leak_result, privleak_bounds):
-    value = privacy_leak_result.privleak[PRIVLEAK_ATTACK]
-    low, high = privleak_bounds
-    if not low <= value <= high:
-        aucs = ", ".join(
-            f"{attack} {auc:.3f} (oracle {privacy_leak_result.oracle_aucs[attack]:.3f})"
-            for attack, auc in privacy_leak_result.aucs.items()
-        )
-        pytest.fail(
-            f"{privleak_verdict(value, max(-low, high))}: PrivLeak {value:+.3f} is outside "
-            f"[{low:+.3f}, {high:+.3f}]; AUCs of forget vs holdout: {aucs}; forget quality: "
-            f"{privacy_leak_result.quality.verdict()}",
-            pytrace=False,
-        )
+    reason = privacy_leak_result.outside(privleak_bounds)
+    if reason is not None:
+        pytest.fail(reason, pytrace=False)
