@@ -52,8 +52,14 @@ def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float, list[
         command.append(f"--unlearn-config={args.config}")
     if args.max_new_tokens is not None:
         command.append(f"--unlearn-max-new-tokens={args.max_new_tokens}")
+    # The run's terminal output (progress, findings, the summary) goes to a log in the
+    # cache folder, to follow a long run with ``tail -f``.
+    log = Path(args.cache_dir or ROOT / ".unlearn_cache") / "membership-run.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"running {' '.join(command)} (output: {log})", flush=True)
     started = time.perf_counter()
-    status = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
+    with log.open("w") as output:
+        status = subprocess.run(command, cwd=ROOT, stdout=output).returncode
     return status, time.perf_counter() - started, command
 
 
