@@ -59,20 +59,26 @@ def test_neighbours_are_the_grid_points_either_side() -> None:
     assert tune.neighbours(grid, 1e-3) == [3e-4, 1e-3]
 
 
-def test_the_committed_tiny_choice_is_a_valid_config_with_its_report() -> None:
-    """methods/tuned/tiny-privacy.yaml, written by the real-data run, is an --unlearn-config
-    the plugin accepts, and each lr is the one its report (docs/) marks as chosen."""
+@pytest.mark.parametrize(
+    ("name", "family", "methods"),
+    [("tiny-privacy", "tiny", 9), ("smollm2-privacy-real5", "smollm2", 4)],
+)
+def test_a_committed_choice_is_a_valid_config_with_its_report(
+    name: str, family: str, methods: int
+) -> None:
+    """methods/tuned/NAME.yaml, written by a real-data run, is an --unlearn-config the
+    plugin accepts, and each lr is the one its report (docs/tuning-NAME.md) marks as
+    chosen."""
     from pytest_unlearn.config_file import ConfigFile
     from pytest_unlearn.registry import MethodRegistry
 
-    path = ROOT / "methods" / "tuned" / "tiny-privacy.yaml"
-    config = ConfigFile(path)
+    config = ConfigFile(ROOT / "methods" / "tuned" / f"{name}.yaml")
     registry = MethodRegistry.from_entry_points()
     config.check(registry.names())
-    report = (ROOT / "docs" / "tuning-tiny-privacy.md").read_text()
+    report = (ROOT / "docs" / f"tuning-{name}.md").read_text()
     sections = config.sections()
-    assert len(sections) == 9, sections
+    assert len(sections) == methods, sections
     for method, section in sections.items():
-        made = config.method_config(registry.get(method), method, "tiny")
+        made = config.method_config(registry.get(method), method, family)
         assert made.lr == section["lr"], (method, made)
         assert f"| {method} | {section['lr']:g}* |" in report, method
