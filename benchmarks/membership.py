@@ -31,6 +31,11 @@ SUITES = (
 ATTACKS = {"loss": "loss", "zlib": "zlib", "min_k": "min-k%", "min_k_plus_plus": "min-k%++"}
 
 
+def cache_folder(args: argparse.Namespace) -> Path:
+    """The run's cache folder: --cache-dir, or the plugin's default in the repository."""
+    return Path(args.cache_dir or ROOT / ".unlearn_cache")
+
+
 def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float, list[str]]:
     command = [
         sys.executable,
@@ -54,7 +59,7 @@ def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float, list[
         command.append(f"--unlearn-max-new-tokens={args.max_new_tokens}")
     # The run's terminal output (progress, findings, the summary) goes to a log in the
     # cache folder, to follow a long run with ``tail -f``.
-    log = Path(args.cache_dir or ROOT / ".unlearn_cache") / "membership-run.log"
+    log = cache_folder(args) / "membership-run.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"running {' '.join(command)} (output: {log})", flush=True)
     started = time.perf_counter()
@@ -188,7 +193,7 @@ def main() -> None:
     source = args.data
     if args.subset:
         source = f"{args.data} privacy, the first {args.subset} records of each split"
-        folder = Path(args.cache_dir or ROOT / ".unlearn_cache") / "subset-data"
+        folder = cache_folder(args) / "subset-data"
         args.data = str(write_subset(args.data, args.subset, folder))
     report = args.out.with_suffix(".json")
     status, seconds, _ = run_suite(args, report)
