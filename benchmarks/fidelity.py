@@ -5,6 +5,10 @@ Runs the real plugin path (`pytest <suite> --unlearn-method=... --unlearn-json=.
 subprocess, then writes a Markdown report.
 
     python benchmarks/fidelity.py --data ../shared/knowundo/privacy --out docs/results.md
+
+With ``--prompts plain,helpful`` the items are also asked after the paper's Finding 2
+prompt ("You are a helpful assistant."), and the report checks that finding: MemFlex's
+successes move less than GA+GD ID's when it is prepended.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ PAPER = {
     "memflex": (82.95, 81.80),
 }
 COLLAPSE = 0.5  # Retention Success below this counts as "collapsed"
+PLAIN = "plain"  # the prompt variant of the paper's tables: the question alone
+# Finding 2: with "You are a helpful assistant..." prepended, GA+GD ID's performance drops
+# while MemFlex's stays stable.
+STABLE, UNSTABLE = "memflex", "ga_gd_id"
 
 
 def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float]:
@@ -60,6 +68,8 @@ def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float]:
         f"--unlearn-seeds={args.seeds}",
         f"--unlearn-json={report}",
     ]
+    if args.prompts != PLAIN:
+        command.append(f"--unlearn-prompts={args.prompts}")
     if args.config:
         command.append(f"--unlearn-config={args.config}")
     if args.cache_dir:
@@ -137,6 +147,64 @@ def findings(rows: dict[str, dict], criterion: str) -> list[tuple[str, bool, str
                 )
             )
     return checks
+
+
+def stability(
+    plain: dict[str, dict], prompted: dict[str, dict], prompt: str, criterion: str
+) -> tuple[str, bool, str] | None:
+    """Paper Finding 2 under ``criterion``: MemFlex's Avg Success moves less than GA+GD
+    ID's between the plain prompt and ``prompt``. None when either method is missing."""
+    if not all(m in rows for m in (STABLE, UNSTABLE) for rows in (plain, prompted)):
+        return None
+    moved = {
+        m: successes(prompted[m], criterion)[2] - successes(plain[m], criterion)[2]
+        for m in (STABLE, UNSTABLE)
+    }
+    evidence = ", ".join(
+        f"{m} {successes(plain[m], criterion)[2]:.1%} -> "
+        f"{successes(prompted[m], criterion)[2]:.1%} ({100 * moved[m]:+.1f} points)"
+        for m in (STABLE, UNSTABLE)
+    )
+    return (
+        f"{STABLE} moves less than {UNSTABLE} under the {prompt} prompt (Finding 2)",
+        abs(moved[STABLE]) < abs(moved[UNSTABLE]),
+        evidence,
+    )
+
+
+def prompt_table(by_prompt: dict[str, dict[str, dict]]) -> list[str]:
+    """Markdown: every method under every prompt variant, both criteria, then Finding 2's
+    verdict for each variant other than the plain one."""
+    lines = [
+        "Each prompt variant (`--unlearn-prompts`), successes in percent, token share then "
+        "whole-answer (UL / RT / Avg):",
+        "",
+        "| method | prompt | token share | whole-answer |",
+        "|---|---|---|---|",
+    ]
+    for method in by_prompt[PLAIN]:
+        for prompt, rows in by_prompt.items():
+            if method in rows:
+                cells = [
+                    " / ".join(f"{v:.1%}" for v in successes(rows[method], criterion))
+                    for criterion in (PAPER_CRITERION, "whole-answer")
+                ]
+                lines.append(f"| {method} | {prompt} | {' | '.join(cells)} |")
+    checks = [
+        [stability(by_prompt[PLAIN], rows, prompt, c) for c in (PAPER_CRITERION, "whole-answer")]
+        for prompt, rows in by_prompt.items()
+        if prompt != PLAIN
+    ]
+    if any(check is not None for pair in checks for check in pair):
+        lines += ["", "| finding | token share (the paper's) | whole-answer |", "|---|---|---|"]
+        for share, whole in checks:
+            if share is not None and whole is not None:
+                lines.append(
+                    f"| {share[0]} | {'holds' if share[1] else '**does not hold**'} "
+                    f"({share[2]}) | {'holds' if whole[1] else '**does not hold**'} "
+                    f"({whole[2]}) |"
+                )
+    return lines
 
 
 def interval_table(rows: dict[str, dict], criterion: str) -> list[str]:
@@ -231,8 +299,16 @@ def main() -> None:
     parser.add_argument("--seeds", default="1", help="--unlearn-seeds: seeds per method")
     parser.add_argument("--config", default="")
     parser.add_argument("--cache-dir", default="", help="--unlearn-cache-dir")
+    parser.add_argument(
+        "--prompts", default=PLAIN, help="--unlearn-prompts; plain must be among them"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if PLAIN not in args.prompts.split(","):
+        parser.error(
+            f"--prompts {args.prompts!r} lacks {PLAIN}: the tables and the findings are "
+            f"on the plain prompt, so add it (for example --prompts {PLAIN},{args.prompts})"
+        )
     report = args.out.with_suffix(".json")
     status, seconds = run_suite(args, report)
     if status > 1:
@@ -244,7 +320,10 @@ def main() -> None:
         json.dumps({key: value for key, value in summary.items() if key != "items"}, indent=1)
         + "\n"
     )
-    rows = {row["method"]: row for row in summary["rows"]}
+    by_prompt: dict[str, dict[str, dict]] = {}
+    for row in summary["rows"]:
+        by_prompt.setdefault(row.get("prompt", PLAIN), {})[row["method"]] = row
+    rows = by_prompt[PLAIN]
     command = " ".join(["python", "benchmarks/fidelity.py", *sys.argv[1:]])
     seeds = ", ".join(str(seed) for seed in summary["run"]["seeds"])
     plural = "s" if len(summary["run"]["seeds"]) > 1 else ""
@@ -291,6 +370,8 @@ def main() -> None:
             "```",
         ]
     lines += ["", *side_by_side(rows)]
+    if len(by_prompt) > 1:
+        lines += ["", *prompt_table(by_prompt)]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

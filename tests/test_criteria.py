@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -91,6 +92,59 @@ def test_a_finding_can_hold_under_one_criterion_and_not_the_other() -> None:
     best = "memflex has the best average success"
     assert whole[best] and share[best]
     assert fidelity.PAPER_CRITERION == "token-share"
+
+
+def _row(unlearn: float, retention: float, unlearn_token: float, retention_token: float) -> dict:
+    return {
+        "unlearn_success": unlearn,
+        "retention_success": retention,
+        "avg_success": (unlearn + retention) / 2,
+        "unlearn_success_token": unlearn_token,
+        "retention_success_token": retention_token,
+        "avg_success_token": (unlearn_token + retention_token) / 2,
+    }
+
+
+def test_finding_2_compares_how_far_each_method_moves_under_the_prompt() -> None:
+    """Finding 2 holds when MemFlex's Avg Success moves less than GA+GD ID's between the
+    plain and the helpful prompt, under each criterion on its own."""
+    fidelity = _benchmark("fidelity")
+    plain = {"memflex": _row(0.9, 0.6, 0.8, 0.8), "ga_gd_id": _row(1.0, 0.1, 0.9, 0.7)}
+    helpful = {
+        "memflex": _row(0.9, 0.3, 0.78, 0.8),  # whole-answer -15 points, token share -1
+        "ga_gd_id": _row(1.0, 0.0, 0.9, 0.5),  # whole-answer -5 points, token share -10
+    }
+    share = fidelity.stability(plain, helpful, "helpful", "token-share")
+    whole = fidelity.stability(plain, helpful, "helpful", "whole-answer")
+    assert share is not None and whole is not None
+    assert share[1] and not whole[1]
+    assert "memflex 80.0% -> 79.0% (-1.0 points)" in share[2]
+    assert "ga_gd_id 55.0% -> 50.0% (-5.0 points)" in whole[2]
+    assert (
+        fidelity.stability(plain, {"memflex": helpful["memflex"]}, "helpful", "token-share") is None
+    )
+    table = "\n".join(fidelity.prompt_table({"plain": plain, "helpful": helpful}))
+    assert "| memflex | helpful | 78.0% / 80.0% / 79.0% | 90.0% / 30.0% / 60.0% |" in table
+    assert "| **does not hold** (" in table
+
+
+def test_fidelity_refuses_prompts_without_the_plain_one() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "fidelity.py"),
+            "--data",
+            "builtin",
+            "--out",
+            "x.md",
+            "--prompts",
+            "helpful",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "lacks plain" in done.stderr and "--prompts plain,helpful" in done.stderr
 
 
 def test_the_criteria_block_is_recomputed_from_the_report(tmp_path: Path) -> None:
