@@ -32,8 +32,10 @@ ATTACKS = {"loss": "loss", "zlib": "zlib", "min_k": "min-k%", "min_k_plus_plus":
 
 
 def cache_folder(args: argparse.Namespace) -> Path:
-    """The run's cache folder: --cache-dir, or the plugin's default in the repository."""
-    return Path(args.cache_dir or ROOT / ".unlearn_cache")
+    """The run's cache folder: --cache-dir (relative to the working directory, as given),
+    or the plugin's default in the repository. Absolute, because the plugin runs from the
+    repository root."""
+    return Path(args.cache_dir).resolve() if args.cache_dir else ROOT / ".unlearn_cache"
 
 
 def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float, list[str]]:
@@ -52,7 +54,7 @@ def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float, list[
         f"--unlearn-json={report}",
     ]
     if args.cache_dir:
-        command.append(f"--unlearn-cache-dir={args.cache_dir}")
+        command.append(f"--unlearn-cache-dir={cache_folder(args)}")
     if args.config:
         command.append(f"--unlearn-config={args.config}")
     if args.max_new_tokens is not None:
