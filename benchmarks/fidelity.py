@@ -50,6 +50,7 @@ PLAIN = "plain"  # the prompt variant of the paper's tables: the question alone
 # Finding 2: with "You are a helpful assistant..." prepended, GA+GD ID's performance drops
 # while MemFlex's stays stable.
 STABLE, UNSTABLE = "memflex", "ga_gd_id"
+TIE = 1e-9  # shares closer than this are equal
 
 
 def run_suite(args: argparse.Namespace, report: Path) -> tuple[int, float]:
@@ -167,7 +168,9 @@ def stability(
     )
     return (
         f"{STABLE} moves less than {UNSTABLE} under the {prompt} prompt (Finding 2)",
-        abs(moved[STABLE]) < abs(moved[UNSTABLE]),
+        # Equal moves (whole-answer moves are multiples of one item) are not "less", however
+        # the float subtraction rounds them.
+        abs(moved[STABLE]) < abs(moved[UNSTABLE]) - TIE,
         evidence,
     )
 

@@ -123,6 +123,13 @@ def test_finding_2_compares_how_far_each_method_moves_under_the_prompt() -> None
     assert (
         fidelity.stability(plain, {"memflex": helpful["memflex"]}, "helpful", "token-share") is None
     )
+    # The same move, 10 points, which the float subtractions round to 0.1000...03 for
+    # MemFlex and 0.1000...09 for GA+GD ID, is not less.
+    tied_plain = {"memflex": _row(0.6, 0.0, 0, 0), "ga_gd_id": _row(0.3, 18 / 30, 0, 0)}
+    tied = {"memflex": _row(0.8, 0.0, 0, 0), "ga_gd_id": _row(2 / 3, 13 / 30, 0, 0)}
+    check = fidelity.stability(tied_plain, tied, "helpful", "whole-answer")
+    assert check is not None and not check[1], check
+    assert "(+10.0 points), ga_gd_id" in check[2]
     table = "\n".join(fidelity.prompt_table({"plain": plain, "helpful": helpful}))
     assert "| memflex | helpful | 78.0% / 80.0% / 79.0% | 90.0% / 30.0% / 60.0% |" in table
     assert "| **does not hold** (" in table
