@@ -59,9 +59,20 @@ def test_neighbours_are_the_grid_points_either_side() -> None:
     assert tune.neighbours(grid, 1e-3) == [3e-4, 1e-3]
 
 
+def test_each_method_is_tested_at_its_choice_and_neighbours_only() -> None:
+    grid = [1e-4, 3e-4, 1e-3, 3e-3]
+    choices = {"a": tune.Choice(1e-4, True), "b": tune.Choice(1e-3, True)}
+    assert tune.points_to_test(grid, choices) == {
+        1e-4: ["a"],
+        3e-4: ["a", "b"],
+        1e-3: ["b"],
+        3e-3: ["b"],
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "family", "methods"),
-    [("tiny-privacy", "tiny", 9), ("smollm2-privacy-real5", "smollm2", 4)],
+    [("tiny-privacy", "tiny", 9), ("smollm2-privacy-real5", "smollm2", 9)],
 )
 def test_a_committed_choice_is_a_valid_config_with_its_report(
     name: str, family: str, methods: int
@@ -82,3 +93,19 @@ def test_a_committed_choice_is_a_valid_config_with_its_report(
         made = config.method_config(registry.get(method), method, family)
         assert made.lr == section["lr"], (method, made)
         assert f"| {method} | {section['lr']:g}* |" in report, method
+
+
+def test_the_smollm2_controls_train_at_memflexs_tuned_lr() -> None:
+    """benchmarks/smollm2_real5_controls.yaml runs MemFlex and its controls at the lr the
+    protocol chose for MemFlex, so that the controls differ from it only in their region."""
+    from pytest_unlearn.config_file import ConfigFile
+    from pytest_unlearn.registry import MethodRegistry
+
+    tuned = ConfigFile(ROOT / "methods" / "tuned" / "smollm2-privacy-real5.yaml").sections()
+    controls = ConfigFile(ROOT / "benchmarks" / "smollm2_real5_controls.yaml")
+    registry = MethodRegistry.from_entry_points()
+    controls.check(registry.names())
+    expected = {"memflex", *registry.get("memflex").controls}
+    assert set(controls.sections()) == expected
+    for method, section in controls.sections().items():
+        assert section["lr"] == tuned["memflex"]["lr"], method
