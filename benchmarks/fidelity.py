@@ -175,6 +175,16 @@ def stability(
     )
 
 
+def verdict_row(claim: str, share: tuple[bool, str], whole: tuple[bool, str]) -> str:
+    """Markdown: one finding's verdict and evidence under the token share, then
+    whole-answer."""
+    cells = [
+        f"{'holds' if holds else '**does not hold**'} ({evidence})"
+        for holds, evidence in (share, whole)
+    ]
+    return f"| {claim} | {' | '.join(cells)} |"
+
+
 def prompt_table(by_prompt: dict[str, dict[str, dict]]) -> list[str]:
     """Markdown: every method under every prompt variant, both criteria, then Finding 2's
     verdict for each variant other than the plain one."""
@@ -202,11 +212,7 @@ def prompt_table(by_prompt: dict[str, dict[str, dict]]) -> list[str]:
         lines += ["", "| finding | token share (the paper's) | whole-answer |", "|---|---|---|"]
         for share, whole in checks:
             if share is not None and whole is not None:
-                lines.append(
-                    f"| {share[0]} | {'holds' if share[1] else '**does not hold**'} "
-                    f"({share[2]}) | {'holds' if whole[1] else '**does not hold**'} "
-                    f"({whole[2]}) |"
-                )
+                lines.append(verdict_row(share[0], share[1:], whole[1:]))
     return lines
 
 
@@ -286,8 +292,7 @@ def side_by_side(rows: dict[str, dict]) -> list[str]:
         share_checks, whole_checks, strict=True
     ):
         lines.append(
-            f"| {claim} | {'holds' if share_holds else '**does not hold**'} ({share_evidence}) "
-            f"| {'holds' if whole_holds else '**does not hold**'} ({whole_evidence}) |"
+            verdict_row(claim, (share_holds, share_evidence), (whole_holds, whole_evidence))
         )
     return lines
 

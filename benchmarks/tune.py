@@ -335,11 +335,7 @@ def write_report(
     for method in methods:
         for lr in grid:
             t = test_figures.get(lr, {}).get(method)
-            shown = (
-                _cells(t)
-                if t is not None and lr in neighbours(grid, choices[method].lr)
-                else "- | - | -"
-            )
+            shown = _cells(t) if t is not None else "- | - | -"  # tested: choice, neighbours
             mark = "*" if lr == choices[method].lr else ""
             lines.append(
                 f"| {method} | {lr:g}{mark} | {_cells(dev_figures[lr][method])} | {shown} |"
