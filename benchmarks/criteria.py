@@ -12,7 +12,9 @@ pages never carry a figure typed by hand:
         docs/results-privacy-seeds-lr3e-4.json
 
 Each report's page is the file beside it with the suffix .md; ``--also PAGE`` writes the
-first report's block into another page too (docs/results.md).
+first report's block into another page too (docs/results.md). A page that
+``benchmarks/fidelity.py`` wrote with both criteria already (its reports since the token
+share became the paper's criterion) is left as it is: the block would repeat its tables.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ def write_block(page: Path, lines: list[str]) -> None:
     page.write_text(text)
 
 
+def written_with_both_criteria(page: Path) -> bool:
+    """Whether the page, outside any block of this script, has fidelity.py's side-by-side
+    table of both criteria."""
+    if not page.exists():
+        return False
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    outside = pattern.sub("", page.read_text())
+    return side_by_side({})[0] in outside
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
@@ -67,7 +79,11 @@ def main() -> None:
     command = " ".join(["python", "benchmarks/criteria.py", *sys.argv[1:]])
     for index, report in enumerate(args.reports):
         lines = block(report, command)
-        write_block(report.with_suffix(".md"), lines)
+        page = report.with_suffix(".md")
+        if written_with_both_criteria(page):
+            print(f"{page}: written by fidelity.py with both criteria; left as it is")
+        else:
+            write_block(page, lines)
         if index == 0:
             for page in args.also:
                 write_block(page, lines)

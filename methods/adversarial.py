@@ -30,7 +30,7 @@ from pytest_unlearn.api import (
     train_and_report,
     with_adversarial_targets,
 )
-from pytest_unlearn_methods.presets import TINY_BASELINE_LR
+from pytest_unlearn_methods.presets import TINY_LR
 
 TARGETS_FROM = ("start", "base")
 
@@ -55,7 +55,7 @@ class Adversarial(UnlearningMethod[AdversarialConfig]):
     name = "adversarial"
     config_class = AdversarialConfig
     fsdp_compatible = True  # one forward pass per batch
-    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
+    presets = {"tiny": {"lr": TINY_LR["adversarial"]}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)

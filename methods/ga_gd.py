@@ -21,7 +21,7 @@ from pytest_unlearn.api import (
     train_and_report,
     weighted_nll,
 )
-from pytest_unlearn_methods.presets import TINY_BASELINE_LR
+from pytest_unlearn_methods.presets import TINY_LR
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,6 @@ class GaGdConfig(TrainSettings):
 class _GaGd(UnlearningMethod[GaGdConfig]):
     config_class = GaGdConfig
     fsdp_compatible = True  # one forward pass per batch
-    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
     retain_source = "retain"
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
@@ -55,9 +54,11 @@ class _GaGd(UnlearningMethod[GaGdConfig]):
 
 class GaGdInDistribution(_GaGd):
     name = "ga_gd_id"
+    presets = {"tiny": {"lr": TINY_LR["ga_gd_id"]}}
     retain_source = "retain"
 
 
 class GaGdOutOfDistribution(_GaGd):
     name = "ga_gd_ood"
+    presets = {"tiny": {"lr": TINY_LR["ga_gd_ood"]}}
     retain_source = "general"

@@ -30,7 +30,7 @@ from pytest_unlearn.api import (
     pad_token_id,
     train_and_report,
 )
-from pytest_unlearn_methods.presets import TINY_BASELINE_LR
+from pytest_unlearn_methods.presets import TINY_LR
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,6 @@ class _GaKl(UnlearningMethod[GaKlConfig]):
     # Sharded (FSDP), every batch runs the same passes (see item_losses), and the frozen
     # reference swaps each process's shards.
     fsdp_compatible = True
-    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
     retain_source = "retain"
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
@@ -102,9 +101,11 @@ def _weights(batch: Sequence[WeightedItem], rows: list[int], like: torch.Tensor)
 
 class GaKlInDistribution(_GaKl):
     name = "ga_kl_id"
+    presets = {"tiny": {"lr": TINY_LR["ga_kl_id"]}}
     retain_source = "retain"
 
 
 class GaKlOutOfDistribution(_GaKl):
     name = "ga_kl_ood"
+    presets = {"tiny": {"lr": TINY_LR["ga_kl_ood"]}}
     retain_source = "general"

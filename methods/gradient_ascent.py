@@ -14,7 +14,7 @@ from pytest_unlearn.api import (
     pad_token_id,
     train_and_report,
 )
-from pytest_unlearn_methods.presets import TINY_BASELINE_LR
+from pytest_unlearn_methods.presets import TINY_LR
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class GradientAscent(UnlearningMethod[GradientAscentConfig]):
     name = "gradient_ascent"
     config_class = GradientAscentConfig
     fsdp_compatible = True  # one forward pass per batch
-    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
+    presets = {"tiny": {"lr": TINY_LR["gradient_ascent"]}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)

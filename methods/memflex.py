@@ -48,7 +48,7 @@ from pytest_unlearn.api import (
     train_and_report,
     weighted_nll,
 )
-from pytest_unlearn_methods.presets import TINY_MEMFLEX_LR
+from pytest_unlearn_methods.presets import TINY_LR
 
 # Paper Table 12: (mu, sigma) by model family and domain.
 TABLE_12: dict[tuple[str, str], tuple[float, float]] = {
@@ -137,7 +137,7 @@ class MemFlex(UnlearningMethod[MemFlexConfig]):
     controls = ("memflex_all_tensors", "memflex_random_region", "memflex_inverse_region")
     controls_test = "localization"
     fsdp_compatible = True  # one forward pass per batch
-    presets = {"tiny": {"lr": TINY_MEMFLEX_LR}}
+    presets = {"tiny": {"lr": TINY_LR["memflex"]}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)

@@ -39,7 +39,7 @@ from pytest_unlearn.api import (
     pad_token_id,
     train_and_report,
 )
-from pytest_unlearn_methods.presets import TINY_BASELINE_LR
+from pytest_unlearn_methods.presets import TINY_LR
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Npo(UnlearningMethod[NpoConfig]):
     name = "npo"
     config_class = NpoConfig
     fsdp_compatible = True  # one forward pass per batch
-    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
+    presets = {"tiny": {"lr": TINY_LR["npo"]}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         config = self.config

@@ -22,7 +22,7 @@ from pytest_unlearn.api import (
     train_and_report,
     with_random_targets,
 )
-from pytest_unlearn_methods.presets import TINY_BASELINE_LR
+from pytest_unlearn_methods.presets import TINY_LR
 
 LABEL_POSITIONS = ("answer", "all")
 
@@ -49,7 +49,7 @@ class RandomLabels(UnlearningMethod[RandomLabelsConfig]):
     name = "random_labels"
     config_class = RandomLabelsConfig
     fsdp_compatible = True  # one forward pass per batch
-    presets = {"tiny": {"lr": TINY_BASELINE_LR}}
+    presets = {"tiny": {"lr": TINY_LR["random_labels"]}}
 
     def unlearn(self, context: UnlearnContext) -> MethodResult:
         model, pad = context.model, pad_token_id(context.tokenizer)

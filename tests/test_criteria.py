@@ -181,6 +181,26 @@ def test_the_criteria_block_is_recomputed_from_the_report(tmp_path: Path) -> Non
     )
 
 
+def test_a_page_fidelity_wrote_with_both_criteria_gets_no_second_copy(tmp_path: Path) -> None:
+    """A page whose own tables (fidelity.py's) already give both criteria is recognised and
+    left alone; a page without them, or with only this script's block, is not."""
+    criteria = _benchmark("criteria")
+    fidelity = _benchmark("fidelity")
+    written = tmp_path / "written.md"
+    written.write_text("\n".join(["# run", *fidelity.side_by_side({"none": _row(0, 1, 0, 1)})]))
+    assert criteria.written_with_both_criteria(written)
+    bare = tmp_path / "bare.md"
+    bare.write_text("# page\n")
+    assert not criteria.written_with_both_criteria(bare)
+    blocked = tmp_path / "blocked.md"
+    blocked.write_text("# page\n")
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"rows": [{"method": "none", **_row(0, 1, 0, 1)}]}))
+    criteria.write_block(blocked, criteria.block(report, "python benchmarks/criteria.py r.json"))
+    assert not criteria.written_with_both_criteria(blocked)
+    assert not criteria.written_with_both_criteria(tmp_path / "absent.md")
+
+
 def test_the_localization_verdict_under_the_token_share() -> None:
     """The same outcomes judged per item test and per token share: the control passes as
     many item tests as the method (no difference), but forgets far fewer answer tokens, so

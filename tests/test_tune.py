@@ -109,3 +109,20 @@ def test_the_smollm2_controls_train_at_memflexs_tuned_lr() -> None:
     assert set(controls.sections()) == expected
     for method, section in controls.sections().items():
         assert section["lr"] == tuned["memflex"]["lr"], method
+
+
+def test_the_tiny_models_defaults_are_the_protocols_choice() -> None:
+    """Without an --unlearn-config, every built-in method (and MemFlex's controls, which
+    share its lr) trains the tiny model at the lr that the tuning protocol chose for it
+    (methods/tuned/tiny-privacy.yaml), not at a rule of thumb."""
+    from pytest_unlearn.config_file import ConfigFile
+    from pytest_unlearn.registry import MethodRegistry
+
+    tuned = ConfigFile(ROOT / "methods" / "tuned" / "tiny-privacy.yaml").sections()
+    registry = MethodRegistry.from_entry_points()
+    plain = ConfigFile(None)
+    for method, section in tuned.items():
+        assert plain.method_config(registry.get(method), method, "tiny").lr == section["lr"]
+    for control in registry.get("memflex").controls:
+        made = plain.method_config(registry.get(control), control, "tiny")
+        assert made.lr == tuned["memflex"]["lr"], control
