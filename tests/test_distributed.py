@@ -217,17 +217,19 @@ def test_two_processes_train_the_model_that_one_process_trains(
     assert 0.3 * whole < main_share < 0.7 * whole
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
     # Summing gradients in another order changes their last bits, and AdamW turns a
-    # near-zero gradient's rounding into a full-size step of either sign: a few elements
-    # in a tensor (1 of 16,384 measured) differ by more than rounding. So every tensor
-    # must agree to within 1% of how far training moved it, and nearly all of its
-    # elements to rounding.
+    # near-zero gradient's rounding into a step of up to the lr's size: a few elements in a
+    # tensor (1 of 16,384 measured) differ by more than rounding, and by how much depends
+    # on the CPU (at most 1% of training's change on one, 5.3% on another). So nearly all
+    # of a tensor's elements must agree to rounding, and none may differ by a quarter of
+    # how far training moved the tensor; a process's items left out, or a shard not put
+    # back, moves most elements, by as much as training does.
     moved = 0.0
     for name, tensor in serial.items():
         change = (tensor - vanilla[name]).abs().max().item()
-        difference = (parallel[name] - tensor).abs().max().item()
-        assert difference <= 0.01 * change, (name, difference, change)
         off = ~torch.isclose(parallel[name], tensor, rtol=1e-4, atol=1e-6)
         assert off.sum().item() <= max(1, tensor.numel() // 1000), (name, off.sum().item())
+        difference = (parallel[name] - tensor).abs().max().item()
+        assert difference <= 0.25 * change, (name, difference, change)
         moved = max(moved, change)
     assert moved > 1e-3  # training changed the model: the comparison is not vacuous
     assert not list((together / "tmp").glob("*rank*"))  # the other process's scratch is gone
@@ -608,12 +610,20 @@ def test_every_method_declared_fsdp_compatible_trains_sharded_as_in_one_process(
             assert 0.45 * whole <= held <= 0.55 * whole, (key, held, whole)
     vanilla = load_file(str(next((together / "vanilla").glob("*/*/weights.safetensors"))))
     for key, weights in serial.items():
-        # AdamW turns float rounding in a near-zero gradient into a step of the lr's size,
-        # so a tensor can differ by a few percent of training's change; a process's items
-        # left out, or weights not put back after sharding, differ by far more.
+        # AdamW turns float rounding in a near-zero gradient into a step of up to the lr's
+        # size, so a few elements can differ by a share of training's change that depends
+        # on the CPU (up to 13% measured after one step); nearly all must agree to
+        # rounding. A process's items left out, or weights not put back after sharding,
+        # move most elements, by as much as training does.
         moved = max((tensor - vanilla[name]).abs().max().item() for name, tensor in weights.items())
         differ = max(
             (sharded[key][name] - tensor).abs().max().item() for name, tensor in weights.items()
         )
+        off = sum(
+            (~torch.isclose(sharded[key][name], tensor, rtol=1e-4, atol=1e-6)).sum().item()
+            for name, tensor in weights.items()
+        )
+        total = sum(tensor.numel() for tensor in weights.values())
         assert moved > 1e-4, key  # each method (and attack) changed the model
-        assert differ < 0.1 * moved, (key, differ, moved)
+        assert off <= max(1, total // 1000), (key, off, total)
+        assert differ < 0.25 * moved, (key, differ, moved)
