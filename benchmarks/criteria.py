@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fidelity import PAPER_CRITERION, interval_table, side_by_side  # noqa: E402
 
 START, END = "<!-- criteria:start -->", "<!-- criteria:end -->"
+BLOCK = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
 
 
 def block(report: Path, command: str) -> list[str]:
@@ -53,9 +54,8 @@ def write_block(page: Path, lines: list[str]) -> None:
     """Replace the page's block (or append it) with ``lines``."""
     text = page.read_text() if page.exists() else ""
     new = "\n".join(lines)
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: new, text, count=1)
+    if BLOCK.search(text):
+        text = BLOCK.sub(lambda _: new, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + new + "\n"
     page.write_text(text)
@@ -66,8 +66,7 @@ def written_with_both_criteria(page: Path) -> bool:
     table of both criteria."""
     if not page.exists():
         return False
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    outside = pattern.sub("", page.read_text())
+    outside = BLOCK.sub("", page.read_text())
     return side_by_side({})[0] in outside
 
 
